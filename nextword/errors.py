@@ -1,0 +1,58 @@
+"""The exceptions nextword raises.
+
+Every error nextword raises on purpose derives from :class:`NextwordError`, so an application
+can catch one class. Each message says what was wrong and, where there is one, how to fix it.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BackendNotFound",
+    "ContextLengthExceeded",
+    "InvalidConfig",
+    "InvalidInput",
+    "ModelLoadError",
+    "NextwordError",
+    "UnsupportedOption",
+]
+
+
+class NextwordError(Exception):
+    """Base class of every error nextword raises on purpose."""
+
+
+class BackendNotFound(NextwordError, LookupError):
+    """No backend of that name is registered, or it is registered but cannot be used here."""
+
+
+class ModelLoadError(NextwordError):
+    """A model could not be found, downloaded or loaded."""
+
+
+class InvalidConfig(NextwordError, ValueError):
+    """A decoding option, backend option or setting has an invalid name or value."""
+
+
+class InvalidInput(NextwordError, ValueError):
+    """A prompt or text passed to the API is not usable (empty, wrong type, ...)."""
+
+
+class UnsupportedOption(NextwordError):
+    """The backend cannot honour a decoding option that was asked for.
+
+    Raised before the engine is called; nothing is ever silently ignored.
+    """
+
+    def __init__(self, message: str, *, option: str = "", backend: str = "") -> None:
+        super().__init__(message)
+        self.option = option
+        self.backend = backend
+
+
+class ContextLengthExceeded(NextwordError, ValueError):
+    """The prompt, or the prompt plus the tokens to generate, do not fit the model's context window."""
+
+    def __init__(self, message: str, *, n_tokens: int = 0, limit: int = 0) -> None:
+        super().__init__(message)
+        self.n_tokens = n_tokens
+        self.limit = limit
