@@ -1,0 +1,68 @@
+"""nextword: next-word prediction and text generation with pluggable backends.
+
+>>> from nextword import generate, predict_next            # doctest: +SKIP
+>>> generate("I love cats because", max_length=50, no_repeat_ngram_size=2).text  # doctest: +SKIP
+
+Importing nextword never imports torch or llama.cpp: a backend's engine is imported when that
+backend is first used.
+"""
+
+from __future__ import annotations
+
+from nextword.api import generate, load, loaded, predict_next, score, stream, unload
+from nextword.backend_spec import BackendSpec, OptionSpec
+from nextword.base import BaseGenerator, TextStream
+from nextword.capabilities import Capabilities, Support
+from nextword.config import DecodingConfig
+from nextword.errors import (
+    BackendNotFound,
+    ContextLengthExceeded,
+    InvalidConfig,
+    InvalidInput,
+    ModelLoadError,
+    NextwordError,
+    UnsupportedOption,
+)
+from nextword.hookspecs import hookimpl
+from nextword.protocol import Generator
+from nextword.registry import BackendInfo, backends, register_plugin, unregister_plugin
+from nextword.results import Candidate, Completion, Generation, Prediction, Score, Settings, TokenScore
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BackendInfo",
+    "BackendNotFound",
+    "BackendSpec",
+    "BaseGenerator",
+    "Candidate",
+    "Capabilities",
+    "Completion",
+    "ContextLengthExceeded",
+    "DecodingConfig",
+    "Generation",
+    "Generator",
+    "InvalidConfig",
+    "InvalidInput",
+    "ModelLoadError",
+    "NextwordError",
+    "OptionSpec",
+    "Prediction",
+    "Score",
+    "Settings",
+    "Support",
+    "TextStream",
+    "TokenScore",
+    "UnsupportedOption",
+    "backends",
+    "generate",
+    "hookimpl",
+    "load",
+    "loaded",
+    "predict_next",
+    "register_plugin",
+    "score",
+    "stream",
+    "unload",
+    "unregister_plugin",
+]

@@ -1,0 +1,212 @@
+"""The top-level functions: ``load``, ``generate``, ``stream``, ``predict_next``, ``score``.
+
+Each resolves the effective settings (see :mod:`nextword.settings`), loads the backend's model
+once (later calls with the same settings reuse it) and attaches the settings to the result.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, overload
+
+from nextword.config import DecodingConfig
+from nextword.errors import ModelLoadError, NextwordError
+from nextword.protocol import Generator
+from nextword.registry import get_backend
+from nextword.results import Generation, Prediction, Score, Settings
+from nextword.settings import Resolved, decoding_from, resolve
+
+__all__ = ["generate", "load", "loaded", "predict_next", "score", "stream", "unload"]
+
+_CACHE: dict[tuple[str, str, str], Generator] = {}
+_LOCK = threading.RLock()
+
+
+def load(backend: str | None = None, model: str | None = None, **options: Any) -> Generator:
+    """Load ``model`` on ``backend`` (both resolved from settings when None) and return a
+    reusable :class:`~nextword.protocol.Generator`.
+
+    ``options`` are the backend's load options (e.g. ``device``, ``dtype``, ``threads`` for hf).
+    A model already loaded with the same backend, model and options is returned as is.
+    """
+    generator, _ = _load(resolve(backend, model, options))
+    return generator
+
+
+def loaded() -> list[Generator]:
+    """The generators currently cached."""
+    with _LOCK:
+        return list(_CACHE.values())
+
+
+def unload() -> None:
+    """Close and forget every cached generator."""
+    with _LOCK:
+        for generator in _CACHE.values():
+            generator.close()
+        _CACHE.clear()
+
+
+@overload
+def generate(
+    prompt: str,
+    *,
+    backend: str | None = ...,
+    model: str | None = ...,
+    config: DecodingConfig | None = ...,
+    options: Mapping[str, Any] | None = ...,
+    **decoding: Any,
+) -> Generation: ...
+
+
+@overload
+def generate(
+    prompt: Sequence[str],
+    *,
+    backend: str | None = ...,
+    model: str | None = ...,
+    config: DecodingConfig | None = ...,
+    options: Mapping[str, Any] | None = ...,
+    **decoding: Any,
+) -> list[Generation]: ...
+
+
+def generate(
+    prompt: str | Sequence[str],
+    *,
+    backend: str | None = None,
+    model: str | None = None,
+    config: DecodingConfig | None = None,
+    options: Mapping[str, Any] | None = None,
+    **decoding: Any,
+) -> Generation | list[Generation]:
+    """Continue a prompt, or each prompt of a list (a batch).
+
+    ``decoding`` takes any :class:`~nextword.config.DecodingConfig` field (``max_new_tokens``,
+    ``max_length``, ``do_sample``, ``temperature``, ``top_k``, ``top_p``, ``no_repeat_ngram_size``,
+    ``num_return_sequences``, ``stop``, ``seed``, ...). Returns a
+    :class:`~nextword.results.Generation` (a list of them for a list of prompts) with the text,
+    token ids, finish reason, token counts and the effective settings.
+    """
+    generator, cfg, settings = _prepare(backend, model, options, config, decoding)
+    result = generator.generate(prompt, cfg)
+    if isinstance(result, list):
+        return [dataclasses.replace(r, settings=settings) for r in result]
+    return dataclasses.replace(result, settings=settings)
+
+
+class _SettledStream:
+    """A text stream whose final result carries the effective settings."""
+
+    def __init__(self, inner: Any, settings: Settings) -> None:
+        self._inner = inner
+        self._settings = settings
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._inner)
+
+    @property
+    def result(self) -> Generation:
+        return dataclasses.replace(self._inner.result, settings=self._settings)
+
+    def text(self) -> str:
+        return "".join(self)
+
+    def close(self) -> None:
+        close = getattr(self._inner, "close", None)
+        if close is not None:
+            close()
+
+
+def stream(
+    prompt: str,
+    *,
+    backend: str | None = None,
+    model: str | None = None,
+    config: DecodingConfig | None = None,
+    options: Mapping[str, Any] | None = None,
+    **decoding: Any,
+) -> _SettledStream:
+    """Like :func:`generate` for one prompt, but yields text chunks as they are produced.
+
+    Chunks never split a character and join to exactly the text :func:`generate` returns.
+    After the loop, ``.result`` holds the full :class:`~nextword.results.Generation`.
+    """
+    generator, cfg, settings = _prepare(backend, model, options, config, decoding)
+    return _SettledStream(generator.stream(prompt, cfg), settings)
+
+
+def predict_next(
+    prompt: str,
+    k: int = 5,
+    *,
+    backend: str | None = None,
+    model: str | None = None,
+    options: Mapping[str, Any] | None = None,
+) -> Prediction:
+    """The ``k`` most likely next tokens after ``prompt``, with probabilities, most likely first."""
+    generator, settings = _load(resolve(backend, model, options))
+    return dataclasses.replace(generator.predict_next(prompt, k), settings=settings)
+
+
+def score(
+    text: str,
+    *,
+    backend: str | None = None,
+    model: str | None = None,
+    options: Mapping[str, Any] | None = None,
+) -> Score:
+    """Per-token and total log-likelihood of ``text``, and its perplexity."""
+    generator, settings = _load(resolve(backend, model, options))
+    return dataclasses.replace(generator.score(text), settings=settings)
+
+
+def _prepare(
+    backend: str | None,
+    model: str | None,
+    options: Mapping[str, Any] | None,
+    config: DecodingConfig | None,
+    decoding: dict[str, Any],
+) -> tuple[Generator, DecodingConfig, Settings]:
+    resolved = resolve(backend, model, options, decoding)
+    cfg, dec_sources = decoding_from(resolved, config, decoding)
+    generator, settings = _load(resolved)
+    sources = {k: v for k, v in settings.sources.items() if not k.startswith("decoding.")}
+    sources.update(dec_sources)
+    return generator, cfg, dataclasses.replace(settings, decoding=cfg, sources=sources)
+
+
+def _load(resolved: Resolved) -> tuple[Generator, Settings]:
+    spec = get_backend(resolved.backend)
+    sources = dict(resolved.sources)
+    model = resolved.model
+    if model is None:
+        model = spec.default_model
+        sources["model"] = f"default of the {spec.name!r} backend"
+    options = spec.validate_options(resolved.options)
+    for name, opt in spec.options.items():
+        if name not in options and opt.default is not None:
+            options[name] = opt.default
+            sources.setdefault(f"options.{name}", "default")
+    key = (spec.name, model, repr(sorted(options.items())))
+    settings = Settings(backend=spec.name, model=model, options=options, sources=sources)
+    with _LOCK:
+        generator = _CACHE.get(key)
+        if generator is None:
+            try:
+                generator = spec.load(model, **options)
+            except NextwordError:
+                raise
+            except Exception as exc:
+                raise ModelLoadError(
+                    f"the {spec.name!r} backend could not load model {model!r}: {type(exc).__name__}: {exc}"
+                ) from exc
+            if not isinstance(generator, Generator):
+                raise ModelLoadError(
+                    f"the {spec.name!r} backend returned {type(generator).__name__}, which does not "
+                    "implement the nextword.Generator protocol"
+                )
+            _CACHE[key] = generator
+    return generator, settings

@@ -1,0 +1,386 @@
+"""``BaseGenerator``: the public behaviour of a backend, built on a few engine primitives.
+
+A backend subclasses :class:`BaseGenerator` and implements tokenization, the context length and
+next-token logits (:meth:`~BaseGenerator.next_token_logits`); it may override the faster paths
+(:meth:`~BaseGenerator.open_session`, :meth:`~BaseGenerator.token_stream`,
+:meth:`~BaseGenerator.generate_ids`, :meth:`~BaseGenerator.token_logprobs`) where its engine
+does better. Everything the user sees — validation, capability checks, context-length checks,
+stop strings, UTF-8-safe streaming, finish reasons, results — is done here, once, for all.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import dataclasses
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, ClassVar, overload
+
+import numpy as np
+import numpy.typing as npt
+
+from nextword.capabilities import Capabilities, Support
+from nextword.config import DecodingConfig
+from nextword.decoding.detok import IncrementalDetokenizer
+from nextword.decoding.loop import Session, sample_tokens
+from nextword.decoding.processors import log_softmax
+from nextword.errors import ContextLengthExceeded, InvalidConfig, InvalidInput
+from nextword.results import Candidate, Completion, FinishReason, Generation, Prediction, Score, Settings, TokenScore
+from nextword.decoding.stop import StopMatcher
+
+__all__ = ["BaseGenerator", "RecomputeSession", "TextStream"]
+
+
+class RecomputeSession:
+    """A :class:`~nextword.decoding.loop.Session` that recomputes the whole sequence each step.
+
+    The fallback for engines without a reusable state: correct, but quadratic in length.
+    """
+
+    def __init__(self, generator: BaseGenerator, prompt_ids: Sequence[int]) -> None:
+        self._generator = generator
+        self._ids = list(prompt_ids)
+
+    def logits(self) -> npt.NDArray[np.floating]:
+        return self._generator.next_token_logits(self._ids)
+
+    def feed(self, token_id: int) -> None:
+        self._ids.append(token_id)
+
+
+@dataclasses.dataclass
+class _SequenceState:
+    token_ids: list[int] = dataclasses.field(default_factory=list)
+    text: list[str] = dataclasses.field(default_factory=list)
+    finish_reason: FinishReason = "length"
+
+
+class TextStream:
+    """Text chunks of one generation, as they are produced.
+
+    Iterate to get the chunks; once exhausted, :attr:`result` holds the full
+    :class:`~nextword.results.Generation` (token ids, finish reason, settings). The chunks
+    joined are exactly ``result.text``. Closing the stream early stops the engine.
+    """
+
+    def __init__(self, chunks: Iterator[str], finish: Any) -> None:
+        self._chunks = chunks
+        self._finish = finish
+        self._result: Generation | None = None
+
+    def __iter__(self) -> Iterator[str]:
+        for chunk in self._chunks:
+            if chunk:
+                yield chunk
+        self._result = self._finish()
+
+    @property
+    def result(self) -> Generation:
+        """The complete generation; only available after the stream was consumed."""
+        if self._result is None:
+            raise RuntimeError("the stream has not been consumed yet; iterate over it first")
+        return self._result
+
+    def text(self) -> str:
+        """Consume the stream and return the whole text."""
+        return "".join(self)
+
+    def close(self) -> None:
+        """Stop generating."""
+        close = getattr(self._chunks, "close", None)
+        if close is not None:
+            close()
+
+
+class BaseGenerator(abc.ABC):
+    """Base class for backends: implement the abstract primitives, get the whole public API.
+
+    Subclasses set :attr:`backend_name` and :attr:`capabilities` (by default every decoding
+    option is emulated by nextword's shared helpers on top of :meth:`next_token_logits`).
+    """
+
+    backend_name: ClassVar[str] = "base"
+    capabilities: Capabilities = Capabilities.all(Support.EMULATED)
+
+    def __init__(self, model: str, options: dict[str, Any] | None = None) -> None:
+        self._model = model
+        self._settings = Settings(backend=self.backend_name, model=model, options=dict(options or {}))
+
+    # ---- identity ---------------------------------------------------------------------------
+
+    @property
+    def backend(self) -> str:
+        """The backend's registered name."""
+        return self.backend_name
+
+    @property
+    def model(self) -> str:
+        """The model as it was given when loading."""
+        return self._model
+
+    @property
+    def settings(self) -> Settings:
+        """Backend, model, options (and where they came from) this generator was loaded with."""
+        return self._settings
+
+    def with_settings(self, settings: Settings) -> None:
+        """Record the effective settings (with their sources) the generator was loaded with."""
+        self._settings = settings
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} backend={self.backend!r} model={self.model!r}>"
+
+    # ---- primitives a backend implements ----------------------------------------------------
+
+    @property
+    @abc.abstractmethod
+    def context_length(self) -> int:
+        """Most tokens (prompt plus generated) the model can attend to."""
+
+    @property
+    def eos_token_ids(self) -> frozenset[int]:
+        """Token ids that end generation (empty if the model has none)."""
+        return frozenset()
+
+    @abc.abstractmethod
+    def tokenize(self, text: str) -> list[int]:
+        """Token ids of ``text``, without any special token added."""
+
+    @abc.abstractmethod
+    def detokenize(self, token_ids: Sequence[int]) -> str:
+        """The text of ``token_ids`` (special tokens rendered as text)."""
+
+    @abc.abstractmethod
+    def next_token_logits(self, token_ids: Sequence[int]) -> npt.NDArray[np.floating]:
+        """Raw logits (1-D, vocabulary size) for the token following ``token_ids``."""
+
+    # ---- faster paths a backend may override ------------------------------------------------
+
+    def open_session(self, prompt_ids: Sequence[int]) -> Session:
+        """A state that has read ``prompt_ids``; override to reuse the engine's KV cache."""
+        return RecomputeSession(self, prompt_ids)
+
+    def token_stream(
+        self, prompt_ids: Sequence[int], config: DecodingConfig, n_new: int, rng: np.random.Generator
+    ) -> Iterator[int]:
+        """Generated token ids one by one (at most ``n_new``; an EOS token ends it).
+
+        The default runs nextword's decoding loop over :meth:`open_session`, so every decoding
+        option is honoured with Hugging Face semantics.
+        """
+        return sample_tokens(self.open_session(prompt_ids), prompt_ids, config, n_new, rng, self.eos_token_ids)
+
+    def generate_ids(
+        self, prompts_ids: Sequence[Sequence[int]], config: DecodingConfig, n_new: Sequence[int]
+    ) -> list[list[Iterable[int]]]:
+        """For each prompt, ``num_return_sequences`` token-id sequences (lazy iterables allowed).
+
+        A sequence may run past a stop string; it must end at its first EOS token. The default
+        draws them one at a time from :meth:`token_stream`, with one random generator per prompt
+        seeded by ``config.seed``, so a batch equals the prompts run one by one.
+        """
+        out: list[list[Iterable[int]]] = []
+        for ids, n in zip(prompts_ids, n_new):
+            rng = np.random.default_rng(config.seed)
+            out.append([_Lazy(self.token_stream, ids, config, n, rng) for _ in range(config.num_return_sequences)])
+        return out
+
+    def token_logprobs(self, token_ids: Sequence[int]) -> list[float]:
+        """Log-probability of each token after the first, given the tokens before it."""
+        session = self.open_session(token_ids[:1])
+        out: list[float] = []
+        for i in range(1, len(token_ids)):
+            out.append(float(log_softmax(session.logits())[token_ids[i]]))
+            if i + 1 < len(token_ids):
+                session.feed(token_ids[i])
+        return out
+
+    def close(self) -> None:
+        """Release engine resources; override when the engine holds any."""
+
+    # ---- the public API ---------------------------------------------------------------------
+
+    @overload
+    def generate(self, prompt: str, config: DecodingConfig | None = None, /, **decoding: Any) -> Generation: ...
+
+    @overload
+    def generate(
+        self, prompt: Sequence[str], config: DecodingConfig | None = None, /, **decoding: Any
+    ) -> list[Generation]: ...
+
+    def generate(
+        self, prompt: str | Sequence[str], config: DecodingConfig | None = None, /, **decoding: Any
+    ) -> Generation | list[Generation]:
+        """Continue one prompt (returns a :class:`Generation`) or each of a list of prompts
+        (returns a list, in order). Options are validated before the engine runs."""
+        cfg = self._config(config, decoding)
+        single = isinstance(prompt, str)
+        prompts = [prompt] if isinstance(prompt, str) else _prompt_list(prompt)
+        if not single:
+            self.capabilities.require("batch", self.backend)
+        prompts_ids = [self._encode_prompt(p) for p in prompts]
+        n_new = [cfg.new_tokens_for(len(ids)) for ids in prompts_ids]
+        for ids, n in zip(prompts_ids, n_new):
+            self._check_length(len(ids), n)
+        raw = self.generate_ids(prompts_ids, cfg, n_new)
+        results = [
+            Generation(
+                prompt=p,
+                prompt_token_ids=tuple(ids),
+                sequences=tuple(self._complete(seq, cfg) for seq in seqs),
+                settings=self._settings.with_decoding(cfg),
+            )
+            for p, ids, seqs in zip(prompts, prompts_ids, raw)
+        ]
+        return results[0] if single else results
+
+    def stream(self, prompt: str, config: DecodingConfig | None = None, /, **decoding: Any) -> TextStream:
+        """Continue ``prompt``, yielding text chunks as they are generated.
+
+        Chunks never split a character, and joined they equal what :meth:`generate` returns
+        for the same prompt and options. ``num_return_sequences`` must be 1.
+        """
+        cfg = self._config(config, decoding)
+        self.capabilities.require("stream", self.backend)
+        if cfg.num_return_sequences != 1:
+            raise InvalidConfig("stream() produces one sequence; num_return_sequences must be 1")
+        if not isinstance(prompt, str):
+            raise InvalidInput(f"stream() takes one prompt string, got {type(prompt).__name__}")
+        ids = self._encode_prompt(prompt)
+        n_new = cfg.new_tokens_for(len(ids))
+        self._check_length(len(ids), n_new)
+        rng = np.random.default_rng(cfg.seed)
+        state = _SequenceState()
+        chunks = self._decode_text(self.token_stream(ids, cfg, n_new, rng), cfg, state)
+
+        def finish() -> Generation:
+            return Generation(
+                prompt=prompt,
+                prompt_token_ids=tuple(ids),
+                sequences=(Completion("".join(state.text), tuple(state.token_ids), state.finish_reason),),
+                settings=self._settings.with_decoding(cfg),
+            )
+
+        return TextStream(chunks, finish)
+
+    def predict_next(self, prompt: str, k: int = 5) -> Prediction:
+        """The ``k`` most likely next tokens after ``prompt``, most likely first, with their
+        probabilities and log-probabilities under the raw model (no decoding options)."""
+        self.capabilities.require("predict_next", self.backend)
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise InvalidInput(f"k must be a positive integer, got {k!r}")
+        ids = self._encode_prompt(prompt)
+        self._check_length(len(ids), 0)
+        logp = log_softmax(self.next_token_logits(ids))
+        k = min(k, logp.shape[-1])
+        top = np.argpartition(-logp, k - 1)[:k]
+        top = top[np.lexsort((top, -logp[top]))]
+        candidates = tuple(
+            Candidate(text=self.detokenize([int(t)]), token_ids=(int(t),), prob=float(np.exp(logp[t])), logprob=float(logp[t]))
+            for t in top
+        )
+        return Prediction(prompt=prompt, candidates=candidates, settings=self._settings)
+
+    def score(self, text: str) -> Score:
+        """Log-likelihood of ``text``: every token after the first, given the tokens before it."""
+        self.capabilities.require("score", self.backend)
+        ids = self._encode_prompt(text, what="text")
+        self._check_length(len(ids), 0)
+        logprobs = self.token_logprobs(ids) if len(ids) > 1 else []
+        tokens = tuple(
+            TokenScore(token_id=t, text=self.detokenize([t]), logprob=lp) for t, lp in zip(ids[1:], logprobs)
+        )
+        return Score(text=text, first_token_id=ids[0], tokens=tokens, settings=self._settings)
+
+    # ---- internals ----------------------------------------------------------------------------
+
+    def _config(self, config: DecodingConfig | None, decoding: dict[str, Any]) -> DecodingConfig:
+        if config is not None and not isinstance(config, DecodingConfig):
+            raise InvalidConfig(f"config must be a DecodingConfig, got {type(config).__name__}")
+        cfg = DecodingConfig.from_options(config, **decoding) if decoding else (config or DecodingConfig())
+        self.capabilities.check(cfg, self.backend)
+        return cfg
+
+    def _encode_prompt(self, prompt: object, what: str = "prompt") -> list[int]:
+        if not isinstance(prompt, str):
+            raise InvalidInput(f"the {what} must be a string, got {type(prompt).__name__}")
+        if not prompt:
+            raise InvalidInput(f"the {what} is empty; give at least one character of text")
+        ids = self.tokenize(prompt)
+        if not ids:
+            raise InvalidInput(f"the {what} {prompt!r} produced no tokens")
+        return ids
+
+    def _check_length(self, n_prompt: int, n_new: int) -> None:
+        limit = self.context_length
+        if n_prompt + n_new > limit:
+            if n_prompt >= limit:
+                msg = (
+                    f"the prompt has {n_prompt} tokens but the model's context window holds {limit}; "
+                    "shorten the prompt"
+                )
+            else:
+                msg = (
+                    f"the prompt has {n_prompt} tokens and {n_new} new tokens were asked for, "
+                    f"{n_prompt + n_new} in all, more than the model's context window of {limit}; "
+                    "shorten the prompt or lower max_new_tokens"
+                )
+            raise ContextLengthExceeded(msg, n_tokens=n_prompt + n_new, limit=limit)
+
+    def _complete(self, token_ids: Iterable[int], cfg: DecodingConfig) -> Completion:
+        state = _SequenceState()
+        for _ in self._decode_text(token_ids, cfg, state):
+            pass
+        return Completion("".join(state.text), tuple(state.token_ids), state.finish_reason)
+
+    def _decode_text(self, token_ids: Iterable[int], cfg: DecodingConfig, state: _SequenceState) -> Iterator[str]:
+        """Turn token ids into text chunks, applying EOS and stop strings; record the outcome in
+        ``state``. Both :meth:`generate` and :meth:`stream` go through here."""
+        detok = IncrementalDetokenizer(self.detokenize)
+        stopper = StopMatcher(cfg.stop)
+        eos = self.eos_token_ids
+
+        def emit(text: str) -> Iterator[str]:
+            out = stopper.feed(text)
+            if out:
+                state.text.append(out)
+                yield out
+
+        iterator = iter(token_ids)
+        with contextlib.closing(iterator) if hasattr(iterator, "close") else contextlib.nullcontext():
+            for token in iterator:
+                state.token_ids.append(token)
+                if token in eos:
+                    state.finish_reason = "eos"
+                    break
+                yield from emit(detok.add(token))
+                if stopper.stopped:
+                    state.finish_reason = "stop"
+                    return
+        yield from emit(detok.flush())
+        if stopper.stopped:
+            state.finish_reason = "stop"
+            return
+        tail = stopper.flush()
+        if tail:
+            state.text.append(tail)
+            yield tail
+
+
+class _Lazy:
+    """An iterable that starts a token stream only when iterated (so streams share an RNG in order)."""
+
+    def __init__(self, fn: Any, *args: Any) -> None:
+        self._fn = fn
+        self._args = args
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._fn(*self._args))
+
+
+def _prompt_list(prompts: object) -> list[str]:
+    if not isinstance(prompts, Sequence) or isinstance(prompts, (bytes, bytearray)):
+        raise InvalidInput(f"prompt must be a string or a list of strings, got {type(prompts).__name__}")
+    if not prompts:
+        raise InvalidInput("the list of prompts is empty")
+    return list(prompts)  # type: ignore[arg-type]

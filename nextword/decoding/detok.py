@@ -1,0 +1,57 @@
+"""Incremental detokenization that never splits a character.
+
+Tokens of byte-level vocabularies can end in the middle of a multi-byte UTF-8 character; a
+decoder then renders the incomplete bytes as U+FFFD. The detokenizer releases text only once
+the decoded tail is complete, so streamed chunks never carry half a character.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+__all__ = ["IncrementalDetokenizer"]
+
+REPLACEMENT = "\ufffd"
+
+
+class IncrementalDetokenizer:
+    """Turns a growing list of token ids into text deltas.
+
+    ``detokenize`` maps a list of ids to text. Text is decoded from a short window that starts
+    at the last released boundary, so the cost per token stays constant and tokenizers that
+    treat a leading space specially (SentencePiece) still produce the right delta.
+    """
+
+    def __init__(self, detokenize: Callable[[Sequence[int]], str]) -> None:
+        self._detokenize = detokenize
+        self._ids: list[int] = []
+        self._prefix = 0  # start of the decoding window
+        self._read = 0  # ids before this index have been released as text
+
+    def add(self, token_id: int) -> str:
+        """Add one token; return the newly completed text (possibly empty)."""
+        self._ids.append(token_id)
+        return self._release(final=False)
+
+    def flush(self) -> str:
+        """Release everything left, incomplete characters included (as U+FFFD)."""
+        return self._release(final=True)
+
+    def _release(self, *, final: bool) -> str:
+        if self._read == len(self._ids):
+            return ""
+        window = self._ids[self._prefix :]
+        old = self._detokenize(self._ids[self._prefix : self._read]) if self._read > self._prefix else ""
+        new = self._detokenize(window)
+        if not final and new.endswith(REPLACEMENT):
+            return ""
+        if not new.startswith(old):
+            # The tokenizer re-rendered the window; fall back to decoding everything.
+            full_old = self._detokenize(self._ids[: self._read])
+            full_new = self._detokenize(self._ids)
+            delta = full_new[len(full_old) :]
+        else:
+            delta = new[len(old) :]
+        self._prefix = self._read
+        self._read = len(self._ids)
+        return delta

@@ -1,0 +1,176 @@
+"""Logits processing and token choice in NumPy, with the semantics of transformers' processors.
+
+Order and rules follow ``transformers.GenerationMixin``: repetition penalty, no-repeat n-grams,
+the min-new-tokens EOS ban, then (sampling only) temperature, top-k, top-p, min-p, typical-p,
+and finally a draw from the softmax.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from nextword.config import DecodingConfig
+
+__all__ = [
+    "LogitsPipeline",
+    "apply_repetition_penalty",
+    "banned_ngram_tokens",
+    "log_softmax",
+    "top_k_filter",
+    "top_p_filter",
+    "min_p_filter",
+    "typical_filter",
+]
+
+FloatArray = npt.NDArray[np.floating]
+NEG_INF = -np.inf
+
+
+def log_softmax(logits: FloatArray) -> npt.NDArray[np.float64]:
+    """Log-probabilities (float64) of a 1-D logits vector; -inf logits get -inf."""
+    x = np.asarray(logits, dtype=np.float64)
+    m = np.max(x)
+    shifted = x - m
+    return shifted - np.log(np.sum(np.exp(shifted)))
+
+
+def _softmax(logits: FloatArray) -> npt.NDArray[np.float64]:
+    return np.exp(log_softmax(logits))
+
+
+def apply_repetition_penalty(logits: FloatArray, context: Sequence[int], penalty: float) -> FloatArray:
+    """Penalize every token id present in ``context``: positive logits are divided by
+    ``penalty``, negative ones multiplied (the CTRL rule that transformers uses)."""
+    if penalty == 1.0 or not context:
+        return logits
+    ids = np.unique(np.asarray(context, dtype=np.int64))
+    ids = ids[ids < logits.shape[-1]]
+    vals = logits[ids]
+    logits[ids] = np.where(vals < 0, vals * penalty, vals / penalty)
+    return logits
+
+
+def banned_ngram_tokens(context: Sequence[int], n: int) -> set[int]:
+    """Tokens that would complete an n-gram already present in ``context`` (prompt included)."""
+    if n <= 0 or len(context) < n:
+        return set()
+    prefix = tuple(context[len(context) - n + 1 :]) if n > 1 else ()
+    banned: set[int] = set()
+    for start in range(len(context) - n + 1):
+        if tuple(context[start : start + n - 1]) == prefix:
+            banned.add(int(context[start + n - 1]))
+    return banned
+
+
+def top_k_filter(logits: FloatArray, k: int) -> FloatArray:
+    """Keep the ``k`` largest logits (ties with the k-th kept), the rest to -inf."""
+    if k <= 0 or k >= logits.shape[-1]:
+        return logits
+    kth = np.partition(logits, -k)[-k]
+    logits[logits < kth] = NEG_INF
+    return logits
+
+
+def top_p_filter(logits: FloatArray, top_p: float) -> FloatArray:
+    """Nucleus filter: drop the least likely tokens whose cumulative probability is <= 1 - top_p."""
+    if top_p >= 1.0:
+        return logits
+    order = np.argsort(logits, kind="stable")  # ascending, as transformers sorts
+    cum = np.cumsum(_softmax(logits[order]))
+    remove = cum <= (1.0 - top_p)
+    remove[-1] = False
+    logits[order[remove]] = NEG_INF
+    return logits
+
+
+def min_p_filter(logits: FloatArray, min_p: float) -> FloatArray:
+    """Drop tokens whose probability is below ``min_p`` times the top token's probability."""
+    if min_p <= 0.0:
+        return logits
+    probs = _softmax(logits)
+    remove = probs < min_p * probs.max()
+    remove[int(np.argmax(probs))] = False
+    logits[remove] = NEG_INF
+    return logits
+
+
+def typical_filter(logits: FloatArray, mass: float) -> FloatArray:
+    """Locally typical filter: keep the tokens whose surprisal is closest to the entropy,
+    up to probability ``mass``."""
+    if mass >= 1.0:
+        return logits
+    logp = log_softmax(logits)
+    p = np.exp(logp)
+    ent = -np.nansum(logp * p)
+    shifted = np.abs(-logp - ent)
+    order = np.argsort(shifted, kind="stable")
+    sorted_shifted = shifted[order]
+    cum = np.cumsum(_softmax(logits[order]))
+    last = min(int(np.sum(cum < mass)), len(order) - 1)
+    remove = sorted_shifted > sorted_shifted[last]
+    remove[0] = False
+    logits[order[remove]] = NEG_INF
+    return logits
+
+
+class LogitsPipeline:
+    """Turns a step's raw logits into the next token, following a :class:`DecodingConfig`.
+
+    ``context`` is the prompt plus the tokens generated so far; ``n_generated`` how many of
+    them were generated. ``eos_token_ids`` are needed for ``min_new_tokens``.
+    """
+
+    def __init__(self, config: DecodingConfig, eos_token_ids: Collection[int] = ()) -> None:
+        self.config = config
+        self.eos_token_ids = sorted(eos_token_ids)
+
+    def process(self, logits: FloatArray, context: Sequence[int], n_generated: int) -> FloatArray:
+        """The logits after every processor and warper; returns a new float32/64 array."""
+        cfg = self.config
+        out = np.array(logits, dtype=np.float64, copy=True)
+        apply_repetition_penalty(out, context, cfg.repetition_penalty)
+        if cfg.no_repeat_ngram_size:
+            banned = banned_ngram_tokens(context, cfg.no_repeat_ngram_size)
+            if banned:
+                out[list(banned)] = NEG_INF
+        if self.eos_token_ids and n_generated < cfg.min_new_tokens:
+            out[self.eos_token_ids] = NEG_INF
+        if cfg.sampling:
+            if cfg.temperature is not None and cfg.temperature != 1.0:
+                out /= cfg.temperature
+            if cfg.top_k:
+                top_k_filter(out, cfg.top_k)
+            if cfg.top_p is not None:
+                top_p_filter(out, cfg.top_p)
+            if cfg.min_p is not None:
+                min_p_filter(out, cfg.min_p)
+            if cfg.typical_p is not None:
+                typical_filter(out, cfg.typical_p)
+        return out
+
+    def choose(self, processed: FloatArray, rng: np.random.Generator) -> int:
+        """Greedy argmax, or a draw from softmax(processed) when sampling."""
+        if not self.config.sampling:
+            return int(np.argmax(processed))
+        probs = _softmax(processed)
+        return int(rng.choice(probs.shape[-1], p=probs / probs.sum()))
+
+    def next_token(
+        self, logits: FloatArray, context: Sequence[int], n_generated: int, rng: np.random.Generator
+    ) -> int:
+        """Process ``logits`` and choose the next token."""
+        if self._is_plain_greedy():
+            return int(np.argmax(logits))
+        return self.choose(self.process(logits, context, n_generated), rng)
+
+    def _is_plain_greedy(self) -> bool:
+        cfg = self.config
+        return (
+            not cfg.sampling
+            and cfg.repetition_penalty == 1.0
+            and not cfg.no_repeat_ngram_size
+            and cfg.min_new_tokens == 0
+        )

@@ -1,0 +1,89 @@
+"""The ``Generator`` protocol: what :func:`nextword.load` returns and every backend provides."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any, Protocol, overload, runtime_checkable
+
+from nextword.capabilities import Capabilities
+from nextword.config import DecodingConfig
+from nextword.results import Generation, Prediction, Score, Settings
+
+__all__ = ["Generator", "TextStreamLike"]
+
+
+@runtime_checkable
+class TextStreamLike(Protocol):
+    """An iterator of text chunks whose full result is known once it is exhausted."""
+
+    def __iter__(self) -> Iterator[str]: ...
+
+    @property
+    def result(self) -> Generation: ...
+
+
+@runtime_checkable
+class Generator(Protocol):
+    """A loaded model behind one backend, ready to generate, predict and score.
+
+    Implementations: subclass :class:`nextword.base.BaseGenerator` (recommended: validation,
+    stop strings, streaming and the conformance behaviours come with it) or implement these
+    members directly.
+    """
+
+    @property
+    def backend(self) -> str:
+        """The backend's registered name."""
+        ...
+
+    @property
+    def model(self) -> str:
+        """The model this generator runs, as given when loading."""
+        ...
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What this generator supports."""
+        ...
+
+    @property
+    def settings(self) -> Settings:
+        """The backend, model and options this generator was loaded with."""
+        ...
+
+    @property
+    def context_length(self) -> int:
+        """Most tokens (prompt plus generated) the model can attend to."""
+        ...
+
+    @overload
+    def generate(
+        self, prompt: str, config: DecodingConfig | None = None, /, **decoding: Any
+    ) -> Generation: ...
+
+    @overload
+    def generate(
+        self, prompt: Sequence[str], config: DecodingConfig | None = None, /, **decoding: Any
+    ) -> list[Generation]: ...
+
+    def generate(
+        self, prompt: str | Sequence[str], config: DecodingConfig | None = None, /, **decoding: Any
+    ) -> Generation | list[Generation]:
+        """Continue one prompt (returns a Generation) or a list of prompts (returns a list)."""
+        ...
+
+    def stream(self, prompt: str, config: DecodingConfig | None = None, /, **decoding: Any) -> TextStreamLike:
+        """Continue ``prompt``, yielding text chunks as they are generated."""
+        ...
+
+    def predict_next(self, prompt: str, k: int = 5) -> Prediction:
+        """The ``k`` most likely next tokens after ``prompt``, most likely first."""
+        ...
+
+    def score(self, text: str) -> Score:
+        """Per-token and total log-likelihood of ``text``."""
+        ...
+
+    def close(self) -> None:
+        """Release the model's memory. The generator is unusable afterwards."""
+        ...

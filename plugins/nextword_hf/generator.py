@@ -1,0 +1,294 @@
+"""``HFGenerator``: nextword's Generator on a transformers causal LM.
+
+Generation runs transformers' own ``model.generate`` (its logits processors implement every
+decoding option natively); stop strings use nextword's shared stop handling. Streaming runs
+``generate`` in a worker thread and hands tokens over a queue.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaList
+from transformers.generation.streamers import BaseStreamer
+
+from nextword import BaseGenerator, DecodingConfig, InvalidConfig, ModelLoadError
+from nextword_hf.loading import load_pretrained, locate
+from nextword_hf.plugin import CAPABILITIES
+
+_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` picks CUDA when available; anything else must be a device torch knows and has."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise InvalidConfig(f"hf option 'device' must be cpu, cuda, cuda:N or auto, got {device!r}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InvalidConfig("hf option device='cuda' was asked for, but torch sees no CUDA device here")
+    return dev
+
+
+class HFGenerator(BaseGenerator):
+    """A transformers causal LM behind nextword's API."""
+
+    backend_name = "hf"
+    capabilities = CAPABILITIES
+
+    def __init__(self, model: str, tokenizer: Any, hf_model: Any, options: dict[str, Any]) -> None:
+        super().__init__(model, options)
+        self.tokenizer = tokenizer
+        self.hf_model = hf_model
+        self.device = next(hf_model.parameters()).device
+        gen_cfg = getattr(hf_model, "generation_config", None)
+        eos = getattr(gen_cfg, "eos_token_id", None)
+        if eos is None:
+            eos = tokenizer.eos_token_id
+        self._eos = frozenset([eos] if isinstance(eos, int) else (eos or []))
+        self._pad = tokenizer.pad_token_id
+        if self._pad is None:
+            self._pad = min(self._eos) if self._eos else 0
+        self._n_ctx = _context_length(hf_model.config, tokenizer)
+        self._lock = threading.Lock()
+
+    @classmethod
+    def load(
+        cls, model: str, *, device: str = "auto", dtype: str = "float32", threads: int | None = None
+    ) -> HFGenerator:
+        """Load ``model`` (hub id, local folder or .gguf file) on ``device`` in ``dtype``."""
+        if threads:
+            torch.set_num_threads(threads)
+        dev = resolve_device(device)
+        if dtype == "auto":
+            torch_dtype = torch.float16 if dev.type == "cuda" else torch.float32
+        else:
+            torch_dtype = _DTYPES[dtype]
+        tokenizer, hf_model = load_pretrained(locate(model), dtype=torch_dtype, device=str(dev))
+        return cls(model, tokenizer, hf_model, {"device": device, "dtype": dtype, "threads": threads})
+
+    # ---- primitives -------------------------------------------------------------------------
+
+    @property
+    def context_length(self) -> int:
+        return self._n_ctx
+
+    @property
+    def eos_token_ids(self) -> frozenset[int]:
+        return self._eos
+
+    def tokenize(self, text: str) -> list[int]:
+        return list(self.tokenizer(text)["input_ids"])
+
+    def detokenize(self, token_ids: Sequence[int]) -> str:
+        return str(
+            self.tokenizer.decode(list(token_ids), skip_special_tokens=False, clean_up_tokenization_spaces=False)
+        )
+
+    @torch.inference_mode()
+    def next_token_logits(self, token_ids: Sequence[int]) -> npt.NDArray[np.floating]:
+        ids = torch.tensor([list(token_ids)], device=self.device)
+        logits = self.hf_model(input_ids=ids).logits[0, -1]
+        return logits.float().cpu().numpy()
+
+    @torch.inference_mode()
+    def token_logprobs(self, token_ids: Sequence[int]) -> list[float]:
+        ids = torch.tensor([list(token_ids)], device=self.device)
+        logits = self.hf_model(input_ids=ids).logits[0, :-1].float()
+        logp = torch.log_softmax(logits, dim=-1)
+        return logp.gather(1, ids[0, 1:, None])[:, 0].double().cpu().tolist()
+
+    # ---- generation on transformers' generate -------------------------------------------------
+
+    def generate_ids(
+        self, prompts_ids: Sequence[Sequence[int]], config: DecodingConfig, n_new: Sequence[int]
+    ) -> list[list[Iterable[int]]]:
+        """Greedy prompts run as left-padded batches (grouped by token budget); seeded sampling
+        runs prompt by prompt, each from the seed, so a batch equals the prompts one by one."""
+        out: list[list[Iterable[int]] | None] = [None] * len(prompts_ids)
+        if config.sampling and config.seed is not None:
+            groups = [[i] for i in range(len(prompts_ids))]
+        else:
+            by_budget: dict[int, list[int]] = {}
+            for i, n in enumerate(n_new):
+                by_budget.setdefault(n, []).append(i)
+            groups = list(by_budget.values())
+        for group in groups:
+            rows = self._generate_batch([prompts_ids[i] for i in group], config, n_new[group[0]])
+            per = config.num_return_sequences
+            for j, i in enumerate(group):
+                out[i] = list(rows[j * per : (j + 1) * per])
+        return [o if o is not None else [] for o in out]
+
+    def token_stream(
+        self, prompt_ids: Sequence[int], config: DecodingConfig, n_new: int, rng: np.random.Generator
+    ) -> Iterator[int]:
+        """Tokens as ``model.generate`` produces them (in a worker thread); closing the iterator
+        stops the worker at its next step."""
+        if n_new == 0:
+            return iter(())
+        tokens: queue.Queue[Any] = queue.Queue()
+        cancel = threading.Event()
+        done = object()
+
+        def work() -> None:
+            try:
+                self._run_generate(
+                    [prompt_ids], config, n_new, streamer=_QueueStreamer(tokens), extra_stop=_Cancelled(cancel)
+                )
+                tokens.put(done)
+            except BaseException as exc:  # re-raised in the consumer's thread
+                tokens.put(exc)
+
+        thread = threading.Thread(target=work, name="nextword-hf-generate", daemon=True)
+
+        def consume() -> Iterator[int]:
+            thread.start()
+            try:
+                while True:
+                    item = tokens.get()
+                    if item is done:
+                        return
+                    if isinstance(item, BaseException):
+                        raise item
+                    yield item
+            finally:
+                cancel.set()
+                thread.join()
+
+        return consume()
+
+    def _generate_batch(self, batch: Sequence[Sequence[int]], config: DecodingConfig, n_new: int) -> list[list[int]]:
+        if n_new == 0:
+            return [[] for _ in range(len(batch) * config.num_return_sequences)]
+        sequences, width = self._run_generate(batch, config, n_new)
+        rows = []
+        for row in sequences[:, width:].tolist():
+            end = next((k + 1 for k, t in enumerate(row) if t in self._eos), len(row))
+            rows.append(row[:end])
+        return rows
+
+    @torch.inference_mode()
+    def _run_generate(
+        self,
+        batch: Sequence[Sequence[int]],
+        config: DecodingConfig,
+        n_new: int,
+        *,
+        streamer: BaseStreamer | None = None,
+        extra_stop: StoppingCriteria | None = None,
+    ) -> tuple[torch.Tensor, int]:
+        width = max(len(ids) for ids in batch)
+        input_ids = torch.full((len(batch), width), self._pad, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for i, ids in enumerate(batch):
+            input_ids[i, width - len(ids) :] = torch.tensor(list(ids))
+            mask[i, width - len(ids) :] = 1
+        criteria = StoppingCriteriaList()
+        if config.stop:
+            criteria.append(_StopStrings(self, config.stop, width))
+        if extra_stop is not None:
+            criteria.append(extra_stop)
+        with self._lock:
+            if config.sampling and config.seed is not None:
+                torch.manual_seed(config.seed)
+            out = self.hf_model.generate(
+                input_ids=input_ids.to(self.device),
+                attention_mask=mask.to(self.device),
+                generation_config=self._generation_config(config, n_new),
+                stopping_criteria=criteria,
+                streamer=streamer,
+            )
+        return out, width
+
+    def _generation_config(self, config: DecodingConfig, n_new: int) -> GenerationConfig:
+        sampling = config.sampling
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": n_new,
+            "min_new_tokens": config.min_new_tokens or None,
+            "do_sample": sampling,
+            "repetition_penalty": config.repetition_penalty,
+            "no_repeat_ngram_size": config.no_repeat_ngram_size,
+            "num_return_sequences": config.num_return_sequences,
+            "pad_token_id": self._pad,
+            "eos_token_id": sorted(self._eos) or None,
+            "num_beams": 1,
+            "temperature": 1.0,
+            "top_k": 0,
+            "top_p": 1.0,
+        }
+        if sampling:
+            kwargs.update(
+                temperature=config.temperature if config.temperature is not None else 1.0,
+                top_k=config.top_k or 0,
+                top_p=config.top_p if config.top_p is not None else 1.0,
+                min_p=config.min_p,
+                typical_p=config.typical_p if config.typical_p is not None else 1.0,
+            )
+        return GenerationConfig(**kwargs)
+
+    def close(self) -> None:
+        self.hf_model = None
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+class _QueueStreamer(BaseStreamer):
+    """Receives tokens from ``generate`` and puts them on a queue (skipping the prompt)."""
+
+    def __init__(self, tokens: queue.Queue[Any]) -> None:
+        self.tokens = tokens
+        self.seen_prompt = False
+
+    def put(self, value: torch.Tensor) -> None:
+        if not self.seen_prompt:
+            self.seen_prompt = True
+            return
+        for token in value.reshape(-1).tolist():
+            self.tokens.put(int(token))
+
+    def end(self) -> None:
+        pass
+
+
+class _Cancelled(StoppingCriteria):
+    """Stops generation once the consumer has gone away."""
+
+    def __init__(self, event: threading.Event) -> None:
+        self.event = event
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
+
+
+class _StopStrings(StoppingCriteria):
+    """Ends a row once its generated text contains a stop string (nextword cuts the text after)."""
+
+    def __init__(self, generator: HFGenerator, stops: Sequence[str], prompt_width: int) -> None:
+        self.generator = generator
+        self.stops = stops
+        self.width = prompt_width
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        texts = [self.generator.detokenize(row) for row in input_ids[:, self.width :].tolist()]
+        hits = [any(s in t for s in self.stops) for t in texts]
+        return torch.tensor(hits, dtype=torch.bool, device=input_ids.device)
+
+
+def _context_length(config: Any, tokenizer: Any) -> int:
+    for name in ("n_positions", "max_position_embeddings", "n_ctx", "seq_length"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    limit = getattr(tokenizer, "model_max_length", None)
+    if isinstance(limit, int) and 0 < limit < 10**9:
+        return limit
+    raise ModelLoadError("cannot tell the model's context length from its config")

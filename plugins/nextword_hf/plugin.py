@@ -1,0 +1,56 @@
+"""Registers the ``hf`` backend through nextword's public hooks."""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+from typing import Any
+
+from nextword import BackendSpec, Capabilities, DecodingConfig, OptionSpec, Support, hookimpl
+
+DEFAULT_MODEL = "gpt2"
+
+CAPABILITIES = Capabilities(
+    options={
+        **{name: Support.NATIVE for name in DecodingConfig.field_names()},
+        "stop": Support.EMULATED,
+    }
+)
+
+OPTIONS = {
+    "device": OptionSpec(str, "where the model runs: cpu, cuda, cuda:N or auto", default="auto"),
+    "dtype": OptionSpec(str, "weight dtype", default="float32", choices=("auto", "float32", "float16", "bfloat16")),
+    "threads": OptionSpec(int, "CPU threads torch may use (default: torch's choice)", minimum=1),
+}
+
+
+def _check() -> str | None:
+    for module in ("torch", "transformers"):
+        if importlib.util.find_spec(module) is None:
+            return (
+                f"{module} is not installed; install it with `pip install torch==2.13.0` then "
+                "`pip install 'nextword[hf]'`"
+            )
+    return None
+
+
+def _load(model: str, **options: Any) -> Any:
+    from nextword_hf.generator import HFGenerator
+
+    return HFGenerator.load(model, **options)
+
+
+@hookimpl
+def register_backends(register: Callable[[BackendSpec], None]) -> None:
+    """Register the hf backend."""
+    register(
+        BackendSpec(
+            name="hf",
+            load=_load,
+            default_model=DEFAULT_MODEL,
+            description="Hugging Face transformers on PyTorch (GPT-2, GPT-1, any causal LM, .gguf via transformers)",
+            options=OPTIONS,
+            capabilities=CAPABILITIES,
+            check=_check,
+        )
+    )
