@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any, Protocol, overload, runtime_checkable
 
+import numpy as np
+import numpy.typing as npt
+
 from nextword.capabilities import Capabilities
 from nextword.config import DecodingConfig
 from nextword.results import Generation, Prediction, Score, Settings
@@ -54,6 +57,18 @@ class Generator(Protocol):
     @property
     def context_length(self) -> int:
         """Most tokens (prompt plus generated) the model can attend to."""
+        ...
+
+    def tokenize(self, text: str) -> list[int]:
+        """Token ids of ``text`` as the model reads it."""
+        ...
+
+    def detokenize(self, token_ids: Sequence[int]) -> str:
+        """The text of ``token_ids``."""
+        ...
+
+    def next_token_logits(self, token_ids: Sequence[int]) -> npt.NDArray[np.floating]:
+        """Raw logits (1-D, vocabulary size) for the token after ``token_ids``."""
         ...
 
     @overload

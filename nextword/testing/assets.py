@@ -167,9 +167,7 @@ def read_tokenizer_vectors(files: VocabFiles | str | os.PathLike[str]) -> list[t
     if lines and lines[-1] == "":
         lines.pop()
     if len(lines) != len(texts):
-        raise ValueError(
-            f"{inp_path} holds {len(texts)} test texts but {out_path} holds {len(lines)} lines of ids"
-        )
+        raise ValueError(f"{inp_path} holds {len(texts)} test texts but {out_path} holds {len(lines)} lines of ids")
     return [(text, [int(tok) for tok in line.split()]) for text, line in zip(texts, lines, strict=True)]
 
 
@@ -241,14 +239,11 @@ def _extract_members(sdist: Path, cache_dir: Path) -> None:
                     if len(staged) == len(wanted):
                         break
         except (OSError, tarfile.TarError, EOFError) as exc:
-            raise AssetUnavailable(
-                f"could not read {sdist}: {exc}. {_how_to_provide(cache_dir)}"
-            ) from exc
+            raise AssetUnavailable(f"could not read {sdist}: {exc}. {_how_to_provide(cache_dir)}") from exc
         missing = sorted(set(wanted.values()) - set(staged))
         if missing:
             raise AssetUnavailable(
-                f"{sdist} does not contain {', '.join(missing)} under {_MEMBER_DIR}. "
-                f"{_how_to_provide(cache_dir)}"
+                f"{sdist} does not contain {', '.join(missing)} under {_MEMBER_DIR}. {_how_to_provide(cache_dir)}"
             )
         for name, temp_path in staged.items():
             digest = _sha256(temp_path)

@@ -16,11 +16,12 @@ the functions that need them.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import logging
 import math
 import os
-import tempfile
+import secrets
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,11 +102,11 @@ def convert(
     tmp_out = _make_temp(out_path, "")
     try:
         if llama_cpp is None:
-            _write_gguf(model, tmp_out, kind, progress=progress)
+            _write_gguf(model, tmp_out, kind, progress=progress, desc=f"Writing {kind.upper()} GGUF")
         else:
             tmp_f32 = _make_temp(out_path, ".f32")
             try:
-                _write_gguf(model, tmp_f32, "f32", progress=progress)
+                _write_gguf(model, tmp_f32, "f32", progress=progress, desc="Writing F32 intermediate")
                 _llama_quantize(llama_cpp, tmp_f32, tmp_out, kind, progress=progress)
             finally:
                 tmp_f32.unlink(missing_ok=True)
@@ -205,10 +206,11 @@ def verify(
             )
         id_lists.append(ids)
 
-    try:
-        llm = llama_cpp.Llama(model_path=str(gguf_file), logits_all=True, n_ctx=limit, verbose=False)
-    except Exception as exc:  # llama-cpp-python raises ValueError/RuntimeError
-        raise ModelLoadError(f"llama.cpp cannot load {gguf_file}: {exc}") from exc
+    with _captured_llama_log(llama_cpp) as log:
+        try:
+            llm = llama_cpp.Llama(model_path=str(gguf_file), logits_all=True, n_ctx=limit, verbose=False)
+        except Exception as exc:  # llama-cpp-python raises ValueError/RuntimeError
+            raise ModelLoadError(f"llama.cpp cannot load {gguf_file}: {exc}{log.errors()}") from exc
     try:
         if llm.n_vocab() != hf_model.config.vocab_size:
             raise ModelLoadError(
@@ -687,10 +689,18 @@ def _resolve_out(out: Path, src: Path, kind: str) -> Path:
 
 
 def _make_temp(out_path: Path, tag: str) -> Path:
-    """Create an empty, uniquely named hidden temp file next to ``out_path`` and return its path."""
-    fd, name = tempfile.mkstemp(prefix=f".{out_path.name}{tag}.", suffix=".tmp", dir=out_path.parent)
-    os.close(fd)
-    return Path(name)
+    """Create an empty, uniquely named hidden temp file next to ``out_path`` and return its path.
+
+    The file is created like any other (permissions from the umask), so the final ``os.replace``
+    gives the output ordinary permissions.
+    """
+    while True:
+        path = out_path.with_name(f".{out_path.name}{tag}.{secrets.token_hex(6)}.tmp")
+        try:
+            with path.open("xb"):
+                return path
+        except FileExistsError:
+            continue
 
 
 def _import_gguf() -> Any:
@@ -750,11 +760,11 @@ def _file_type(gguf: Any, kind: str) -> int:
     )
 
 
-def _write_gguf(model: _Model, path: Path, kind: str, *, progress: bool) -> None:
+def _write_gguf(model: _Model, path: Path, kind: str, *, progress: bool, desc: str) -> None:
     """Write ``model`` as a complete GGUF file of direct type ``kind`` to ``path``.
 
     Tensors are streamed: each is read, converted and written before the next is read, so memory
-    holds one tensor at a time. ``progress`` shows a tqdm bar over the tensors.
+    holds one tensor at a time. ``progress`` shows a tqdm bar, labelled ``desc``, over the tensors.
     """
     gguf = _import_gguf()
     qtypes = [_pick_qtype(gguf, plan, kind) for plan in model.tensors]
@@ -774,10 +784,7 @@ def _write_gguf(model: _Model, path: Path, kind: str, *, progress: bool) -> None
         writer.write_kv_data_to_file()
         writer.write_ti_data_to_file()
         for plan, qtype in _iter_progress(
-            zip(model.tensors, qtypes, strict=True),
-            enabled=progress,
-            total=len(qtypes),
-            desc=f"Writing {'F32 intermediate' if kind == 'f32' else kind.upper()} GGUF",
+            zip(model.tensors, qtypes, strict=True), enabled=progress, total=len(qtypes), desc=desc
         ):
             data = plan.reader.load(plan.source)
             if plan.transpose:
@@ -819,8 +826,8 @@ def _llama_quantize(llama_cpp: Any, src: Path, dst: Path, kind: str, *, progress
     """Quantize the GGUF ``src`` into ``dst`` with llama.cpp's quantizer at K-quant type ``kind``.
 
     llama.cpp picks the per-tensor mix (the ``_m`` variants give some layers more bits) and falls
-    back to a 32-block type, or F16, for tensors whose rows are not a multiple of 256. Its log lines
-    are hidden unless ``progress`` is set (errors always show).
+    back to a 32-block type, or F16, for tensors whose rows are not a multiple of 256. Its log is
+    captured, not printed; on failure the error lines it logged are part of the raised message.
     """
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = getattr(llama_cpp, _LLAMA_QUANT_FTYPES[kind])
@@ -831,28 +838,62 @@ def _llama_quantize(llama_cpp: Any, src: Path, dst: Path, kind: str, *, progress
 
         bar = tqdm(total=1, desc=f"Quantizing to {kind.upper()} (llama.cpp)", unit="file")
     try:
-        with _quiet_llama_log(enabled=not progress):
-            rc = llama_cpp.llama_model_quantize(os.fsencode(src), os.fsencode(dst), llama_cpp.ctypes.byref(params))
+        with _captured_llama_log(llama_cpp) as log:
+            rc = llama_cpp.llama_model_quantize(os.fsencode(src), os.fsencode(dst), ctypes.byref(params))
         if bar is not None:
             bar.update(1)
     finally:
         if bar is not None:
             bar.close()
     if rc != 0:
-        raise ModelLoadError(f"llama.cpp could not quantize {src.name} to {kind} (status {rc})")
+        raise ModelLoadError(f"llama.cpp could not quantize the model to {kind} (status {rc}){log.errors()}")
+
+
+class _LlamaLog:
+    """Lines llama.cpp logged while captured, with their ggml log levels."""
+
+    _ERROR = 4  # GGML_LOG_LEVEL_ERROR
+    _CONT = 5  # GGML_LOG_LEVEL_CONT: continues the previous line
+
+    def __init__(self) -> None:
+        """Start empty."""
+        self.lines: list[tuple[int, str]] = []
+
+    def add(self, level: int, text: str) -> None:
+        """Record one log call (a continuation joins the previous line)."""
+        if level == self._CONT and self.lines:
+            prev_level, prev = self.lines[-1]
+            self.lines[-1] = (prev_level, prev + text)
+        else:
+            self.lines.append((level, text))
+
+    def errors(self) -> str:
+        """``": <error lines>"`` if llama.cpp logged errors, else an empty string."""
+        found = [text.strip() for level, text in self.lines if level == self._ERROR and text.strip()]
+        return (": " + "; ".join(found[-3:])) if found else ""
 
 
 @contextlib.contextmanager
-def _quiet_llama_log(*, enabled: bool) -> Iterator[None]:
-    """Hide llama.cpp's INFO/WARN log lines (errors still show) while the block runs."""
-    log = logging.getLogger("llama-cpp-python")
-    old = log.level
-    if enabled and log.level < logging.ERROR:
-        log.setLevel(logging.ERROR)
+def _captured_llama_log(llama_cpp: Any) -> Iterator[_LlamaLog]:
+    """Route llama.cpp's log into a :class:`_LlamaLog` while the block runs, then restore the old sink.
+
+    llama-cpp-python's own log filter maps current ggml log levels wrongly (it prints warnings and
+    hides errors), so nextword collects the lines itself instead of relying on ``verbose``.
+    """
+    log = _LlamaLog()
+    old_callback = llama_cpp.llama_log_callback()
+    old_user_data = ctypes.c_void_p()
+    llama_cpp.llama_log_get(ctypes.byref(old_callback), ctypes.byref(old_user_data))
+
+    @llama_cpp.llama_log_callback
+    def collect(level: int, text: bytes, user_data: Any) -> None:
+        log.add(int(level), text.decode("utf-8", "replace") if text else "")
+
+    llama_cpp.llama_log_set(collect, None)
     try:
-        yield
+        yield log
     finally:
-        log.setLevel(old)
+        llama_cpp.llama_log_set(old_callback, old_user_data)
 
 
 def _iter_progress(items: Iterable[Any], *, enabled: bool, total: int, desc: str) -> Iterator[Any]:

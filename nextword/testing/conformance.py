@@ -1,0 +1,474 @@
+"""The conformance suite every nextword backend is held to.
+
+Subclass :class:`GeneratorConformance` in a test module and provide a ``generator`` fixture
+that returns a loaded :class:`~nextword.protocol.Generator`::
+
+    import pytest
+    from nextword.testing import GeneratorConformance
+
+    class TestMyBackend(GeneratorConformance):
+        @pytest.fixture(scope="class")
+        def generator(self):
+            return nextword.load("mybackend", "my-model")
+
+The backend's capability declaration decides what each test checks: an option the backend
+supports is checked for its behaviour, an option it declares unsupported is checked to raise
+:class:`~nextword.errors.UnsupportedOption`. No test is skipped.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+import pytest
+
+from nextword.config import DecodingConfig
+from nextword.decoding.processors import apply_repetition_penalty, log_softmax, top_k_filter, top_p_filter
+from nextword.errors import ContextLengthExceeded, InvalidConfig, InvalidInput, NextwordError, UnsupportedOption
+from nextword.protocol import Generator
+
+__all__ = ["GeneratorConformance", "SAMPLE_VALUES"]
+
+#: A non-default value for each decoding option, used to check that unsupported options raise.
+SAMPLE_VALUES: dict[str, dict[str, Any]] = {
+    "max_new_tokens": {"max_new_tokens": 3},
+    "max_length": {"max_length": 12},
+    "min_new_tokens": {"min_new_tokens": 2},
+    "do_sample": {"do_sample": True, "seed": 1},
+    "temperature": {"temperature": 0.7, "seed": 1},
+    "top_k": {"top_k": 5, "seed": 1},
+    "top_p": {"top_p": 0.9, "seed": 1},
+    "min_p": {"min_p": 0.05, "seed": 1},
+    "typical_p": {"typical_p": 0.9, "seed": 1},
+    "repetition_penalty": {"repetition_penalty": 1.3},
+    "no_repeat_ngram_size": {"no_repeat_ngram_size": 2},
+    "num_return_sequences": {"num_return_sequences": 2, "do_sample": True, "seed": 1},
+    "stop": {"stop": ["."]},
+    "seed": {"seed": 3, "do_sample": True},
+}
+
+
+class GeneratorConformance:
+    """Shared behaviour tests. Subclasses provide the ``generator`` fixture and may tune the knobs.
+
+    Knobs (class attributes):
+
+    * ``prompts``: prompts the tests use (plain English by default).
+    * ``new_tokens``: tokens generated per test.
+    * ``logit_tolerance``: how far two logits may differ and still count as a tie, for engines
+      whose incremental and full-sequence evaluations differ by float noise.
+    """
+
+    prompts: ClassVar[tuple[str, ...]] = ("I love cats because", "The weather today is", "Once upon a time")
+    new_tokens: ClassVar[int] = 16
+    logit_tolerance: ClassVar[float] = 1e-4
+
+    @pytest.fixture
+    def generator(self) -> Generator:
+        """Override in the subclass: return the loaded generator under test."""
+        raise NotImplementedError("provide a `generator` fixture in your GeneratorConformance subclass")
+
+    # ---- helpers -------------------------------------------------------------------------------
+
+    def _supports(self, generator: Generator, option: str) -> bool:
+        return generator.capabilities.supports(option)
+
+    def _expect_unsupported(self, generator: Generator, option: str) -> None:
+        with pytest.raises(UnsupportedOption):
+            generator.generate(self.prompts[0], max_new_tokens=2, **SAMPLE_VALUES[option])
+
+    def _logprobs(self, generator: Generator, ids: Sequence[int]) -> np.ndarray:
+        return log_softmax(generator.next_token_logits(list(ids)))
+
+    def _clear_winner(self, logits: np.ndarray) -> bool:
+        top2 = np.sort(np.asarray(logits, dtype=np.float64))[-2:]
+        return bool(top2[1] - top2[0] > self.logit_tolerance)
+
+    # ---- protocol ----------------------------------------------------------------------------
+
+    def test_is_a_generator(self, generator: Generator) -> None:
+        assert isinstance(generator, Generator)
+        assert generator.backend and generator.model
+        assert generator.context_length > 0
+        assert generator.settings.backend == generator.backend
+
+    def test_result_carries_counts_and_settings(self, generator: Generator) -> None:
+        result = generator.generate(self.prompts[0], max_new_tokens=5)
+        assert result.prompt == self.prompts[0]
+        assert list(result.prompt_token_ids) == generator.tokenize(self.prompts[0])
+        assert result.prompt_tokens == len(result.prompt_token_ids)
+        assert result.completion_tokens == len(result.token_ids) <= 5
+        assert result.finish_reason in ("length", "stop", "eos")
+        assert result.settings.decoding.max_new_tokens == 5
+        assert result.settings.backend == generator.backend
+
+    # ---- greedy -----------------------------------------------------------------------------
+
+    def test_greedy_is_deterministic(self, generator: Generator) -> None:
+        for prompt in self.prompts:
+            first = generator.generate(prompt, max_new_tokens=self.new_tokens)
+            second = generator.generate(prompt, max_new_tokens=self.new_tokens)
+            assert first.token_ids == second.token_ids
+            assert first.text == second.text
+
+    def test_greedy_follows_the_argmax(self, generator: Generator) -> None:
+        prompt = self.prompts[0]
+        result = generator.generate(prompt, max_new_tokens=self.new_tokens)
+        ids = generator.tokenize(prompt)
+        for token in result.token_ids:
+            logits = generator.next_token_logits(ids)
+            best = float(np.max(logits))
+            assert logits[token] >= best - self.logit_tolerance, "greedy chose a token that is not the argmax"
+            ids.append(token)
+
+    def test_temperature_zero_and_top_k_one_agree_with_greedy(self, generator: Generator) -> None:
+        prompt = self.prompts[1]
+        greedy = generator.generate(prompt, max_new_tokens=self.new_tokens)
+        if self._supports(generator, "temperature"):
+            assert generator.generate(prompt, max_new_tokens=self.new_tokens, temperature=0.0).token_ids == (
+                greedy.token_ids
+            )
+        else:
+            self._expect_unsupported(generator, "temperature")
+        if self._supports(generator, "top_k"):
+            top1 = generator.generate(prompt, max_new_tokens=self.new_tokens, do_sample=True, top_k=1, seed=7)
+            assert top1.token_ids == greedy.token_ids
+        else:
+            self._expect_unsupported(generator, "top_k")
+
+    # ---- sampling ---------------------------------------------------------------------------
+
+    def test_same_seed_same_sample(self, generator: Generator) -> None:
+        if not (self._supports(generator, "seed") and self._supports(generator, "do_sample")):
+            self._expect_unsupported(generator, "seed")
+            return
+        prompt = self.prompts[0]
+        runs = [generator.generate(prompt, max_new_tokens=self.new_tokens, do_sample=True, seed=s) for s in (1, 1, 2)]
+        assert runs[0].token_ids == runs[1].token_ids
+        others = [generator.generate(prompt, max_new_tokens=self.new_tokens, do_sample=True, seed=s) for s in (2, 3, 4)]
+        assert any(o.token_ids != runs[0].token_ids for o in others), "different seeds never changed the sample"
+
+    def test_sampled_tokens_lie_in_the_top_k_set(self, generator: Generator) -> None:
+        if not self._supports(generator, "top_k"):
+            self._expect_unsupported(generator, "top_k")
+            return
+        prompt = self.prompts[2]
+        for seed in (1, 2, 3):
+            result = generator.generate(prompt, max_new_tokens=self.new_tokens, do_sample=True, top_k=3, seed=seed)
+            ids = generator.tokenize(prompt)
+            for token in result.token_ids:
+                logits = np.array(generator.next_token_logits(ids), dtype=np.float64)
+                kth = np.sort(logits)[-3]
+                assert logits[token] >= kth - self.logit_tolerance, "a sampled token lies outside the top-3 set"
+                ids.append(token)
+
+    def test_sampled_tokens_lie_in_the_top_p_set(self, generator: Generator) -> None:
+        if not self._supports(generator, "top_p"):
+            self._expect_unsupported(generator, "top_p")
+            return
+        prompt = self.prompts[2]
+        for seed in (1, 2, 3):
+            result = generator.generate(prompt, max_new_tokens=self.new_tokens, do_sample=True, top_p=0.5, seed=seed)
+            ids = generator.tokenize(prompt)
+            for token in result.token_ids:
+                logits = np.array(generator.next_token_logits(ids), dtype=np.float64)
+                # The nucleus, widened by the tolerance: tokens tied with its last member count too.
+                kept = top_p_filter(logits.copy(), 0.5)
+                floor = float(np.min(kept[np.isfinite(kept)]))
+                assert logits[token] >= floor - self.logit_tolerance, "a sampled token lies outside the top-p set"
+                ids.append(token)
+
+    def test_num_return_sequences(self, generator: Generator) -> None:
+        if not self._supports(generator, "num_return_sequences"):
+            self._expect_unsupported(generator, "num_return_sequences")
+            return
+        result = generator.generate(
+            self.prompts[0], max_new_tokens=self.new_tokens, do_sample=True, num_return_sequences=3, seed=5
+        )
+        assert len(result.sequences) == 3
+        assert len({s.token_ids for s in result.sequences}) > 1, "three samples were identical"
+        again = generator.generate(
+            self.prompts[0], max_new_tokens=self.new_tokens, do_sample=True, num_return_sequences=3, seed=5
+        )
+        assert [s.token_ids for s in again.sequences] == [s.token_ids for s in result.sequences]
+
+    # ---- lengths and endings ----------------------------------------------------------------
+
+    def test_max_new_tokens_is_exact_unless_eos(self, generator: Generator) -> None:
+        for n in (1, 7, self.new_tokens):
+            for prompt in self.prompts:
+                result = generator.generate(prompt, max_new_tokens=n)
+                if result.finish_reason == "length":
+                    assert len(result.token_ids) == n
+                else:
+                    assert result.finish_reason == "eos"
+                    assert len(result.token_ids) <= n
+
+    def test_zero_new_tokens(self, generator: Generator) -> None:
+        result = generator.generate(self.prompts[0], max_new_tokens=0)
+        assert result.token_ids == () and result.text == "" and result.finish_reason == "length"
+
+    def test_max_length_counts_the_prompt(self, generator: Generator) -> None:
+        if not self._supports(generator, "max_length"):
+            self._expect_unsupported(generator, "max_length")
+            return
+        prompt = self.prompts[0]
+        n_prompt = len(generator.tokenize(prompt))
+        result = generator.generate(prompt, max_length=n_prompt + 5)
+        assert result.finish_reason == "eos" or len(result.token_ids) == 5
+        same = generator.generate(prompt, max_new_tokens=5)
+        assert result.token_ids == same.token_ids
+
+    def test_min_new_tokens_forbids_early_eos(self, generator: Generator) -> None:
+        if not self._supports(generator, "min_new_tokens"):
+            self._expect_unsupported(generator, "min_new_tokens")
+            return
+        for prompt in self.prompts:
+            result = generator.generate(prompt, max_new_tokens=self.new_tokens, min_new_tokens=self.new_tokens)
+            assert len(result.token_ids) == self.new_tokens
+            assert result.finish_reason in ("length", "stop")
+
+    def test_eos_ends_the_text(self, generator: Generator) -> None:
+        for prompt in self.prompts:
+            result = generator.generate(prompt, max_new_tokens=self.new_tokens)
+            if result.finish_reason == "eos":
+                # The EOS token is reported in token_ids but is not part of the text.
+                assert generator.detokenize(list(result.token_ids[:-1])) == result.text
+
+    # ---- stop strings -----------------------------------------------------------------------
+
+    def test_stop_strings_cut_exactly_across_token_boundaries(self, generator: Generator) -> None:
+        if not self._supports(generator, "stop"):
+            self._expect_unsupported(generator, "stop")
+            return
+        checked = 0
+        for prompt in self.prompts:
+            full = generator.generate(prompt, max_new_tokens=self.new_tokens)
+            pieces = [generator.detokenize([t]) for t in full.token_ids]
+            if len(pieces) < 4 or "".join(pieces) != full.text:
+                continue
+            # A stop string made of the end of token 2 and the start of token 3.
+            left, right = pieces[1], pieces[2]
+            if not left or not right:
+                continue
+            stop = left[-2:] + right[:2]
+            expected = full.text[: full.text.find(stop)]
+            result = generator.generate(prompt, max_new_tokens=self.new_tokens, stop=[stop, "\x00never\x00"])
+            assert result.text == expected
+            assert result.finish_reason == "stop"
+            assert stop not in result.text
+            checked += 1
+        assert checked, "no prompt gave enough text to place a stop string across tokens"
+
+    def test_stop_string_absent_changes_nothing(self, generator: Generator) -> None:
+        if not self._supports(generator, "stop"):
+            self._expect_unsupported(generator, "stop")
+            return
+        full = generator.generate(self.prompts[0], max_new_tokens=self.new_tokens)
+        same = generator.generate(self.prompts[0], max_new_tokens=self.new_tokens, stop=["\x00never\x00"])
+        assert same.token_ids == full.token_ids and same.text == full.text
+
+    # ---- processors with Hugging Face semantics ---------------------------------------------
+
+    def test_no_repeat_ngram_size(self, generator: Generator) -> None:
+        if not self._supports(generator, "no_repeat_ngram_size"):
+            self._expect_unsupported(generator, "no_repeat_ngram_size")
+            return
+        for n in (2, 3):
+            for prompt in self.prompts:
+                result = generator.generate(prompt, max_new_tokens=self.new_tokens * 2, no_repeat_ngram_size=n)
+                ids = list(result.prompt_token_ids) + list(result.token_ids)
+                grams = [tuple(ids[i : i + n]) for i in range(len(ids) - n + 1)]
+                new_grams = grams[max(0, len(result.prompt_token_ids) - n + 1) :]
+                for gram in new_grams:
+                    assert grams.count(gram) == 1, f"the {n}-gram {gram} occurs twice"
+
+    def test_repetition_penalty_follows_the_hugging_face_rule(self, generator: Generator) -> None:
+        if not self._supports(generator, "repetition_penalty"):
+            self._expect_unsupported(generator, "repetition_penalty")
+            return
+        for penalty in (1.8, 0.6):
+            prompt = self.prompts[0]
+            result = generator.generate(prompt, max_new_tokens=8, repetition_penalty=penalty)
+            ids = generator.tokenize(prompt)
+            for token in result.token_ids:
+                logits = np.array(generator.next_token_logits(ids), dtype=np.float64)
+                apply_repetition_penalty(logits, ids, penalty)
+                if self._clear_winner(logits):
+                    assert token == int(np.argmax(logits)), "repetition_penalty differs from the HF rule"
+                ids.append(token)
+
+    # ---- streaming --------------------------------------------------------------------------
+
+    def test_stream_joins_to_the_generated_text(self, generator: Generator) -> None:
+        if not generator.capabilities.stream:
+            with pytest.raises(UnsupportedOption):
+                generator.stream(self.prompts[0], max_new_tokens=4)
+            return
+        settings: list[dict[str, Any]] = [{}]
+        if self._supports(generator, "do_sample") and self._supports(generator, "seed"):
+            settings += [{"do_sample": True, "temperature": 1.5, "seed": s} for s in (1, 2)]
+        if self._supports(generator, "stop"):
+            settings.append({"stop": [" the", "."]})
+        for extra in settings:
+            for prompt in self.prompts:
+                whole = generator.generate(prompt, max_new_tokens=self.new_tokens, **extra)
+                stream = generator.stream(prompt, max_new_tokens=self.new_tokens, **extra)
+                chunks = list(stream)
+                assert "".join(chunks) == whole.text
+                assert stream.result.token_ids == whole.token_ids
+                assert stream.result.finish_reason == whole.finish_reason
+                assert all(chunks), "empty chunk"
+                bad = sum(c.count("\ufffd") for c in chunks)
+                assert bad == whole.text.count("\ufffd"), "a chunk split a character"
+
+    def test_stream_can_be_abandoned(self, generator: Generator) -> None:
+        if not generator.capabilities.stream:
+            return
+        stream = generator.stream(self.prompts[0], max_new_tokens=self.new_tokens)
+        iterator = iter(stream)
+        next(iterator, None)
+        stream.close()
+        # The generator still works afterwards.
+        assert generator.generate(self.prompts[0], max_new_tokens=2).completion_tokens <= 2
+
+    # ---- batches ----------------------------------------------------------------------------
+
+    def test_batch_equals_one_by_one(self, generator: Generator) -> None:
+        if not generator.capabilities.batch:
+            with pytest.raises(UnsupportedOption):
+                generator.generate(list(self.prompts), max_new_tokens=2)
+            return
+        variants: list[dict[str, Any]] = [{}]
+        if self._supports(generator, "do_sample") and self._supports(generator, "seed"):
+            variants.append({"do_sample": True, "seed": 11})
+        for extra in variants:
+            batch = generator.generate(list(self.prompts), max_new_tokens=self.new_tokens, **extra)
+            assert isinstance(batch, list) and len(batch) == len(self.prompts)
+            for prompt, result in zip(self.prompts, batch):
+                single = generator.generate(prompt, max_new_tokens=self.new_tokens, **extra)
+                assert result.prompt == prompt
+                assert result.token_ids == single.token_ids
+                assert result.text == single.text
+
+    # ---- prediction and scoring -------------------------------------------------------------
+
+    def test_predict_next_is_a_sorted_distribution(self, generator: Generator) -> None:
+        for prompt in self.prompts:
+            prediction = generator.predict_next(prompt, k=10)
+            probs = [c.prob for c in prediction]
+            assert len(probs) == 10
+            assert probs == sorted(probs, reverse=True)
+            assert all(0.0 <= p <= 1.0 for p in probs)
+            assert sum(probs) <= 1.0 + 1e-6
+            for c in prediction:
+                assert math.isclose(math.exp(c.logprob), c.prob, rel_tol=1e-6, abs_tol=1e-12)
+                assert c.text == generator.detokenize(list(c.token_ids))
+
+    def test_predict_next_top_is_greedy_first_token(self, generator: Generator) -> None:
+        for prompt in self.prompts:
+            top = generator.predict_next(prompt, k=2)
+            first = generator.generate(prompt, max_new_tokens=1)
+            if top[0].logprob - top[1].logprob > self.logit_tolerance:
+                assert first.token_ids[0] == top[0].token_id
+
+    def test_predict_next_matches_the_logits(self, generator: Generator) -> None:
+        prompt = self.prompts[0]
+        logp = self._logprobs(generator, generator.tokenize(prompt))
+        for c in generator.predict_next(prompt, k=5):
+            assert c.logprob == pytest.approx(logp[c.token_id], abs=1e-4)
+
+    def test_score_agrees_with_the_chain_of_predictions(self, generator: Generator) -> None:
+        for prompt in self.prompts:
+            text = prompt + generator.generate(prompt, max_new_tokens=6).text
+            score = generator.score(text)
+            ids = generator.tokenize(text)
+            assert score.first_token_id == ids[0]
+            assert [t.token_id for t in score.tokens] == ids[1:]
+            for i, tok in enumerate(score.tokens, start=1):
+                expected = float(self._logprobs(generator, ids[:i])[ids[i]])
+                assert tok.logprob == pytest.approx(expected, abs=max(1e-3, 10 * self.logit_tolerance))
+            assert score.logprob == pytest.approx(sum(t.logprob for t in score.tokens))
+            assert score.perplexity == pytest.approx(math.exp(-score.logprob / len(score.tokens)))
+        # The top candidate's log-prob is the last token's score of prompt + candidate.
+        prompt = self.prompts[0]
+        cand = generator.predict_next(prompt, k=1)[0]
+        ids = generator.tokenize(prompt)
+        if generator.tokenize(prompt + cand.text) == ids + [cand.token_id]:
+            last = generator.score(prompt + cand.text).tokens[-1]
+            assert last.logprob == pytest.approx(cand.logprob, abs=max(1e-3, 10 * self.logit_tolerance))
+
+    # ---- errors -----------------------------------------------------------------------------
+
+    def test_prompt_past_the_context_window_raises(self, generator: Generator) -> None:
+        long_prompt = " word" * (generator.context_length + 10)
+        with pytest.raises(ContextLengthExceeded):
+            generator.generate(long_prompt, max_new_tokens=1)
+        with pytest.raises(ContextLengthExceeded):
+            generator.predict_next(long_prompt)
+        with pytest.raises(ContextLengthExceeded):
+            generator.score(long_prompt)
+        n = len(generator.tokenize(self.prompts[0]))
+        with pytest.raises(ContextLengthExceeded):
+            generator.generate(self.prompts[0], max_new_tokens=generator.context_length - n + 1)
+        # Still usable afterwards.
+        assert generator.generate(self.prompts[0], max_new_tokens=1).completion_tokens <= 1
+
+    def test_bad_input_raises_clear_errors(self, generator: Generator) -> None:
+        with pytest.raises(InvalidInput):
+            generator.generate("", max_new_tokens=1)
+        with pytest.raises(InvalidInput):
+            generator.generate(123, max_new_tokens=1)  # type: ignore[call-overload]
+        with pytest.raises(InvalidInput):
+            generator.generate([], max_new_tokens=1)
+        with pytest.raises(InvalidInput):
+            generator.predict_next(self.prompts[0], k=0)
+        with pytest.raises(InvalidInput):
+            generator.score("")
+
+    def test_invalid_options_raise_before_the_engine_runs(self, generator: Generator, monkeypatch: Any) -> None:
+        def boom(*args: Any, **kwargs: Any) -> Any:
+            raise AssertionError("the engine was called despite an invalid option")
+
+        for name in ("next_token_logits", "generate_ids", "token_stream", "open_session"):
+            if hasattr(generator, name):
+                monkeypatch.setattr(generator, name, boom)
+        bad: list[dict[str, Any]] = [
+            {"temperature": -1.0},
+            {"top_p": 0.0},
+            {"top_p": 1.5},
+            {"top_k": -3},
+            {"max_new_tokens": -1},
+            {"repetition_penalty": 0.0},
+            {"no_repeat_ngram_size": -2},
+            {"num_return_sequences": 2},  # needs sampling
+            {"do_sample": False, "temperature": 0.5},
+            {"max_new_tokens": 3, "max_length": 9},
+            {"stop": [""]},
+            {"seed": -1},
+            {"not_an_option": 1},
+            {"temprature": 0.5},
+        ]
+        for options in bad:
+            with pytest.raises(InvalidConfig):
+                generator.generate(self.prompts[0], **options)
+        for option, values in SAMPLE_VALUES.items():
+            if not self._supports(generator, option):
+                with pytest.raises(UnsupportedOption):
+                    generator.generate(self.prompts[0], **values)
+        with pytest.raises(NextwordError):
+            generator.stream(self.prompts[0], temperature=-1.0)
+
+    def test_unsupported_options_raise(self, generator: Generator) -> None:
+        declared = generator.capabilities
+        for option in DecodingConfig.field_names():
+            if not declared.supports(option):
+                self._expect_unsupported(generator, option)
+        # An option the backend supports never raises UnsupportedOption.
+        for option, values in SAMPLE_VALUES.items():
+            if declared.supports(option) and all(declared.supports(k) for k in values):
+                options = {k: v for k, v in values.items() if k not in ("max_new_tokens", "max_length")}
+                generator.generate(self.prompts[0], max_new_tokens=2, **options)

@@ -1,0 +1,72 @@
+"""Session-scoped pytest fixtures for nextword's own tests and for backend plugin authors.
+
+Register with ``pytest_plugins = ["nextword.testing.pytest_fixtures"]`` in a ``conftest.py``.
+
+* ``gpt2_vocab``: :class:`~nextword.testing.assets.VocabFiles`, llama.cpp's GPT-2 vocabulary and
+  tokenizer test vectors (fetched once into the asset cache, see
+  :func:`~nextword.testing.assets.gpt2_vocab_files`).
+* ``tiny_gpt2_dir``: a folder holding a tiny random GPT-2 with the real vocabulary
+  (:func:`~nextword.testing.models.build_tiny_gpt2`, default arguments).
+* ``tiny_openai_gpt_dir``: a folder holding a tiny random GPT-1
+  (:func:`~nextword.testing.models.build_tiny_openai_gpt`, default arguments).
+
+When a fixture cannot be provided (the asset cannot be fetched, or torch / transformers are not
+installed) the tests that use it are skipped with the reason; with ``NEXTWORD_REQUIRE_ASSETS=1`` in
+the environment they fail instead, so that CI cannot pass by skipping.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+from typing import NoReturn
+
+import pytest
+
+from nextword.testing.assets import AssetUnavailable, VocabFiles, gpt2_vocab_files
+
+__all__ = ["REQUIRE_ASSETS_ENV", "gpt2_vocab", "tiny_gpt2_dir", "tiny_openai_gpt_dir"]
+
+#: Set to ``1`` to turn "fixture unavailable" skips into failures.
+REQUIRE_ASSETS_ENV = "NEXTWORD_REQUIRE_ASSETS"
+
+
+def _unavailable(reason: str) -> NoReturn:
+    """Skip the requesting test with ``reason``, or fail it when assets are required."""
+    if os.environ.get(REQUIRE_ASSETS_ENV, "").strip() == "1":
+        pytest.fail(f"{reason} ({REQUIRE_ASSETS_ENV}=1 turns this skip into a failure)", pytrace=False)
+    pytest.skip(reason)
+
+
+def _require_modules(*names: str) -> None:
+    missing = [name for name in names if importlib.util.find_spec(name) is None]
+    if missing:
+        _unavailable(f"this fixture needs {', '.join(missing)} (install nextword[hf])")
+
+
+@pytest.fixture(scope="session")
+def gpt2_vocab() -> VocabFiles:
+    """llama.cpp's GPT-2 vocabulary GGUF and its tokenizer test vectors."""
+    try:
+        return gpt2_vocab_files()
+    except AssetUnavailable as exc:
+        _unavailable(f"GPT-2 vocabulary asset unavailable: {exc}")
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2_dir(gpt2_vocab: VocabFiles, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A saved tiny random-weight GPT-2 (real GPT-2 vocabulary), built once per session."""
+    _require_modules("torch", "transformers", "tokenizers", "gguf")
+    from nextword.testing.models import build_tiny_gpt2
+
+    return build_tiny_gpt2(tmp_path_factory.mktemp("tiny-gpt2"), tokenizer=gpt2_vocab.gguf)
+
+
+@pytest.fixture(scope="session")
+def tiny_openai_gpt_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A saved tiny random-weight GPT-1 (``openai-gpt``) with its own small tokenizer, built once per session."""
+    _require_modules("torch", "transformers", "tokenizers")
+    from nextword.testing.models import build_tiny_openai_gpt
+
+    return build_tiny_openai_gpt(tmp_path_factory.mktemp("tiny-openai-gpt"))
