@@ -58,6 +58,10 @@ PROBES = [
     "Dogs are friends",
     "In 2024, three robots",
     "return a + b",
+    "Cats grow up soft when they are friends with the lazy dog.",
+    "What comes after a prompt is a guess about the next word.",
+    "The Moon, the dogs and the astronauts walked together in 1969.",
+    "def jump(fox, dog):\n    return fox + dog\n",
 ]
 
 
@@ -438,7 +442,7 @@ def test_quantized_fidelity(
     kind: str, min_top1: float, max_kl: float, tiny_gpt2: Path, converted: Callable[[str], Path]
 ) -> None:
     _require("llama_cpp")
-    report = verify(tiny_gpt2, converted(kind))
+    report = verify(tiny_gpt2, converted(kind), probes=PROBES + CORPUS)
     assert report.n_tokens >= 100
     assert report.top1_agreement >= min_top1, str(report)
     assert report.mean_kl <= max_kl, str(report)
@@ -446,7 +450,9 @@ def test_quantized_fidelity(
 
 def test_verify_orders_types_by_precision(tiny_gpt2: Path, converted: Callable[[str], Path]) -> None:
     _require("llama_cpp")
-    reports = {kind: verify(tiny_gpt2, converted(kind)) for kind in ("f32", "f16", "q8_0", "q4_k_m")}
+    reports = {
+        kind: verify(tiny_gpt2, converted(kind), probes=PROBES + CORPUS) for kind in ("f32", "f16", "q8_0", "q4_k_m")
+    }
     kls = [reports[k].mean_kl for k in ("f32", "f16", "q8_0", "q4_k_m")]
     assert kls == sorted(kls), {k: str(r) for k, r in reports.items()}
     f32 = reports["f32"]

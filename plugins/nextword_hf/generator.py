@@ -221,16 +221,15 @@ class HFGenerator(BaseGenerator):
             "pad_token_id": self._pad,
             "eos_token_id": sorted(self._eos) or None,
             "num_beams": 1,
-            "temperature": 1.0,
-            "top_k": 0,
-            "top_p": 1.0,
         }
         if sampling:
+            # Explicit neutral values, so a model's own generation_config.json defaults
+            # (e.g. top_k=64) never leak into nextword's semantics.
             kwargs.update(
                 temperature=config.temperature if config.temperature is not None else 1.0,
                 top_k=config.top_k or 0,
                 top_p=config.top_p if config.top_p is not None else 1.0,
-                min_p=config.min_p,
+                min_p=config.min_p if config.min_p is not None else 0.0,
                 typical_p=config.typical_p if config.typical_p is not None else 1.0,
             )
         return GenerationConfig(**kwargs)
