@@ -84,7 +84,6 @@ def gpt2_tokenizer_from_gguf(path: str | os.PathLike[str]) -> PreTrainedTokenize
     BPE (``tokenizer.ggml.model == "gpt2"``) tokenizer using GPT-2's pre-tokenization.
     """
     from tokenizers import Tokenizer
-    from transformers import GPT2TokenizerFast
 
     resolved = Path(path).resolve()
     try:
@@ -96,7 +95,7 @@ def gpt2_tokenizer_from_gguf(path: str | os.PathLike[str]) -> PreTrainedTokenize
     extra: dict[str, Any] = {}
     if spec.model_max_length is not None:
         extra["model_max_length"] = spec.model_max_length
-    return GPT2TokenizerFast(
+    return _fast_tokenizer_class("GPT2")(
         tokenizer_object=Tokenizer.from_str(spec.tokenizer_json),
         bos_token=spec.bos_token,
         eos_token=spec.eos_token,
@@ -231,8 +230,8 @@ def build_tiny_gpt2(
     tokenizer files (its ``model_max_length`` set to ``n_positions``); it is created if needed and
     returned. Weights depend only on the arguments: the same ``seed`` gives identical weights, and
     the global torch RNG state is left as it was. The large default ``initializer_range`` (0.2, ten
-    times GPT-2's) keeps greedy choices away from near-ties. Takes well under a second once the
-    vocabulary has been read (about two seconds the first time in a process).
+    times GPT-2's) keeps greedy choices away from near-ties. Takes about 0.2 s, plus about 4 s the
+    first time in a process (importing torch and transformers, reading the GGUF vocabulary).
 
     Raises :class:`~nextword.testing.assets.AssetUnavailable` when the GPT-2 vocabulary is needed
     and cannot be fetched.
@@ -383,7 +382,7 @@ def build_tiny_openai_gpt(
     :func:`build_tiny_gpt2`; takes a fraction of a second.
     """
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
-    from transformers import OpenAIGPTConfig, OpenAIGPTLMHeadModel, OpenAIGPTTokenizerFast
+    from transformers import OpenAIGPTConfig, OpenAIGPTLMHeadModel
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -403,7 +402,7 @@ def build_tiny_openai_gpt(
     backend.normalizer = normalizers.BertNormalizer(lowercase=True)
     backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     backend.decoder = decoders.BPEDecoder(suffix=_END_OF_WORD)
-    hf_tokenizer = OpenAIGPTTokenizerFast(
+    hf_tokenizer = _fast_tokenizer_class("OpenAIGPT")(
         tokenizer_object=backend, unk_token=_OPENAI_GPT_UNK, model_max_length=n_positions
     )
 
@@ -469,6 +468,18 @@ def _apply_merge(symbols: tuple[str, ...], pair: tuple[str, str]) -> tuple[str, 
 
 # --------------------------------------------------------------------------------------------------
 # Shared helpers
+
+
+def _fast_tokenizer_class(model_name: str) -> type[PreTrainedTokenizerFast]:
+    """Return transformers' fast tokenizer class for ``model_name`` (e.g. ``GPT2TokenizerFast``).
+
+    transformers 5 renamed these classes (``GPT2Tokenizer`` is now the fast one) and keeps the old
+    ``...Fast`` names only as runtime aliases, so the class is looked up by name.
+    """
+    import transformers
+
+    tokenizer_class: type[PreTrainedTokenizerFast] = getattr(transformers, f"{model_name}TokenizerFast")
+    return tokenizer_class
 
 
 def _seeded_model(model_class: Any, config: Any, seed: int) -> Any:

@@ -1,0 +1,90 @@
+"""The command line: commands, exit codes, one-line errors without tracebacks."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nextword.cli import main
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("NEXTWORD_")}
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "nextword", *args], capture_output=True, text=True, env=full_env, cwd=cwd, timeout=300
+    )
+
+
+def test_generate_json_and_stream(tiny_gpt2_dir: Path) -> None:
+    out = run_cli("generate", "I love cats because", "-m", str(tiny_gpt2_dir), "--max-new-tokens", "6", "--json")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert len(data["sequences"][0]["token_ids"]) == 6
+    assert data["settings"]["model"] == str(tiny_gpt2_dir)
+    streamed = run_cli("generate", "I love cats because", "-m", str(tiny_gpt2_dir), "--max-new-tokens", "6", "--stream")
+    assert streamed.returncode == 0
+    assert streamed.stdout.rstrip("\n") == "I love cats because" + data["sequences"][0]["text"]
+
+
+def test_generate_with_sampling_options(tiny_gpt2_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["generate", "Hello", "-m", str(tiny_gpt2_dir), "--max-new-tokens", "4", "--top-k", "5",
+                 "--num-return-sequences", "2", "--seed", "3", "--stop", "\n"])
+    assert code == 0
+    captured = capsys.readouterr()
+    assert captured.out.count("Hello") == 2
+
+
+def test_predict_table_and_json(tiny_gpt2_dir: Path) -> None:
+    out = run_cli("predict", "I love cats because", "-m", str(tiny_gpt2_dir), "-k", "4")
+    assert out.returncode == 0, out.stderr
+    assert "█" in out.stdout or "▏" in out.stdout
+    js = run_cli("predict", "I love cats because", "-m", str(tiny_gpt2_dir), "-k", "4", "--json")
+    cands = json.loads(js.stdout)["candidates"]
+    assert len(cands) == 4 and cands[0]["prob"] >= cands[-1]["prob"]
+
+
+def test_backends_and_config(tmp_path: Path) -> None:
+    out = run_cli("backends")
+    assert out.returncode == 0 and "hf" in out.stdout and "usable" in out.stdout
+    (tmp_path / "nextword.toml").write_text('model = "./my-model"\n[decoding]\nmax_new_tokens = 9\n')
+    cfg = run_cli("config", "--json", cwd=tmp_path, env={"NEXTWORD_BACKEND": "hf"})
+    data = json.loads(cfg.stdout)
+    assert data["backend"] == "hf" and data["sources"]["backend"] == "environment NEXTWORD_BACKEND"
+    assert data["model"] == "./my-model" and data["sources"]["model"].endswith("nextword.toml")
+    assert data["decoding"]["max_new_tokens"] == 9
+    text = run_cli("config", cwd=tmp_path)
+    assert "model    = './my-model'" in text.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["generate", "", "-m", "{model}"], "prompt is empty"),
+        (["generate", "hi", "-b", "nope"], "no backend named 'nope'"),
+        (["generate", "hi", "-m", "./missing-folder"], "no such model file or folder"),
+        (["generate", "hi", "-m", "{model}", "--top-p", "2"], "top_p must be a number in (0.0, 1.0]"),
+        (["generate", "hi", "-m", "{model}", "-o", "colour=red"], "unknown option 'colour'"),
+        (["generate", "word " * 300, "-m", "{model}"], "context window"),
+        (["generate", "hi", "-m", "{model}", "--temperature", "0.5", "--greedy"], "only apply when sampling"),
+        (["generate", "hi", "-m", "nextword-test/not-on-the-hub"], "unreachable"),
+    ],
+)
+def test_user_errors_print_one_line_and_exit_1(tiny_gpt2_dir: Path, args: list[str], needle: str) -> None:
+    out = run_cli(*[a.replace("{model}", str(tiny_gpt2_dir)) for a in args], env={"HF_HUB_OFFLINE": "1"})
+    assert out.returncode == 1
+    assert "Traceback" not in out.stderr
+    errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and needle in errors[0], out.stderr
+
+
+def test_usage_errors_exit_2() -> None:
+    out = run_cli("generate")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    out = run_cli("generate", "hi", "--top-k", "-4")
+    assert out.returncode == 2 and "Traceback" not in out.stderr

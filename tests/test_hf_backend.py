@@ -1,0 +1,155 @@
+"""The hf backend beyond the shared suite: exact agreement with transformers, GPT-1, options, errors."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+import nextword
+from nextword import ContextLengthExceeded, InvalidConfig, ModelLoadError
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_gpt2_dir: Path) -> tuple[object, object]:
+    tok = AutoTokenizer.from_pretrained(tiny_gpt2_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_gpt2_dir).eval()
+    return tok, model
+
+
+def test_seed_example_matches_transformers_generate(tiny_gpt2_dir: Path, reference: tuple[object, object]) -> None:
+    """The example that started the project gives exactly transformers' token ids."""
+    tok, model = reference
+    prompt = "I love cats because"
+    ids = tok(prompt, return_tensors="pt")["input_ids"]  # type: ignore[operator]
+    with torch.inference_mode():
+        out = model.generate(  # type: ignore[attr-defined]
+            ids,
+            attention_mask=torch.ones_like(ids),
+            max_length=50,
+            num_return_sequences=1,
+            no_repeat_ngram_size=2,
+            do_sample=False,
+            pad_token_id=tok.eos_token_id,  # type: ignore[attr-defined]
+        )
+    expected = out[0, ids.shape[1] :].tolist()
+    result = nextword.generate(
+        prompt, model=str(tiny_gpt2_dir), max_length=50, num_return_sequences=1, no_repeat_ngram_size=2
+    )
+    assert list(result.token_ids) == expected
+    assert result.prompt_tokens + result.completion_tokens == 50 or result.finish_reason == "eos"
+    assert result.text == tok.decode(expected)  # type: ignore[attr-defined]
+    assert result.settings.decoding.max_length == 50
+    assert result.settings.backend == "hf"
+
+
+def test_sampling_matches_transformers_with_the_same_seed(tiny_gpt2_dir: Path, reference: tuple[object, object]) -> None:
+    tok, model = reference
+    prompt = "The weather today is"
+    ids = tok(prompt, return_tensors="pt")["input_ids"]  # type: ignore[operator]
+    torch.manual_seed(123)
+    with torch.inference_mode():
+        out = model.generate(  # type: ignore[attr-defined]
+            ids, attention_mask=torch.ones_like(ids), max_new_tokens=12, do_sample=True,
+            top_k=20, top_p=0.9, temperature=0.8, pad_token_id=tok.eos_token_id,  # type: ignore[attr-defined]
+        )
+    result = nextword.generate(
+        prompt, model=str(tiny_gpt2_dir), max_new_tokens=12, top_k=20, top_p=0.9, temperature=0.8, seed=123
+    )
+    assert list(result.token_ids) == out[0, ids.shape[1] :].tolist()
+
+
+def test_batch_of_different_lengths_uses_left_padding(tiny_gpt2_dir: Path) -> None:
+    prompts = ["Hi", "A much longer prompt than the first one, with commas", "Cats"]
+    batch = nextword.generate(prompts, model=str(tiny_gpt2_dir), max_new_tokens=10)
+    for prompt, result in zip(prompts, batch):
+        assert result.token_ids == nextword.generate(prompt, model=str(tiny_gpt2_dir), max_new_tokens=10).token_ids
+
+
+def test_gpt1_generates(tiny_openai_gpt_dir: Path) -> None:
+    gen = nextword.load("hf", str(tiny_openai_gpt_dir))
+    assert gen.hf_model.config.model_type == "openai-gpt"  # type: ignore[attr-defined]
+    result = gen.generate("the cat sat on the", max_new_tokens=8)
+    assert len(result.token_ids) == 8 and result.finish_reason == "length"
+    assert result.text.strip()
+    again = gen.generate("the cat sat on the", max_new_tokens=8)
+    assert again.token_ids == result.token_ids
+    prediction = gen.predict_next("the cat sat on the", k=3)
+    assert prediction[0].token_id == result.token_ids[0]
+
+
+def test_load_is_reused(tiny_gpt2_dir: Path) -> None:
+    first = nextword.load("hf", str(tiny_gpt2_dir), device="cpu")
+    assert nextword.load("hf", str(tiny_gpt2_dir), device="cpu") is first
+    nextword.generate("Hello", model=str(tiny_gpt2_dir), max_new_tokens=1, options={"device": "cpu"})
+    assert sum(1 for g in nextword.loaded() if g is first) == 1
+    other = nextword.load("hf", str(tiny_gpt2_dir), device="cpu", dtype="bfloat16")
+    assert other is not first
+
+
+def test_dtype_and_threads_options(tiny_gpt2_dir: Path) -> None:
+    gen = nextword.load("hf", str(tiny_gpt2_dir), dtype="bfloat16", threads=1)
+    assert next(gen.hf_model.parameters()).dtype == torch.bfloat16  # type: ignore[attr-defined]
+    assert gen.generate("Hello", max_new_tokens=3).completion_tokens == 3
+    assert gen.settings.options["dtype"] == "bfloat16"
+
+
+def test_bad_backend_options(tiny_gpt2_dir: Path) -> None:
+    with pytest.raises(InvalidConfig, match="dtype"):
+        nextword.load("hf", str(tiny_gpt2_dir), dtype="float8")
+    with pytest.raises(InvalidConfig, match="unknown option 'colour'"):
+        nextword.load("hf", str(tiny_gpt2_dir), colour="red")
+    with pytest.raises(InvalidConfig, match="threads"):
+        nextword.load("hf", str(tiny_gpt2_dir), threads=0)
+
+
+def test_missing_model_path_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ModelLoadError, match="no such model file or folder"):
+        nextword.load("hf", str(tmp_path / "nothing-here"))
+    with pytest.raises(ModelLoadError, match="no config.json"):
+        nextword.load("hf", str(tmp_path))
+    bad = tmp_path / "weights.bin"
+    bad.write_bytes(b"x")
+    with pytest.raises(ModelLoadError, match="not a .gguf file"):
+        nextword.load("hf", str(bad))
+
+
+def test_broken_gguf_is_a_clear_error(tmp_path: Path) -> None:
+    bad = tmp_path / "broken.gguf"
+    bad.write_bytes(b"GGUF" + b"\x00" * 20)
+    with pytest.raises(ModelLoadError):
+        nextword.load("hf", str(bad))
+
+
+def test_hub_model_that_cannot_be_downloaded_fails_fast(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    start = time.monotonic()
+    with pytest.raises(ModelLoadError, match="unreachable") as err:
+        nextword.load("hf", "nextword-test/does-not-exist")
+    assert "local folder" in str(err.value)
+    assert time.monotonic() - start < 30
+
+
+def test_default_model_is_gpt2_from_the_hub(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelLoadError, match="cannot download 'gpt2'"):
+        nextword.generate("I love cats because")
+
+
+def test_context_window_of_gpt2_is_n_positions(tiny_gpt2_dir: Path) -> None:
+    gen = nextword.load("hf", str(tiny_gpt2_dir))
+    assert gen.context_length == gen.hf_model.config.n_positions  # type: ignore[attr-defined]
+    with pytest.raises(ContextLengthExceeded, match="context window"):
+        gen.generate("word " * 400, max_new_tokens=1)
+
+
+def test_cuda_requested_without_cuda(tiny_gpt2_dir: Path) -> None:
+    if torch.cuda.is_available():
+        gen = nextword.load("hf", str(tiny_gpt2_dir), device="cuda")
+        assert gen.generate("Hi", max_new_tokens=2).completion_tokens == 2
+    else:
+        with pytest.raises(InvalidConfig, match="no CUDA device"):
+            nextword.load("hf", str(tiny_gpt2_dir), device="cuda")
