@@ -24,9 +24,9 @@ from nextword.config import DecodingConfig
 from nextword.decoding.detok import IncrementalDetokenizer
 from nextword.decoding.loop import Session, sample_tokens
 from nextword.decoding.processors import log_softmax
+from nextword.decoding.stop import StopMatcher
 from nextword.errors import ContextLengthExceeded, InvalidConfig, InvalidInput
 from nextword.results import Candidate, Completion, FinishReason, Generation, Prediction, Score, Settings, TokenScore
-from nextword.decoding.stop import StopMatcher
 
 __all__ = ["BaseGenerator", "RecomputeSession", "TextStream"]
 
@@ -180,7 +180,7 @@ class BaseGenerator(abc.ABC):
         seeded by ``config.seed``, so a batch equals the prompts run one by one.
         """
         out: list[list[Iterable[int]]] = []
-        for ids, n in zip(prompts_ids, n_new):
+        for ids, n in zip(prompts_ids, n_new, strict=True):
             rng = np.random.default_rng(config.seed)
             out.append([_Lazy(self.token_stream, ids, config, n, rng) for _ in range(config.num_return_sequences)])
         return out
@@ -195,7 +195,7 @@ class BaseGenerator(abc.ABC):
                 session.feed(token_ids[i])
         return out
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
         """Release engine resources; override when the engine holds any."""
 
     # ---- the public API ---------------------------------------------------------------------
@@ -220,7 +220,7 @@ class BaseGenerator(abc.ABC):
             self.capabilities.require("batch", self.backend)
         prompts_ids = [self._encode_prompt(p) for p in prompts]
         n_new = [cfg.new_tokens_for(len(ids)) for ids in prompts_ids]
-        for ids, n in zip(prompts_ids, n_new):
+        for ids, n in zip(prompts_ids, n_new, strict=True):
             self._check_length(len(ids), n)
         raw = self.generate_ids(prompts_ids, cfg, n_new)
         results = [
@@ -230,7 +230,7 @@ class BaseGenerator(abc.ABC):
                 sequences=tuple(self._complete(seq, cfg) for seq in seqs),
                 settings=self._settings.with_decoding(cfg),
             )
-            for p, ids, seqs in zip(prompts, prompts_ids, raw)
+            for p, ids, seqs in zip(prompts, prompts_ids, raw, strict=True)
         ]
         return results[0] if single else results
 
@@ -276,7 +276,12 @@ class BaseGenerator(abc.ABC):
         top = np.argpartition(-logp, k - 1)[:k]
         top = top[np.lexsort((top, -logp[top]))]
         candidates = tuple(
-            Candidate(text=self.detokenize([int(t)]), token_ids=(int(t),), prob=float(np.exp(logp[t])), logprob=float(logp[t]))
+            Candidate(
+                text=self.detokenize([int(t)]),
+                token_ids=(int(t),),
+                prob=float(np.exp(logp[t])),
+                logprob=float(logp[t]),
+            )
             for t in top
         )
         return Prediction(prompt=prompt, candidates=candidates, settings=self._settings)
@@ -288,7 +293,8 @@ class BaseGenerator(abc.ABC):
         self._check_length(len(ids), 0)
         logprobs = self.token_logprobs(ids) if len(ids) > 1 else []
         tokens = tuple(
-            TokenScore(token_id=t, text=self.detokenize([t]), logprob=lp) for t, lp in zip(ids[1:], logprobs)
+            TokenScore(token_id=t, text=self.detokenize([t]), logprob=lp)
+            for t, lp in zip(ids[1:], logprobs, strict=True)
         )
         return Score(text=text, first_token_id=ids[0], tokens=tokens, settings=self._settings)
 
@@ -316,8 +322,7 @@ class BaseGenerator(abc.ABC):
         if n_prompt + n_new > limit:
             if n_prompt >= limit:
                 msg = (
-                    f"the prompt has {n_prompt} tokens but the model's context window holds {limit}; "
-                    "shorten the prompt"
+                    f"the prompt has {n_prompt} tokens but the model's context window holds {limit}; shorten the prompt"
                 )
             else:
                 msg = (
@@ -347,7 +352,10 @@ class BaseGenerator(abc.ABC):
                 yield out
 
         iterator = iter(token_ids)
-        with contextlib.closing(iterator) if hasattr(iterator, "close") else contextlib.nullcontext():
+        with contextlib.ExitStack() as cleanup:
+            close = getattr(iterator, "close", None)
+            if close is not None:
+                cleanup.callback(close)
             for token in iterator:
                 state.token_ids.append(token)
                 if token in eos:
@@ -383,4 +391,4 @@ def _prompt_list(prompts: object) -> list[str]:
         raise InvalidInput(f"prompt must be a string or a list of strings, got {type(prompts).__name__}")
     if not prompts:
         raise InvalidInput("the list of prompts is empty")
-    return list(prompts)  # type: ignore[arg-type]
+    return list(prompts)

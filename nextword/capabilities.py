@@ -16,7 +16,7 @@ from nextword.errors import UnsupportedOption
 __all__ = ["Capabilities", "Support"]
 
 
-class Support(str, enum.Enum):
+class Support(enum.StrEnum):
     """How a backend honours a decoding option."""
 
     NATIVE = "native"

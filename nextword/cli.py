@@ -53,7 +53,11 @@ def _parse_options(pairs: tuple[str, ...]) -> dict[str, str]:
 
 def _backend_options(f: Callable[..., Any]) -> Callable[..., Any]:
     f = click.option(
-        "-o", "--option", "options", multiple=True, metavar="KEY=VALUE",
+        "-o",
+        "--option",
+        "options",
+        multiple=True,
+        metavar="KEY=VALUE",
         help="A backend load option, e.g. -o device=cpu -o dtype=float32 (repeatable).",
     )(f)
     f = click.option("-m", "--model", default=None, help="Model: hub id, folder or file (default: from settings).")(f)
@@ -98,8 +102,14 @@ def cli() -> None:
 @click.option("--stream", "do_stream", is_flag=True, help="Print text as it is generated.")
 @click.option("--json", "as_json", is_flag=True, help="Print the full result as JSON.")
 def generate(
-    prompt: str, backend: str | None, model: str | None, options: tuple[str, ...],
-    do_stream: bool, as_json: bool, stop: tuple[str, ...], **decoding: Any,
+    prompt: str,
+    backend: str | None,
+    model: str | None,
+    options: tuple[str, ...],
+    do_stream: bool,
+    as_json: bool,
+    stop: tuple[str, ...],
+    **decoding: Any,
 ) -> None:
     """Continue PROMPT with the chosen backend and decoding options."""
     decoding = {k: v for k, v in decoding.items() if v is not None}
@@ -133,7 +143,9 @@ def generate(
 @_backend_options
 @click.option("-k", "k", type=click.IntRange(min=1), default=10, show_default=True, help="How many candidates.")
 @click.option("--json", "as_json", is_flag=True, help="Print the candidates as JSON.")
-def predict(prompt: str, backend: str | None, model: str | None, options: tuple[str, ...], k: int, as_json: bool) -> None:
+def predict(
+    prompt: str, backend: str | None, model: str | None, options: tuple[str, ...], k: int, as_json: bool
+) -> None:
     """Show the most likely next tokens after PROMPT, with probability bars."""
     opts = _parse_options(options)
     with _loading(backend, model):
@@ -238,8 +250,7 @@ def _generation_json(result: Any) -> dict[str, Any]:
         "prompt": result.prompt,
         "prompt_tokens": result.prompt_tokens,
         "sequences": [
-            {"text": s.text, "token_ids": list(s.token_ids), "finish_reason": s.finish_reason}
-            for s in result.sequences
+            {"text": s.text, "token_ids": list(s.token_ids), "finish_reason": s.finish_reason} for s in result.sequences
         ],
         "settings": result.settings.to_dict(),
     }

@@ -181,8 +181,7 @@ class DecodingConfig:
                 given.insert(0, "temperature")
             if given:
                 raise InvalidConfig(
-                    f"{', '.join(given)} only apply when sampling, but do_sample=False; "
-                    "drop them or set do_sample=True"
+                    f"{', '.join(given)} only apply when sampling, but do_sample=False; drop them or set do_sample=True"
                 )
         if self.num_return_sequences > 1 and not self.sampling:
             raise InvalidConfig(

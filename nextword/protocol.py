@@ -24,6 +24,8 @@ class TextStreamLike(Protocol):
     @property
     def result(self) -> Generation: ...
 
+    def close(self) -> None: ...
+
 
 @runtime_checkable
 class Generator(Protocol):
@@ -72,9 +74,7 @@ class Generator(Protocol):
         ...
 
     @overload
-    def generate(
-        self, prompt: str, config: DecodingConfig | None = None, /, **decoding: Any
-    ) -> Generation: ...
+    def generate(self, prompt: str, config: DecodingConfig | None = None, /, **decoding: Any) -> Generation: ...
 
     @overload
     def generate(

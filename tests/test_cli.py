@@ -33,8 +33,24 @@ def test_generate_json_and_stream(tiny_gpt2_dir: Path) -> None:
 
 
 def test_generate_with_sampling_options(tiny_gpt2_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["generate", "Hello", "-m", str(tiny_gpt2_dir), "--max-new-tokens", "4", "--top-k", "5",
-                 "--num-return-sequences", "2", "--seed", "3", "--stop", "\n"])
+    code = main(
+        [
+            "generate",
+            "Hello",
+            "-m",
+            str(tiny_gpt2_dir),
+            "--max-new-tokens",
+            "4",
+            "--top-k",
+            "5",
+            "--num-return-sequences",
+            "2",
+            "--seed",
+            "3",
+            "--stop",
+            "\n",
+        ]
+    )
     assert code == 0
     captured = capsys.readouterr()
     assert captured.out.count("Hello") == 2

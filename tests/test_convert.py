@@ -92,11 +92,12 @@ def _leftovers(folder: Path) -> list[str]:
 
 
 def _build_gpt2(
-    folder: Path, *, n_embd: int, n_layer: int, n_head: int, n_positions: int, extra_vocab: int = 0, seed: int = 0
+    folder: Path, *, n_embd: int, n_layer: int, n_head: int, n_positions: int, extra_vocab: int = 0, seed: int = 0, init_range: float = 0.2
 ) -> Path:
     """Save a random GPT-2 with a freshly trained byte-level BPE tokenizer into ``folder``.
 
     ``extra_vocab`` adds embedding rows no token maps to (as models padded to a round size have).
+    The wide default ``init_range`` keeps a tiny model's greedy choices away from near-ties.
     """
     torch = _require("torch")
     transformers = _require("transformers")
@@ -126,7 +127,7 @@ def _build_gpt2(
         n_embd=n_embd,
         n_layer=n_layer,
         n_head=n_head,
-        initializer_range=0.2,
+        initializer_range=init_range,
         bos_token_id=eot,
         eos_token_id=eot,
     )

@@ -19,9 +19,7 @@ from nextword.decoding.processors import (
 )
 from nextword.decoding.stop import StopMatcher
 
-
 # ---- processors against transformers' own implementations ----------------------------------
-
 
 
 def _hf() -> tuple[object, object]:

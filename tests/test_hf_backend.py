@@ -46,15 +46,23 @@ def test_seed_example_matches_transformers_generate(tiny_gpt2_dir: Path, referen
     assert result.settings.backend == "hf"
 
 
-def test_sampling_matches_transformers_with_the_same_seed(tiny_gpt2_dir: Path, reference: tuple[object, object]) -> None:
+def test_sampling_matches_transformers_with_the_same_seed(
+    tiny_gpt2_dir: Path, reference: tuple[object, object]
+) -> None:
     tok, model = reference
     prompt = "The weather today is"
     ids = tok(prompt, return_tensors="pt")["input_ids"]  # type: ignore[operator]
     torch.manual_seed(123)
     with torch.inference_mode():
         out = model.generate(  # type: ignore[attr-defined]
-            ids, attention_mask=torch.ones_like(ids), max_new_tokens=12, do_sample=True,
-            top_k=20, top_p=0.9, temperature=0.8, pad_token_id=tok.eos_token_id,  # type: ignore[attr-defined]
+            ids,
+            attention_mask=torch.ones_like(ids),
+            max_new_tokens=12,
+            do_sample=True,
+            top_k=20,
+            top_p=0.9,
+            temperature=0.8,
+            pad_token_id=tok.eos_token_id,  # type: ignore[attr-defined]
         )
     result = nextword.generate(
         prompt, model=str(tiny_gpt2_dir), max_new_tokens=12, top_k=20, top_p=0.9, temperature=0.8, seed=123
@@ -65,7 +73,7 @@ def test_sampling_matches_transformers_with_the_same_seed(tiny_gpt2_dir: Path, r
 def test_batch_of_different_lengths_uses_left_padding(tiny_gpt2_dir: Path) -> None:
     prompts = ["Hi", "A much longer prompt than the first one, with commas", "Cats"]
     batch = nextword.generate(prompts, model=str(tiny_gpt2_dir), max_new_tokens=10)
-    for prompt, result in zip(prompts, batch):
+    for prompt, result in zip(prompts, batch, strict=True):
         assert result.token_ids == nextword.generate(prompt, model=str(tiny_gpt2_dir), max_new_tokens=10).token_ids
 
 

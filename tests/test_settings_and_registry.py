@@ -151,7 +151,9 @@ def test_import_does_not_import_torch() -> None:
     code = "import sys, nextword; nextword.backends(); print('torch' in sys.modules, 'llama_cpp' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
-    timing = subprocess.run([sys.executable, "-X", "importtime", "-c", "import nextword"], capture_output=True, text=True)
+    timing = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", "import nextword"], capture_output=True, text=True
+    )
     assert timing.returncode == 0
     assert not [line for line in timing.stderr.splitlines() if line.rstrip().endswith(("torch", "transformers"))]
 
@@ -163,9 +165,8 @@ def test_a_plugin_whose_import_fails_does_not_break_import(tmp_path: Path) -> No
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: brokenplugin\nVersion: 0.0.0\n")
     (dist / "entry_points.txt").write_text("[nextword]\nbrokenthing = no_such_module_xyz.plugin\n")
     code = (
-        "import sys; sys.path.insert(0, %r); import nextword; "
+        f"import sys; sys.path.insert(0, {str(tmp_path)!r}); import nextword; "
         "b = {i.name: i for i in nextword.backends()}; print(b['brokenthing'].usable, b['brokenthing'].reason)"
-        % str(tmp_path)
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr

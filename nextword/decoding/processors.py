@@ -158,9 +158,7 @@ class LogitsPipeline:
         probs = _softmax(processed)
         return int(rng.choice(probs.shape[-1], p=probs / probs.sum()))
 
-    def next_token(
-        self, logits: FloatArray, context: Sequence[int], n_generated: int, rng: np.random.Generator
-    ) -> int:
+    def next_token(self, logits: FloatArray, context: Sequence[int], n_generated: int, rng: np.random.Generator) -> int:
         """Process ``logits`` and choose the next token."""
         if self._is_plain_greedy():
             return int(np.argmax(logits))

@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 
 from nextword.config import DecodingConfig
-from nextword.decoding.processors import apply_repetition_penalty, log_softmax, top_k_filter, top_p_filter
+from nextword.decoding.processors import apply_repetition_penalty, log_softmax, top_p_filter
 from nextword.errors import ContextLengthExceeded, InvalidConfig, InvalidInput, NextwordError, UnsupportedOption
 from nextword.protocol import Generator
 
@@ -348,7 +348,7 @@ class GeneratorConformance:
         for extra in variants:
             batch = generator.generate(list(self.prompts), max_new_tokens=self.new_tokens, **extra)
             assert isinstance(batch, list) and len(batch) == len(self.prompts)
-            for prompt, result in zip(self.prompts, batch):
+            for prompt, result in zip(self.prompts, batch, strict=True):
                 single = generator.generate(prompt, max_new_tokens=self.new_tokens, **extra)
                 assert result.prompt == prompt
                 assert result.token_ids == single.token_ids

@@ -99,7 +99,7 @@ def _from_pretrained(
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(source.location, local_files_only=local_files_only, **kwargs)
-    model = AutoModelForCausalLM.from_pretrained(
+    model: Any = AutoModelForCausalLM.from_pretrained(
         source.location, local_files_only=local_files_only, dtype=dtype, **kwargs
     )
     if not getattr(model.config, "is_decoder", True) and getattr(model.config, "is_encoder_decoder", False):

@@ -1,0 +1,130 @@
+"""Registers the ``llamacpp`` backend through nextword's public hooks.
+
+Load options (``nextword.load("llamacpp", model, **options)``, ``[backends.llamacpp]`` in a config
+file, or ``--option`` on the command line):
+
+``n_ctx``
+    Context window in tokens. Default: the model's training context, capped at 4096. For models
+    with a learned position table (GPT-2) it may not exceed the training context.
+``threads``
+    CPU threads for generation and for prompt evaluation. Default: llama-cpp-python's choice
+    (half the CPUs for generation, all of them for prompts).
+``kv_type``
+    Element type of the KV cache, for keys and values alike: ``f16`` (llama.cpp's default),
+    ``f32`` (closest to the reference numerics), ``bf16``, or a quantized type (``q8_0``,
+    ``q5_1``, ``q5_0``, ``q4_1``, ``q4_0``, ``iq4_nl``), which needs flash attention.
+``flash_attn``
+    Use flash attention. Default: on exactly when ``kv_type`` is quantized (llama.cpp requires it
+    there), off otherwise.
+``n_gpu_layers``
+    Layers offloaded to the GPU, ``-1`` for all. Default 0. Needs a GPU build of
+    llama-cpp-python; a CPU-only build refuses a non-zero value rather than ignoring it.
+``n_batch``
+    Most tokens handed to llama.cpp in one evaluation (prompts and scoring). Default 512.
+``quant``
+    When ``model`` is a Hugging Face GPT-2 folder (or hub id), the GGUF type it is converted to,
+    once, into the cache: one of ``f32``, ``f16``, ``q8_0`` (default), ``q4_0``, ``q4_k_m``,
+    ``q5_k_m``, ``q6_k``.
+``cache_dir``
+    Folder for converted GGUF files. Default: ``$NEXTWORD_CACHE_DIR/gguf`` when that variable is
+    set, else the user cache folder ``nextword/gguf``.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import importlib.util
+from collections.abc import Callable
+from typing import Any
+
+from nextword import BackendSpec, Capabilities, OptionSpec, Support, hookimpl
+from nextword_llamacpp.convert import GGUF_TYPES
+
+__all__ = ["CAPABILITIES", "DEFAULT_MODEL", "INSTALL_HINT", "KV_TYPES", "OPTIONS", "register_backends"]
+
+DEFAULT_MODEL = "gpt2"
+
+INSTALL_HINT = "CMAKE_ARGS=\"-DGGML_NATIVE=OFF\" pip install 'nextword[llamacpp]'"
+
+#: Every decoding option runs through nextword's shared decoding loop (Hugging Face semantics)
+#: on top of llama.cpp's next-token logits; llama.cpp's own samplers are not used, because their
+#: semantics differ (top-k before temperature, min_keep, penalty windows, ...).
+CAPABILITIES = Capabilities.all(Support.EMULATED)
+
+#: KV cache element types: the option value -> ggml type name.
+KV_TYPES: dict[str, str] = {
+    "f16": "F16",
+    "f32": "F32",
+    "bf16": "BF16",
+    "q8_0": "Q8_0",
+    "q5_1": "Q5_1",
+    "q5_0": "Q5_0",
+    "q4_1": "Q4_1",
+    "q4_0": "Q4_0",
+    "iq4_nl": "IQ4_NL",
+}
+
+OPTIONS = {
+    "n_ctx": OptionSpec(
+        int, "context window in tokens (default: the model's training context, at most 4096)", minimum=1
+    ),
+    "threads": OptionSpec(
+        int, "CPU threads for generation and prompt evaluation (default: llama-cpp-python's choice)", minimum=1
+    ),
+    "kv_type": OptionSpec(
+        str, "KV cache element type for keys and values (quantized types need flash_attn)", default="f16",
+        choices=tuple(KV_TYPES),
+    ),
+    "flash_attn": OptionSpec(bool, "flash attention (default: on exactly when kv_type is quantized)"),
+    "n_gpu_layers": OptionSpec(
+        int, "layers offloaded to the GPU, -1 for all (needs a GPU build of llama-cpp-python)", default=0, minimum=-1
+    ),
+    "n_batch": OptionSpec(int, "most tokens per llama.cpp evaluation call (prompts, scoring)", default=512, minimum=1),
+    "quant": OptionSpec(
+        str, "GGUF type a Hugging Face GPT-2 folder is converted to (once, cached)", default="q8_0",
+        choices=GGUF_TYPES,
+    ),
+    "cache_dir": OptionSpec(
+        str, "folder for converted GGUF files (default: $NEXTWORD_CACHE_DIR/gguf or the user cache nextword/gguf)"
+    ),
+}
+
+
+@functools.cache
+def _check() -> str | None:
+    """None when llama_cpp and gguf import here, else why not (with the install command).
+
+    Cached: the registry calls this on every use of the backend, and importing llama_cpp loads
+    its shared library (a fraction of a second) the first time.
+    """
+    for module, what in (("llama_cpp", "llama-cpp-python"), ("gguf", "gguf")):
+        if importlib.util.find_spec(module) is None:
+            return f"{what} is not installed; install it with {INSTALL_HINT}"
+        try:
+            importlib.import_module(module)
+        except Exception as exc:  # a broken build raises OSError (shared library), ImportError, ...
+            return f"{what} is installed but cannot be imported ({type(exc).__name__}: {exc}); reinstall it with {INSTALL_HINT}"
+    return None
+
+
+def _load(model: str, **options: Any) -> Any:
+    from nextword_llamacpp.generator import LlamaCppGenerator
+
+    return LlamaCppGenerator.load(model, **options)
+
+
+@hookimpl
+def register_backends(register: Callable[[BackendSpec], None]) -> None:
+    """Register the llamacpp backend."""
+    register(
+        BackendSpec(
+            name="llamacpp",
+            load=_load,
+            default_model=DEFAULT_MODEL,
+            description="llama.cpp through llama-cpp-python (.gguf files; GPT-2 folders are converted once)",
+            options=OPTIONS,
+            capabilities=CAPABILITIES,
+            check=_check,
+        )
+    )
