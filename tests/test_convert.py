@@ -5,20 +5,23 @@ trained on a few sentences, so nothing is downloaded. Tests that need llama-cpp-
 transformers to build the fixture) skip when it is missing, and fail instead when the environment
 sets ``NEXTWORD_REQUIRE_ASSETS=1``.
 
-Numbers measured on the main fixture (n_embd=64, 2 layers, 308-token vocabulary, init range 0.2,
-seed 0; 120 positions over the default probes), llama.cpp against transformers float32:
+Numbers measured on the main fixture (n_embd=64, 2 layers, 399-token vocabulary, init range 0.2,
+seed 0), llama.cpp against transformers float32 with ``verify`` over the 168 positions of
+``PROBES + CORPUS``:
 
 ======  ============  ===========  =========
 type    max |Δlogit|  top-1 agree  mean KL
 ======  ============  ===========  =========
-f32     0.006         99%          6e-7
-f16     0.013         100%         2e-6
-q8_0    0.33          96%          1e-3
-q4_0    2.9           64%          0.14
-q4_k_m  2.0           77%          0.04
-q5_k_m  1.5           77%          0.03
-q6_k    0.33          94%          2e-3
+f32     0.008         99.4%        4e-7
+f16     0.011         100%         2e-6
+q8_0    0.31          94%          1e-3
+q4_0    4.2           60%          0.11
+q4_k_m  1.5           76%          0.03
+q5_k_m  1.3           84%          0.02
+q6_k    0.33          95%          2e-3
 ======  ============  ===========  =========
+
+(The one f32 top-1 disagreement is a position whose two best logits are closer than the noise.)
 
 Random weights drawn with a large init range are a worst case for quantization: every weight is
 "signal", there are no outlier-free smooth rows as in trained models, and the logits are large, so
@@ -32,6 +35,7 @@ import importlib
 import json
 import os
 import shutil
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
@@ -42,7 +46,7 @@ import numpy as np
 import pytest
 from nextword_llamacpp.convert import GGUF_TYPES, VerifyReport, convert, verify
 
-from nextword.errors import InvalidConfig, ModelLoadError
+from nextword.errors import ContextLengthExceeded, InvalidConfig, InvalidInput, ModelLoadError
 
 CORPUS = [
     "I love cats because they are soft and warm.",
@@ -92,7 +96,15 @@ def _leftovers(folder: Path) -> list[str]:
 
 
 def _build_gpt2(
-    folder: Path, *, n_embd: int, n_layer: int, n_head: int, n_positions: int, extra_vocab: int = 0, seed: int = 0, init_range: float = 0.2
+    folder: Path,
+    *,
+    n_embd: int,
+    n_layer: int,
+    n_head: int,
+    n_positions: int,
+    extra_vocab: int = 0,
+    seed: int = 0,
+    init_range: float = 0.2,
 ) -> Path:
     """Save a random GPT-2 with a freshly trained byte-level BPE tokenizer into ``folder``.
 
@@ -137,7 +149,7 @@ def _build_gpt2(
 
 @pytest.fixture(scope="module")
 def tiny_gpt2(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 2-layer, n_embd=64 random GPT-2 with a 308-token vocabulary."""
+    """A 2-layer, n_embd=64 random GPT-2 with its own 399-token vocabulary."""
     return _build_gpt2(tmp_path_factory.mktemp("tiny-gpt2"), n_embd=64, n_layer=2, n_head=4, n_positions=64)
 
 
@@ -160,6 +172,20 @@ def converted(tiny_gpt2: Path, tmp_path_factory: pytest.TempPathFactory) -> Call
             if kind in ("q4_k_m", "q5_k_m", "q6_k"):
                 _require("llama_cpp")
             cache[kind] = convert(tiny_gpt2, out_dir / f"tiny.{kind}.gguf", type=kind)
+        return cache[kind]
+
+    return get
+
+
+@pytest.fixture(scope="module")
+def report_for(tiny_gpt2: Path, converted: Callable[[str], Path]) -> Callable[[str], VerifyReport]:
+    """``report_for(type)``: ``verify`` of the tiny model's ``type`` file over PROBES + CORPUS (cached)."""
+    cache: dict[str, VerifyReport] = {}
+
+    def get(kind: str) -> VerifyReport:
+        _require("llama_cpp")
+        if kind not in cache:
+            cache[kind] = verify(tiny_gpt2, converted(kind), probes=PROBES + CORPUS)
         return cache[kind]
 
     return get
@@ -440,23 +466,19 @@ def test_f16_is_close(tiny_gpt2: Path, converted: Callable[[str], Path], llama: 
     ],
 )
 def test_quantized_fidelity(
-    kind: str, min_top1: float, max_kl: float, tiny_gpt2: Path, converted: Callable[[str], Path]
+    kind: str, min_top1: float, max_kl: float, report_for: Callable[[str], VerifyReport]
 ) -> None:
-    _require("llama_cpp")
-    report = verify(tiny_gpt2, converted(kind), probes=PROBES + CORPUS)
+    report = report_for(kind)
     assert report.n_tokens >= 100
     assert report.top1_agreement >= min_top1, str(report)
     assert report.mean_kl <= max_kl, str(report)
 
 
-def test_verify_orders_types_by_precision(tiny_gpt2: Path, converted: Callable[[str], Path]) -> None:
-    _require("llama_cpp")
-    reports = {
-        kind: verify(tiny_gpt2, converted(kind), probes=PROBES + CORPUS) for kind in ("f32", "f16", "q8_0", "q4_k_m")
-    }
-    kls = [reports[k].mean_kl for k in ("f32", "f16", "q8_0", "q4_k_m")]
-    assert kls == sorted(kls), {k: str(r) for k, r in reports.items()}
-    f32 = reports["f32"]
+def test_verify_orders_types_by_precision(report_for: Callable[[str], VerifyReport]) -> None:
+    kinds = ("f32", "f16", "q8_0", "q4_k_m")
+    kls = [report_for(k).mean_kl for k in kinds]
+    assert kls == sorted(kls), {k: str(report_for(k)) for k in kinds}
+    f32 = report_for("f32")
     assert f32.max_abs_logit_diff < 1e-2 and f32.max_abs_logprob_diff < 1e-2 and f32.mean_kl < 1e-5
 
 
@@ -576,3 +598,40 @@ def test_failed_llama_quantize_leaves_nothing(tiny_gpt2: Path, tmp_path: Path, m
     with pytest.raises(ModelLoadError, match="could not quantize"):
         convert(tiny_gpt2, tmp_path / "m.gguf", type="q6_k")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_k_quant_without_llama_cpp_is_a_clear_error(
+    tiny_gpt2: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "llama_cpp", None)  # makes ``import llama_cpp`` fail
+    with pytest.raises(ModelLoadError, match="llama-cpp-python is needed to quantize to q4_k_m"):
+        convert(tiny_gpt2, tmp_path / "m.gguf", type="q4_k_m")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_verify_rejects_bad_probes(tiny_gpt2: Path, converted: Callable[[str], Path]) -> None:
+    _require("llama_cpp")
+    with pytest.raises(ContextLengthExceeded) as info:
+        verify(tiny_gpt2, converted("f16"), probes=["cats and dogs " * 40])
+    assert info.value.limit == 64
+    with pytest.raises(InvalidInput):
+        verify(tiny_gpt2, converted("f16"), probes=[""])
+
+
+def test_vocab_json_and_merges_txt_tokenizer(tiny_gpt2: Path, converted: Callable[[str], Path], tmp_path: Path) -> None:
+    """A slow-tokenizer folder (vocab.json + merges.txt, no tokenizer.json) gives the same vocabulary."""
+    tokenizers = _require("tokenizers")
+    src = _copy_model(tiny_gpt2, tmp_path / "slow")
+    tokenizers.Tokenizer.from_file(str(src / "tokenizer.json")).model.save(str(src))
+    (src / "tokenizer.json").unlink()
+    assert (src / "vocab.json").is_file() and (src / "merges.txt").is_file()
+    out = convert(src, tmp_path / "slow.gguf", type="f16")
+    ref, got = _reader(converted("f16")), _reader(out)
+    for key in (
+        "tokenizer.ggml.tokens",
+        "tokenizer.ggml.token_type",
+        "tokenizer.ggml.merges",
+        "tokenizer.ggml.bos_token_id",
+        "tokenizer.ggml.eos_token_id",
+    ):
+        assert _field(got, key) == _field(ref, key), key

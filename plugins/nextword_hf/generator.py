@@ -62,9 +62,16 @@ class HFGenerator(BaseGenerator):
 
     @classmethod
     def load(
-        cls, model: str, *, device: str = "auto", dtype: str = "float32", threads: int | None = None
+        cls,
+        model: str,
+        *,
+        device: str = "auto",
+        dtype: str = "float32",
+        threads: int | None = None,
+        cache: str = "dynamic",
     ) -> HFGenerator:
-        """Load ``model`` (hub id, local folder or .gguf file) on ``device`` in ``dtype``."""
+        """Load ``model`` (hub id, local folder or .gguf file) on ``device`` in ``dtype``;
+        ``cache="static"`` makes ``generate`` use a preallocated KV cache."""
         if threads:
             torch.set_num_threads(threads)
         dev = resolve_device(device)
@@ -73,7 +80,8 @@ class HFGenerator(BaseGenerator):
         else:
             torch_dtype = _DTYPES[dtype]
         tokenizer, hf_model = load_pretrained(locate(model), dtype=torch_dtype, device=str(dev))
-        return cls(model, tokenizer, hf_model, {"device": device, "dtype": dtype, "threads": threads})
+        options = {"device": device, "dtype": dtype, "threads": threads, "cache": cache}
+        return cls(model, tokenizer, hf_model, options)
 
     # ---- primitives -------------------------------------------------------------------------
 
@@ -222,6 +230,8 @@ class HFGenerator(BaseGenerator):
             "eos_token_id": sorted(self._eos) or None,
             "num_beams": 1,
         }
+        if self.settings.options.get("cache") == "static":
+            kwargs["cache_implementation"] = "static"
         if sampling:
             # Explicit neutral values, so a model's own generation_config.json defaults
             # (e.g. top_k=64) never leak into nextword's semantics.

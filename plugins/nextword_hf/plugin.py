@@ -21,6 +21,12 @@ OPTIONS = {
     "device": OptionSpec(str, "where the model runs: cpu, cuda, cuda:N or auto", default="auto"),
     "dtype": OptionSpec(str, "weight dtype", default="float32", choices=("auto", "float32", "float16", "bfloat16")),
     "threads": OptionSpec(int, "CPU threads torch may use (default: torch's choice)", minimum=1),
+    "cache": OptionSpec(
+        str,
+        "KV cache of generate(): dynamic, or static (preallocated; much faster on GPUs)",
+        default="dynamic",
+        choices=("dynamic", "static"),
+    ),
 }
 
 

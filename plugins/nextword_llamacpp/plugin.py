@@ -7,8 +7,9 @@ file, or ``--option`` on the command line):
     Context window in tokens. Default: the model's training context, capped at 4096. For models
     with a learned position table (GPT-2) it may not exceed the training context.
 ``threads``
-    CPU threads for generation and for prompt evaluation. Default: llama-cpp-python's choice
-    (half the CPUs for generation, all of them for prompts).
+    CPU threads, for generation and prompt evaluation alike. Default: half the CPUs the process
+    may use (llama.cpp's physical-core estimate), at least one. More threads than free cores is
+    much slower, not faster: ggml's threads wait for each other at every step.
 ``kv_type``
     Element type of the KV cache, for keys and values alike: ``f16`` (llama.cpp's default),
     ``f32`` (closest to the reference numerics), ``bf16``, or a quantized type (``q8_0``,
@@ -70,10 +71,12 @@ OPTIONS = {
         int, "context window in tokens (default: the model's training context, at most 4096)", minimum=1
     ),
     "threads": OptionSpec(
-        int, "CPU threads for generation and prompt evaluation (default: llama-cpp-python's choice)", minimum=1
+        int, "CPU threads for generation and prompt evaluation (default: half the usable CPUs)", minimum=1
     ),
     "kv_type": OptionSpec(
-        str, "KV cache element type for keys and values (quantized types need flash_attn)", default="f16",
+        str,
+        "KV cache element type for keys and values (quantized types need flash_attn)",
+        default="f16",
         choices=tuple(KV_TYPES),
     ),
     "flash_attn": OptionSpec(bool, "flash attention (default: on exactly when kv_type is quantized)"),
@@ -82,7 +85,9 @@ OPTIONS = {
     ),
     "n_batch": OptionSpec(int, "most tokens per llama.cpp evaluation call (prompts, scoring)", default=512, minimum=1),
     "quant": OptionSpec(
-        str, "GGUF type a Hugging Face GPT-2 folder is converted to (once, cached)", default="q8_0",
+        str,
+        "GGUF type a Hugging Face GPT-2 folder is converted to (once, cached)",
+        default="q8_0",
         choices=GGUF_TYPES,
     ),
     "cache_dir": OptionSpec(
@@ -104,7 +109,8 @@ def _check() -> str | None:
         try:
             importlib.import_module(module)
         except Exception as exc:  # a broken build raises OSError (shared library), ImportError, ...
-            return f"{what} is installed but cannot be imported ({type(exc).__name__}: {exc}); reinstall it with {INSTALL_HINT}"
+            reason = f"{type(exc).__name__}: {exc}"
+            return f"{what} is installed but cannot be imported ({reason}); reinstall it with {INSTALL_HINT}"
     return None
 
 

@@ -1,0 +1,962 @@
+"""``LlamaCppGenerator``: nextword's Generator on llama.cpp (through llama-cpp-python).
+
+Every decoding option runs through nextword's shared decoding loop on top of llama.cpp's
+next-token logits, so the results follow Hugging Face semantics exactly like every other backend.
+The engine keeps the KV cache of the last evaluated sequence and reuses its longest common prefix
+with the next request; a generation session therefore costs one token of compute per step.
+
+The module has three parts:
+
+* :func:`inspect_gguf` reads and checks a GGUF file's header in Python, so a truncated, corrupt
+  or foreign file is refused with :class:`~nextword.ModelLoadError` before llama.cpp sees it.
+* :func:`locate_gguf` turns ``model`` into a GGUF file: a ``.gguf`` path as is; a Hugging Face
+  GPT-2 folder (or hub id) converted once into a cache keyed by the folder's content.
+* :class:`LlamaCppGenerator`, the backend itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import hashlib
+import mmap
+import os
+import re
+import socket
+import struct
+import threading
+import urllib.parse
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gguf
+import llama_cpp
+import numpy as np
+import numpy.typing as npt
+import platformdirs
+
+import nextword_llamacpp.convert as convert_mod
+from nextword import BaseGenerator, ContextLengthExceeded, InvalidConfig, InvalidInput, ModelLoadError, NextwordError
+from nextword_llamacpp.plugin import CAPABILITIES, KV_TYPES
+
+__all__ = [
+    "CACHE_DIR_ENV",
+    "GGUFInfo",
+    "LlamaCppGenerator",
+    "default_cache_dir",
+    "default_threads",
+    "inspect_gguf",
+    "locate_gguf",
+]
+
+#: Environment variable naming nextword's cache root; converted GGUF files go to its ``gguf/`` folder.
+CACHE_DIR_ENV = "NEXTWORD_CACHE_DIR"
+
+#: Default context window cap, for models trained on longer contexts (the KV cache grows with it).
+MAX_DEFAULT_N_CTX = 4096
+
+# Architectures whose positions come from a learned table: llama.cpp cannot run them past it.
+_LEARNED_POSITIONS = frozenset({"gpt2", "starcoder"})
+
+# Most logits (floats) requested from llama.cpp in one scoring call: its output buffer holds them all.
+_SCORE_LOGITS_BUDGET = 8 * 1024 * 1024
+
+
+# =============================================================================================
+# GGUF header validation
+# =============================================================================================
+
+_GGUF_MAGIC = b"GGUF"
+_GGUF_VERSIONS = (2, 3)
+_GGUF_DEFAULT_ALIGNMENT = 32
+_GGML_MAX_DIMS = 4
+_STRING, _ARRAY = 8, 9
+# GGUF scalar value types -> struct format (little-endian).
+_SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
+_U32 = struct.Struct("<I")
+_U64 = struct.Struct("<Q")
+
+Scalar = int | float | bool | str
+_RowsCallback = Callable[[int, npt.NDArray[np.float32]], None]
+
+
+@dataclass(frozen=True)
+class GGUFInfo:
+    """What :func:`inspect_gguf` read from a GGUF file's header.
+
+    ``metadata`` holds the scalar key/values (arrays such as the vocabulary are left out);
+    ``context_length`` is ``<architecture>.context_length`` (None when absent).
+    """
+
+    path: Path
+    version: int
+    architecture: str
+    context_length: int | None
+    n_tensors: int
+    file_size: int
+    metadata: dict[str, Scalar] = field(repr=False)
+
+
+class _CorruptGGUF(Exception):
+    """Raised inside the header reader; :func:`inspect_gguf` turns it into ModelLoadError."""
+
+
+class _Reader:
+    """Bounds-checked little-endian reads from a buffer."""
+
+    def __init__(self, buf: Any, size: int) -> None:
+        self.buf = buf
+        self.size = size
+        self.pos = 0
+
+    def need(self, n: int, what: str) -> None:
+        if n < 0 or self.pos + n > self.size:
+            raise _CorruptGGUF(f"{what} at byte {self.pos} runs past the end of the file ({self.size} bytes)")
+
+    def u32(self, what: str) -> int:
+        self.need(4, what)
+        (value,) = _U32.unpack_from(self.buf, self.pos)
+        self.pos += 4
+        return int(value)
+
+    def u64(self, what: str) -> int:
+        self.need(8, what)
+        (value,) = _U64.unpack_from(self.buf, self.pos)
+        self.pos += 8
+        return int(value)
+
+    def string(self, what: str) -> str:
+        n = self.u64(f"length of {what}")
+        self.need(n, what)
+        raw = bytes(self.buf[self.pos : self.pos + n])
+        self.pos += n
+        return raw.decode("utf-8", errors="replace")
+
+    def skip_strings(self, count: int, what: str) -> None:
+        buf, pos, size, unpack = self.buf, self.pos, self.size, _U64.unpack_from
+        for _ in range(count):
+            if pos + 8 > size:
+                raise _CorruptGGUF(f"{what} runs past the end of the file ({size} bytes)")
+            pos += 8 + unpack(buf, pos)[0]
+        if pos > size:
+            raise _CorruptGGUF(f"{what} runs past the end of the file ({size} bytes)")
+        self.pos = pos
+
+    def scalar(self, vtype: int, what: str) -> Scalar:
+        fmt = "<" + _SCALARS[vtype]
+        n = struct.calcsize(fmt)
+        self.need(n, what)
+        (value,) = struct.unpack_from(fmt, self.buf, self.pos)
+        self.pos += n
+        return value  # type: ignore[no-any-return]
+
+    def value(self, vtype: int, what: str) -> Scalar | None:
+        """Read one value; arrays are skipped (None)."""
+        if vtype in _SCALARS:
+            return self.scalar(vtype, what)
+        if vtype == _STRING:
+            return self.string(what)
+        if vtype == _ARRAY:
+            etype = self.u32(f"element type of {what}")
+            count = self.u64(f"length of {what}")
+            if etype in _SCALARS:
+                self.need(count * struct.calcsize(_SCALARS[etype]), what)
+                self.pos += count * struct.calcsize(_SCALARS[etype])
+            elif etype == _STRING:
+                self.need(count * 8, what)  # every string takes at least its 8-byte length
+                self.skip_strings(count, what)
+            else:
+                raise _CorruptGGUF(f"{what} is an array of unsupported value type {etype}")
+            return None
+        raise _CorruptGGUF(f"{what} has unknown value type {vtype}")
+
+
+def inspect_gguf(path: str | os.PathLike[str]) -> GGUFInfo:
+    """Read and check the header of the GGUF file ``path``, without loading any weights.
+
+    Checks what llama.cpp would otherwise trust: the magic ``GGUF``, a supported version (2 or 3),
+    every key/value and tensor record lying inside the file, known tensor types with valid
+    shapes, aligned tensor offsets, and every tensor's data lying inside the file (a truncated
+    download fails here). Takes tens of milliseconds even for large vocabularies.
+
+    Raises:
+        ModelLoadError: the file is missing, unreadable, not GGUF, or truncated/corrupt; the
+            message says which and what to do.
+    """
+    p = Path(path)
+    try:
+        size = p.stat().st_size
+        if not p.is_file():
+            raise ModelLoadError(f"{str(p)!r} is not a file; give the path of a .gguf model file")
+        if size == 0:
+            raise ModelLoadError(f"{str(p)!r} is empty; it is not a GGUF model (re-download or re-convert it)")
+        with p.open("rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+            return _read_header(p, buf, size)
+    except ModelLoadError:
+        raise
+    except _CorruptGGUF as exc:
+        raise ModelLoadError(
+            f"{str(p)!r} is truncated or corrupt: {exc}; re-download or re-convert the model"
+        ) from None
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"cannot read {str(p)!r}: {exc}") from exc
+
+
+def _read_header(path: Path, buf: Any, size: int) -> GGUFInfo:
+    r = _Reader(buf, size)
+    magic = bytes(buf[:4])
+    if magic != _GGUF_MAGIC:
+        raise ModelLoadError(
+            f"{str(path)!r} is not a GGUF file (it starts with {magic!r}, a GGUF file with {_GGUF_MAGIC!r}); "
+            "give a .gguf model file, or a Hugging Face GPT-2 folder to convert"
+        )
+    r.pos = 4
+    version = r.u32("the version")
+    if version not in _GGUF_VERSIONS:
+        swapped = int.from_bytes(version.to_bytes(4, "little"), "big")
+        if swapped in _GGUF_VERSIONS:
+            raise ModelLoadError(f"{str(path)!r} is a big-endian GGUF file; llama.cpp here reads little-endian ones")
+        raise ModelLoadError(
+            f"{str(path)!r} has GGUF version {version}; llama.cpp reads versions "
+            f"{', '.join(map(str, _GGUF_VERSIONS))} (convert the model again with a current converter)"
+        )
+    n_tensors = r.u64("the tensor count")
+    n_kv = r.u64("the key/value count")
+    # Every record takes some bytes; counts the file cannot hold are corrupt (and would loop for long).
+    if n_kv * 12 > size or n_tensors * 24 > size:
+        raise _CorruptGGUF(f"it declares {n_tensors} tensors and {n_kv} key/values, more than the file can hold")
+
+    metadata: dict[str, Scalar] = {}
+    for i in range(n_kv):
+        key = r.string(f"key #{i}")
+        vtype = r.u32(f"the type of {key!r}")
+        value = r.value(vtype, f"the value of {key!r}")
+        if key in metadata:
+            raise _CorruptGGUF(f"the key {key!r} occurs twice")
+        if value is not None:
+            metadata[key] = value
+
+    alignment = metadata.get("general.alignment", _GGUF_DEFAULT_ALIGNMENT)
+    if not isinstance(alignment, int) or alignment <= 0 or alignment & (alignment - 1):
+        raise _CorruptGGUF(f"general.alignment is {alignment!r}, not a power of two")
+
+    tensors: list[tuple[str, int, int]] = []  # name, offset, nbytes
+    names: set[str] = set()
+    for i in range(n_tensors):
+        name = r.string(f"the name of tensor #{i}")
+        n_dims = r.u32(f"the rank of tensor {name!r}")
+        if not 1 <= n_dims <= _GGML_MAX_DIMS:
+            raise _CorruptGGUF(f"tensor {name!r} has {n_dims} dimensions (1 to {_GGML_MAX_DIMS} allowed)")
+        dims = [r.u64(f"the shape of tensor {name!r}") for _ in range(n_dims)]
+        ttype = r.u32(f"the type of tensor {name!r}")
+        offset = r.u64(f"the offset of tensor {name!r}")
+        try:
+            block, type_size = gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType(ttype)]
+        except (ValueError, KeyError):
+            raise _CorruptGGUF(f"tensor {name!r} has unknown type {ttype}") from None
+        n_elements = 1
+        for d in dims:
+            n_elements *= d
+        if n_elements >= 2**62 or dims[0] % block:
+            raise _CorruptGGUF(f"tensor {name!r} has an invalid shape {dims} for its type")
+        if offset % alignment:
+            raise _CorruptGGUF(f"tensor {name!r} has an unaligned data offset {offset}")
+        if name in names:
+            raise _CorruptGGUF(f"the tensor {name!r} occurs twice")
+        names.add(name)
+        tensors.append((name, offset, n_elements // block * type_size))
+
+    data_start = -(-r.pos // alignment) * alignment
+    for name, offset, nbytes in tensors:
+        end = data_start + offset + nbytes
+        if end > size:
+            raise _CorruptGGUF(f"the data of tensor {name!r} ends at byte {end} but the file has only {size} bytes")
+    if not tensors:
+        raise ModelLoadError(
+            f"{str(path)!r} holds no tensors (a vocabulary-only GGUF?); give a GGUF file with the model's weights"
+        )
+    arch = metadata.get("general.architecture")
+    if not isinstance(arch, str) or not arch:
+        raise _CorruptGGUF("it has no general.architecture")
+    n_ctx_train = metadata.get(f"{arch}.context_length")
+    return GGUFInfo(
+        path=path,
+        version=version,
+        architecture=arch,
+        context_length=int(n_ctx_train) if isinstance(n_ctx_train, int) and n_ctx_train > 0 else None,
+        n_tensors=n_tensors,
+        file_size=size,
+        metadata=metadata,
+    )
+
+
+# =============================================================================================
+# finding (or making) the GGUF file
+# =============================================================================================
+
+# Files of a Hugging Face folder that the converter reads: they make up the cache key.
+_SOURCE_FILES = frozenset(
+    {
+        "config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "vocab.json",
+        "merges.txt",
+        "special_tokens_map.json",
+        "added_tokens.json",
+    }
+)
+_HUB_PATTERNS = [*sorted(_SOURCE_FILES), "*.safetensors", "model.safetensors.index.json"]
+# Bump when the cache layout or key changes.
+_CACHE_FORMAT = 1
+
+
+def default_cache_dir() -> Path:
+    """Where converted GGUF files are kept: ``$NEXTWORD_CACHE_DIR/gguf`` if the variable is set,
+    else the user cache folder ``nextword/gguf``."""
+    root = os.environ.get(CACHE_DIR_ENV, "").strip()
+    base = Path(root).expanduser() if root else platformdirs.user_cache_path("nextword", appauthor=False)
+    return base / "gguf"
+
+
+def default_threads() -> int:
+    """Half the CPUs this process may use (at least one): llama.cpp's physical-core estimate."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        n = os.cpu_count() or 1
+    return max(1, n // 2)
+
+
+def _is_source_file(name: str) -> bool:
+    return (
+        name in _SOURCE_FILES
+        or name.endswith((".safetensors", ".index.json"))
+        or (name.startswith("pytorch_model") and name.endswith(".bin"))
+    )
+
+
+def source_digest(folder: Path) -> str:
+    """SHA-256 over the bytes (and names) of the files of ``folder`` that the converter reads:
+    config, weights and tokenizer. Any changed byte changes it."""
+    h = hashlib.sha256()
+    for p in sorted(folder.iterdir()):
+        if p.is_file() and _is_source_file(p.name):
+            with p.open("rb") as fh:
+                digest = hashlib.file_digest(fh, "sha256").digest()
+            h.update(p.name.encode() + b"\0" + digest)
+    return h.hexdigest()
+
+
+def _converter_digest() -> str:
+    """SHA-256 of the converter's own source, so a changed converter never reuses old files."""
+    try:
+        return hashlib.sha256(Path(convert_mod.__file__).read_bytes()).hexdigest()
+    except (OSError, TypeError):
+        return "unknown"
+
+
+def cached_gguf_path(folder: Path, quant: str, cache_dir: Path, name: str | None = None) -> Path:
+    """The cache file for ``folder`` converted to ``quant``: its name holds a key made of the
+    folder's content digest, the type, and the converter's digest."""
+    key_src = f"nextword-gguf-v{_CACHE_FORMAT}\0{quant}\0{_converter_digest()}\0{source_digest(folder)}"
+    key = hashlib.sha256(key_src.encode()).hexdigest()[:20]
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", name or folder.name).strip("._") or "model"
+    return cache_dir / f"{stem}-{key}.{quant.upper()}.gguf"
+
+
+def _convert_cached(folder: Path, quant: str, cache_dir: Path, name: str | None = None) -> GGUFInfo:
+    """``folder`` converted to ``quant`` in ``cache_dir``: reused when a valid file with the same
+    key is there, converted (once) otherwise."""
+    out = cached_gguf_path(folder, quant, cache_dir, name)
+    if out.is_file():
+        try:
+            return inspect_gguf(out)
+        except ModelLoadError:
+            out.unlink(missing_ok=True)  # a damaged cache entry: make it again
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ModelLoadError(f"cannot create the GGUF cache folder {str(cache_dir)!r}: {exc}") from exc
+    return inspect_gguf(convert_mod.convert(folder, out, type=quant))
+
+
+def _looks_like_path(model: str) -> bool:
+    """True for strings that can only be file-system paths (not hub ids like ``org/name``)."""
+    return (
+        model.startswith(("/", "./", "../", "~", "\\"))
+        or model.lower().endswith(".gguf")
+        or model.count("/") > 1
+        or (os.sep != "/" and os.sep in model)
+    )
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face Hub endpoint accepts a TCP connection (fails fast offline)."""
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+        return False
+    parsed = urllib.parse.urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    host = parsed.hostname or "huggingface.co"
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _hub_snapshot(model_id: str) -> Path:
+    """The local folder of hub model ``model_id`` (config, tokenizer, safetensors weights),
+    from the local Hugging Face cache or downloaded."""
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:
+        raise ModelLoadError(
+            f"{model_id!r} is not a file or folder here, and fetching it from the Hugging Face Hub needs "
+            "huggingface_hub (pip install huggingface_hub); or pass a local .gguf file or GPT-2 folder"
+        ) from None
+    with contextlib.suppress(Exception):  # not in the local cache
+        return Path(snapshot_download(model_id, allow_patterns=_HUB_PATTERNS, local_files_only=True))
+    if not _hub_reachable():
+        raise ModelLoadError(
+            f"cannot fetch {model_id!r}: the Hugging Face Hub is unreachable (offline, or HF_HUB_OFFLINE is set) "
+            "and the model is not in the local cache. Pass a local .gguf file or a Hugging Face GPT-2 folder "
+            "(saved with save_pretrained()) as the model, e.g. `--model ./gpt2.Q8_0.gguf`"
+        )
+    try:
+        return Path(snapshot_download(model_id, allow_patterns=_HUB_PATTERNS))
+    except Exception as exc:  # huggingface_hub raises many types
+        raise ModelLoadError(f"could not download {model_id!r} from the Hugging Face Hub: {exc}") from exc
+
+
+def locate_gguf(model: str, *, quant: str = "q8_0", cache_dir: str | os.PathLike[str] | None = None) -> GGUFInfo:
+    """The GGUF file that ``model`` names, checked with :func:`inspect_gguf` (its result).
+
+    ``model`` is a GGUF file; or a Hugging Face GPT-2 folder (``config.json`` + weights +
+    tokenizer), converted once to ``quant`` into ``cache_dir`` (default :func:`default_cache_dir`)
+    and reused while the folder's content and the converter stay the same; or a Hugging Face Hub
+    id, fetched (when the hub is reachable) and converted the same way.
+
+    Raises:
+        ModelLoadError: nothing usable is found, the hub is unreachable, conversion fails, or the
+            file is not a sound GGUF file.
+        InvalidConfig: ``quant`` is not a type the converter writes.
+    """
+    if quant not in convert_mod.GGUF_TYPES:
+        allowed = ", ".join(convert_mod.GGUF_TYPES)
+        raise InvalidConfig(f"llamacpp option 'quant' must be one of {allowed}, got {quant!r}")
+    cache = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+    path = Path(model).expanduser()
+    if path.is_file():
+        return inspect_gguf(path)
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            ggufs = sorted(p.name for p in path.glob("*.gguf"))
+            hint = f"; it holds {', '.join(ggufs[:3])}: pass one of those files" if ggufs else ""
+            raise ModelLoadError(f"the folder {model!r} is not a Hugging Face model folder (no config.json){hint}")
+        return _convert_cached(path.resolve(), quant, cache)
+    if _looks_like_path(model):
+        raise ModelLoadError(f"no such model file or folder: {model!r}")
+    return _convert_cached(_hub_snapshot(model), quant, cache, name=model.replace("/", "--"))
+
+
+# =============================================================================================
+# llama.cpp's log
+# =============================================================================================
+
+_GGML_LOG_WARN, _GGML_LOG_ERROR, _GGML_LOG_CONT = 3, 4, 5
+
+
+@contextlib.contextmanager
+def _captured_log() -> Iterator[list[str]]:
+    """Collect llama.cpp's warning and error lines (and keep them off stderr) while inside."""
+    lines: list[str] = []
+    try:
+        from llama_cpp import _logger
+
+        previous = _logger.llama_log_callback
+    except (ImportError, AttributeError):  # no way to restore llama-cpp-python's own logger
+        yield lines
+        return
+    keep = [False]
+
+    @llama_cpp.llama_log_callback  # type: ignore[misc]
+    def callback(level: int, text: bytes | None, user_data: Any) -> None:
+        try:
+            msg = (text or b"").decode("utf-8", errors="replace")
+            if level == _GGML_LOG_CONT:
+                if keep[0] and lines:
+                    lines[-1] += msg
+                return
+            keep[0] = level in (_GGML_LOG_WARN, _GGML_LOG_ERROR)
+            if keep[0]:
+                lines.append(msg)
+        except Exception:  # never raise into C
+            pass
+
+    llama_cpp.llama_log_set(callback, ctypes.c_void_p(0))
+    try:
+        yield lines
+    finally:
+        llama_cpp.llama_log_set(previous, ctypes.c_void_p(0))
+
+
+def _log_detail(lines: list[str]) -> str:
+    text = "; ".join(line.strip() for line in lines[-4:] if line.strip())
+    return f" (llama.cpp: {text})" if text else ""
+
+
+# =============================================================================================
+# the generator
+# =============================================================================================
+
+
+class LlamaCppGenerator(BaseGenerator):
+    """A GGUF model on llama.cpp behind nextword's API.
+
+    One llama.cpp context holds the KV cache of the last evaluated token sequence; every
+    evaluation reuses its longest common prefix with the new sequence. Calls are serialized by a
+    lock, so one generator can be shared between threads (they take turns).
+
+    :attr:`llama` is the underlying ``llama_cpp.Llama``, for read-only queries (metadata,
+    vocabulary). Evaluating tokens with it directly changes the KV cache behind nextword's back:
+    call :meth:`reset_cache` afterwards.
+    """
+
+    backend_name = "llamacpp"
+    capabilities = CAPABILITIES
+
+    def __init__(self, model: str, llama: Any, info: GGUFInfo, n_ctx: int, options: dict[str, Any]) -> None:
+        """Wrap a loaded ``llama_cpp.Llama`` (use :meth:`load` to make one)."""
+        super().__init__(model, options)
+        self.llama = llama
+        self.gguf = info
+        self._lock = threading.RLock()
+        self._closed = False
+        self._n_ctx = n_ctx
+        self._ctx = llama.ctx
+        self._mem = llama_cpp.llama_get_memory(self._ctx)
+        self._n_vocab = int(llama.n_vocab())
+        self._n_batch = max(1, min(int(llama.n_batch), n_ctx))
+        self._score_chunk = max(1, min(self._n_batch, _SCORE_LOGITS_BUDGET // self._n_vocab))
+        vocab = llama_cpp.llama_model_get_vocab(llama.model)
+        self._vocab = vocab
+        self._add_bos = bool(llama_cpp.llama_vocab_get_add_bos(vocab))
+        eos = {int(llama_cpp.llama_vocab_eos(vocab)), int(llama_cpp.llama_vocab_eot(vocab))}
+        self._eos = frozenset(t for t in eos if 0 <= t < self._n_vocab)
+        self._pieces: dict[int, bytes] = {}
+        # KV-cache bookkeeping: the tokens at positions 0..len-1 of sequence 0, whether the
+        # context's last output row holds the logits after them, and a counter bumped on change.
+        self._past: list[int] = []
+        self._has_logits = False
+        self._version = 0
+        self._one = _Batch(1)
+        self._many = _Batch(self._n_batch)
+
+    @classmethod
+    def load(
+        cls,
+        model: str,
+        *,
+        n_ctx: int | None = None,
+        threads: int | None = None,
+        kv_type: str = "f16",
+        flash_attn: bool | None = None,
+        n_gpu_layers: int = 0,
+        n_batch: int = 512,
+        quant: str = "q8_0",
+        cache_dir: str | None = None,
+    ) -> LlamaCppGenerator:
+        """Load ``model`` (a .gguf file, a Hugging Face GPT-2 folder or hub id; see
+        :func:`locate_gguf`) with the plugin's load options (documented in
+        :mod:`nextword_llamacpp.plugin`).
+
+        Raises:
+            ModelLoadError: the model cannot be found, converted, validated or loaded by llama.cpp.
+            InvalidConfig: an option value cannot work with this model or this llama.cpp build.
+        """
+        if kv_type not in KV_TYPES:
+            raise InvalidConfig(f"llamacpp option 'kv_type' must be one of {', '.join(KV_TYPES)}, got {kv_type!r}")
+        quantized_kv = kv_type not in ("f16", "f32", "bf16")
+        if flash_attn is None:
+            flash_attn = quantized_kv
+        elif quantized_kv and not flash_attn:
+            raise InvalidConfig(
+                f"kv_type={kv_type!r} (a quantized KV cache) needs flash attention; drop flash_attn=False"
+            )
+        if n_gpu_layers and not llama_cpp.llama_supports_gpu_offload():
+            raise InvalidConfig(
+                f"n_gpu_layers={n_gpu_layers} asks for GPU offload, but this llama-cpp-python build has no GPU "
+                'support; reinstall it with e.g. CMAKE_ARGS="-DGGML_CUDA=on", or use n_gpu_layers=0'
+            )
+        for name, value in (("n_ctx", n_ctx), ("threads", threads), ("n_batch", n_batch)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise InvalidConfig(f"llamacpp option {name!r} must be a positive integer, got {value!r}")
+
+        info = locate_gguf(model, quant=quant, cache_dir=cache_dir)
+        path = info.path
+        train = info.context_length
+        if n_ctx is None:
+            ctx = min(train or MAX_DEFAULT_N_CTX, MAX_DEFAULT_N_CTX)
+        else:
+            if train and n_ctx > train and info.architecture in _LEARNED_POSITIONS:
+                raise InvalidConfig(
+                    f"n_ctx={n_ctx} exceeds the {train} positions {info.architecture} was trained with; "
+                    f"its position table has no more (use n_ctx <= {train})"
+                )
+            ctx = n_ctx
+        kwargs: dict[str, Any] = {
+            "model_path": str(path),
+            "n_ctx": ctx,
+            "n_batch": min(n_batch, ctx),
+            "n_gpu_layers": n_gpu_layers,
+            "flash_attn": flash_attn,
+            "type_k": gguf.GGMLQuantizationType[KV_TYPES[kv_type]].value,
+            "type_v": gguf.GGMLQuantizationType[KV_TYPES[kv_type]].value,
+            "logits_all": False,
+            "verbose": False,
+        }
+        threads = threads or default_threads()
+        # The same count for prompts: more threads than free cores makes ggml's spinning
+        # barriers wait for descheduled threads (a 4-token prompt took 0.37 s instead of 0.5 ms
+        # with 2 threads on 2 busy cores).
+        kwargs.update(n_threads=threads, n_threads_batch=threads)
+        with _captured_log() as log:
+            try:
+                llama = llama_cpp.Llama(**kwargs)
+            except Exception as exc:  # llama-cpp-python raises ValueError / RuntimeError on NULL
+                raise ModelLoadError(f"llama.cpp could not load {str(path)!r}: {exc}{_log_detail(log)}") from exc
+        # Never past the position table, nor past what the context really holds.
+        limit = min(ctx, int(llama.n_ctx()))
+        n_train = int(llama_cpp.llama_model_n_ctx_train(llama.model))
+        if n_train > 0 and info.architecture in _LEARNED_POSITIONS:
+            limit = min(limit, n_train)
+        options = {
+            "n_ctx": n_ctx,
+            "threads": threads,
+            "kv_type": kv_type,
+            "flash_attn": flash_attn,
+            "n_gpu_layers": n_gpu_layers,
+            "n_batch": n_batch,
+            "quant": quant,
+            "cache_dir": cache_dir,
+        }
+        return cls(model, llama, info, limit, options)
+
+    # ---- primitives -------------------------------------------------------------------------
+
+    @property
+    def context_length(self) -> int:
+        """Tokens the context holds: ``n_ctx``, never more than a learned position table."""
+        return self._n_ctx
+
+    @property
+    def eos_token_ids(self) -> frozenset[int]:
+        """The model's end-of-sequence and end-of-turn tokens."""
+        return self._eos
+
+    @property
+    def gguf_path(self) -> Path:
+        """The GGUF file that was loaded (for a converted folder, the cached file)."""
+        return self.gguf.path
+
+    @property
+    def n_vocab(self) -> int:
+        """Vocabulary size (the length of every logits vector)."""
+        return self._n_vocab
+
+    def tokenize(self, text: str) -> list[int]:
+        """Token ids of ``text``; a BOS token comes first when the model asks for one (GPT-2 does
+        not), and special-token text such as ``<|endoftext|>`` is tokenized as plain text."""
+        try:
+            data = text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidInput(f"the text is not valid Unicode (lone surrogate at {exc.start})") from None
+        with self._lock:
+            self._require_open()
+            return [int(t) for t in self.llama.tokenize(data, add_bos=self._add_bos, special=False)]
+
+    def detokenize(self, token_ids: Sequence[int]) -> str:
+        """The text of ``token_ids``: their bytes joined, then decoded as UTF-8 (an incomplete
+        character becomes U+FFFD). Special tokens are rendered as their text. Decoding a list in
+        pieces and joining the bytes gives exactly the bytes of the whole."""
+        pieces = self._pieces
+        try:
+            data = b"".join([pieces[t] for t in token_ids])
+        except KeyError:
+            data = b"".join([self._piece(int(t)) for t in token_ids])
+        return data.decode("utf-8", errors="replace")
+
+    def next_token_logits(self, token_ids: Sequence[int]) -> npt.NDArray[np.floating]:
+        """Raw float32 logits for the token after ``token_ids`` (a fresh array the caller owns);
+        the KV cache's common prefix with the last evaluated sequence is reused."""
+        ids = self._checked_ids(token_ids)
+        with self._lock:
+            self._require_open()
+            self._sync(ids)
+            return self._last_logits()
+
+    def open_session(self, prompt_ids: Sequence[int]) -> _KVSession:
+        """A session over the KV cache: nothing runs until the first :meth:`~_KVSession.logits`,
+        then each :meth:`~_KVSession.feed` costs one token of evaluation."""
+        return _KVSession(self, self._checked_ids(prompt_ids))
+
+    def token_logprobs(self, token_ids: Sequence[int]) -> list[float]:
+        """Log-probability of each token after the first, in one pass over the sequence.
+
+        llama.cpp is asked for the logits of every position, in chunks sized so its output buffer
+        stays small (about 32 MB); the log-softmax is taken in float64 like
+        :func:`nextword.decoding.processors.log_softmax`.
+        """
+        ids = self._checked_ids(token_ids)
+        out = np.empty(len(ids) - 1, dtype=np.float64)
+
+        def take(start: int, rows: npt.NDArray[np.float32]) -> None:
+            # rows[j] are the logits after ids[start + j]: they score ids[start + j + 1].
+            targets = np.asarray(ids[start + 1 : start + 1 + rows.shape[0]], dtype=np.int64)
+            for b in range(0, len(targets), 16):
+                x = rows[b : b + 16][: len(targets) - b].astype(np.float64)
+                top = x.max(axis=1, keepdims=True)
+                lse = top[:, 0] + np.log(np.exp(x - top).sum(axis=1))
+                t = targets[b : b + 16]
+                out[start + b : start + b + len(t)] = x[np.arange(len(t)), t] - lse
+
+        with self._lock:
+            self._require_open()
+            # Cached positions carry no logits: evaluate the whole sequence again.
+            self._truncate(0)
+            self._eval(ids, take)
+        return out.tolist()
+
+    def reset_cache(self) -> None:
+        """Forget the evaluated tokens; the next call evaluates its sequence from the start."""
+        with self._lock:
+            if not self._closed:
+                self._truncate(0)
+
+    def close(self) -> None:
+        """Free the model, the context and the batches; later calls raise :class:`NextwordError`."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._one.free()
+            self._many.free()
+            self.llama.close()
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self._one.free()
+            self._many.free()
+
+    # ---- the KV cache -----------------------------------------------------------------------
+
+    def _require_open(self) -> None:
+        if self._closed:
+            raise NextwordError("this llamacpp generator has been closed; load the model again")
+
+    def _checked_ids(self, token_ids: Sequence[int]) -> list[int]:
+        """``token_ids`` as a list of ints, checked: not empty, within the vocabulary and the
+        context window (so llama.cpp is never handed what it would abort on)."""
+        try:
+            ids = [int(t) for t in token_ids]
+        except (TypeError, ValueError):
+            raise InvalidInput("token ids must be a sequence of integers") from None
+        if not ids:
+            raise InvalidInput("at least one token id is needed")
+        if min(ids) < 0 or max(ids) >= self._n_vocab:
+            bad = next(t for t in ids if not 0 <= t < self._n_vocab)
+            raise InvalidInput(f"token id {bad} is outside the vocabulary (0 to {self._n_vocab - 1})")
+        if len(ids) > self._n_ctx:
+            raise ContextLengthExceeded(
+                f"{len(ids)} tokens do not fit the model's context window of {self._n_ctx}",
+                n_tokens=len(ids),
+                limit=self._n_ctx,
+            )
+        return ids
+
+    def _piece(self, token: int) -> bytes:
+        piece = self._pieces.get(token)
+        if piece is not None:
+            return piece
+        if not 0 <= token < self._n_vocab:
+            raise InvalidInput(f"token id {token} is outside the vocabulary (0 to {self._n_vocab - 1})")
+        with self._lock:
+            self._require_open()
+            size = 64
+            while True:
+                buf = ctypes.create_string_buffer(size)
+                n = llama_cpp.llama_token_to_piece(self._vocab, token, buf, size, 0, True)
+                if n >= 0:
+                    break
+                size = -n
+            piece = buf.raw[:n]
+        self._pieces[token] = piece
+        return piece
+
+    def _sync(self, ids: list[int]) -> None:
+        """Make the cache hold exactly ``ids`` with fresh next-token logits, evaluating only
+        what differs from the cached sequence (at least the last token when logits are stale)."""
+        past = self._past
+        n = _common_prefix(past, ids)
+        if n == len(ids) == len(past) and self._has_logits:
+            return
+        if n == len(ids):
+            n -= 1  # the logits of the last token are needed again: evaluate it again
+        self._truncate(n)
+        self._eval(ids[n:])
+
+    def _truncate(self, n: int) -> None:
+        """Drop cached positions ``n`` and later."""
+        if n >= len(self._past):
+            return
+        if not llama_cpp.llama_memory_seq_rm(self._mem, 0, n, -1):
+            # Memory that cannot drop a tail (recurrent models): start over.
+            llama_cpp.llama_memory_clear(self._mem, True)
+            n = 0
+        del self._past[n:]
+        self._has_logits = False
+        self._version += 1
+
+    def _eval(self, tokens: Sequence[int], on_rows: _RowsCallback | None = None) -> None:
+        """Append ``tokens`` to the cached sequence.
+
+        Without ``on_rows`` only the last token's logits are computed. With it, every token's
+        logits are, and ``on_rows(start, rows)`` is called after each chunk with the float32
+        rows (a view valid only during the call) for ``tokens[start : start + len(rows)]``.
+        """
+        if not tokens:
+            return
+        n_past = len(self._past)
+        if n_past + len(tokens) > self._n_ctx:
+            raise ContextLengthExceeded(
+                f"{n_past + len(tokens)} tokens do not fit the model's context window of {self._n_ctx}",
+                n_tokens=n_past + len(tokens),
+                limit=self._n_ctx,
+            )
+        step = self._score_chunk if on_rows is not None else self._n_batch
+        for start in range(0, len(tokens), step):
+            chunk = tokens[start : start + step]
+            pos = n_past + start
+            if len(chunk) == 1 and on_rows is None:
+                batch = self._one
+                batch.token[0] = chunk[0]
+                batch.pos[0] = pos
+            else:
+                batch = self._many
+                batch.fill(chunk, pos, all_logits=on_rows is not None)
+            rc = llama_cpp.llama_decode(self._ctx, batch.batch)
+            if rc != 0:
+                self._fail(rc)
+            self._past.extend(chunk)
+            self._version += 1
+            self._has_logits = True
+            if on_rows is not None:
+                ptr = llama_cpp.llama_get_logits(self._ctx)
+                if not ptr:
+                    raise NextwordError("llama.cpp returned no logits")
+                on_rows(start, np.ctypeslib.as_array(ptr, shape=(len(chunk), self._n_vocab)))
+
+    def _fail(self, rc: int) -> None:
+        """After a failed llama_decode: forget what may be half-written, then raise."""
+        llama_cpp.llama_memory_seq_rm(self._mem, 0, len(self._past), -1)
+        self._has_logits = False
+        self._version += 1
+        reason = {1: "no room left in the KV cache", 2: "aborted"}.get(rc, "error")
+        raise NextwordError(f"llama.cpp failed to evaluate the tokens (llama_decode returned {rc}: {reason})")
+
+    def _last_logits(self) -> npt.NDArray[np.float32]:
+        """A copy of the logits after the last evaluated token."""
+        ptr = llama_cpp.llama_get_logits_ith(self._ctx, -1)
+        if not ptr:
+            raise NextwordError("llama.cpp returned no logits")
+        return np.ctypeslib.as_array(ptr, shape=(self._n_vocab,)).copy()
+
+    def _session_logits(self, session: _KVSession) -> npt.NDArray[np.float32]:
+        """Logits after everything ``session`` was fed. When the cache is still the session's
+        (nothing else ran in between), only the newly fed tokens are evaluated."""
+        with self._lock:
+            self._require_open()
+            ids = session.ids
+            if session.version == self._version:
+                self._eval(ids[session.synced :])
+            else:
+                self._sync(ids)
+            session.version = self._version
+            session.synced = len(ids)
+            return self._last_logits()
+
+
+class _KVSession:
+    """A generation state on a :class:`LlamaCppGenerator`'s KV cache (see
+    :class:`nextword.decoding.loop.Session`). Sessions may interleave; one that finds the cache
+    changed re-synchronises on its longest common prefix."""
+
+    __slots__ = ("generator", "ids", "synced", "version")
+
+    def __init__(self, generator: LlamaCppGenerator, prompt_ids: list[int]) -> None:
+        self.generator = generator
+        self.ids = prompt_ids
+        self.synced = 0
+        self.version = -1
+
+    def logits(self) -> npt.NDArray[np.float32]:
+        """Raw float32 logits for the token after everything fed so far (a fresh array)."""
+        return self.generator._session_logits(self)
+
+    def feed(self, token_id: int) -> None:
+        """Append one token (evaluated at the next :meth:`logits`)."""
+        token = int(token_id)
+        if not 0 <= token < self.generator._n_vocab:
+            raise InvalidInput(f"token id {token} is outside the vocabulary (0 to {self.generator._n_vocab - 1})")
+        if len(self.ids) >= self.generator._n_ctx:
+            raise ContextLengthExceeded(
+                f"the session already holds {len(self.ids)} tokens, the whole context window",
+                n_tokens=len(self.ids) + 1,
+                limit=self.generator._n_ctx,
+            )
+        self.ids.append(token)
+
+
+class _Batch:
+    """A ``llama_batch`` for one sequence, with its field pointers looked up once."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.batch = llama_cpp.llama_batch_init(capacity, 0, 1)
+        b = self.batch
+        self.token, self.pos, self.logits = b.token, b.pos, b.logits
+        for i in range(capacity):
+            b.n_seq_id[i] = 1
+            b.seq_id[i][0] = 0
+            b.logits[i] = 0
+        b.logits[capacity - 1] = 1
+        b.n_tokens = 1 if capacity == 1 else 0
+        self._freed = False
+
+    def fill(self, tokens: Sequence[int], n_past: int, *, all_logits: bool) -> None:
+        """Put ``tokens`` at positions ``n_past...``; logits for all of them or only the last."""
+        token, pos, logits = self.token, self.pos, self.logits
+        flag = 1 if all_logits else 0
+        for i, t in enumerate(tokens):
+            token[i] = t
+            pos[i] = n_past + i
+            logits[i] = flag
+        logits[len(tokens) - 1] = 1
+        self.batch.n_tokens = len(tokens)
+
+    def free(self) -> None:
+        if not self._freed:
+            self._freed = True
+            llama_cpp.llama_batch_free(self.batch)
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    """Length of the longest common prefix of ``a`` and ``b``."""
+    n = min(len(a), len(b))
+    if a[:n] == b[:n]:
+        return n
+    diff = np.flatnonzero(np.asarray(a[:n]) != np.asarray(b[:n]))
+    return int(diff[0])

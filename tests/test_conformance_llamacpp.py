@@ -1,0 +1,480 @@
+"""The llamacpp backend: the conformance suite on GGUF files made from the tiny GPT-2 fixture by
+nextword's own converter (F32 and Q8_0), plus what is particular to this backend: refusing broken
+files without crashing, the context window, the folder -> GGUF cache, and its options.
+
+About ``logit_tolerance`` (how far two logits may differ and still count as a tie): llama.cpp
+evaluates a batch of tokens (a prompt, a scored text) and a single token (a generation step) with
+different matrix kernels, so the same position gets slightly different logits depending on the
+path. Measured on this machine over 200 positions (tiny fixture, logits of magnitude ~9):
+
+* F32 file: up to 3.8e-3 between the batched and the one-token path;
+* Q8_0 file: 0 (activations are quantized to Q8 per row on both paths, so the dot products match);
+  but on the 124M GPT-2 shape the same Q8_0 comparison gives up to 3e-2 in raw llama-cpp-python
+  too, because larger matrices take other (repacked) kernels — so bit-equality is a property of
+  this CPU's kernel choice for tiny shapes, not something to rely on.
+
+Both suites use 1e-2: above every difference measured on the fixture (2.5x the F32 one), still far
+below the gaps a real error produces on this fixture (its top-2 logit gaps are mostly > 0.1).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import nextword
+from nextword import ContextLengthExceeded, InvalidConfig, InvalidInput, ModelLoadError, NextwordError, Support
+from nextword.config import DecodingConfig
+from nextword.testing import GeneratorConformance
+
+
+def _require(module: str) -> Any:
+    """Import ``module``; skip if it is missing, or fail under NEXTWORD_REQUIRE_ASSETS=1."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        reason = f"{module} cannot be imported ({exc}); install nextword[llamacpp]"
+        if os.environ.get("NEXTWORD_REQUIRE_ASSETS") == "1":
+            pytest.fail(f"NEXTWORD_REQUIRE_ASSETS=1 but {reason}")
+        pytest.skip(reason)
+
+
+_require("llama_cpp")
+_require("gguf")
+
+import nextword_llamacpp.convert as convert_mod  # noqa: E402
+import nextword_llamacpp.plugin as plugin_mod  # noqa: E402
+from nextword_llamacpp.generator import LlamaCppGenerator, default_cache_dir, inspect_gguf  # noqa: E402
+
+TOLERANCE = 1e-2
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _llamacpp_registered() -> Iterator[None]:
+    """Use the installed entry point; register the plugin by hand if the install predates it."""
+    if "llamacpp" in {b.name for b in nextword.backends()}:
+        yield
+        return
+    name = nextword.register_plugin(plugin_mod, name="llamacpp")
+    yield
+    nextword.unregister_plugin(name)
+
+
+@pytest.fixture(scope="session")
+def gguf_file(tiny_gpt2_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """``gguf_file(type)``: the tiny GPT-2 converted by nextword's converter (each type once)."""
+    out_dir = tmp_path_factory.mktemp("llamacpp-gguf")
+    made: dict[str, Path] = {}
+
+    def get(kind: str) -> Path:
+        if kind not in made:
+            made[kind] = convert_mod.convert(tiny_gpt2_dir, out_dir / f"tiny.{kind.upper()}.gguf", type=kind)
+        return made[kind]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def f32_gguf(gguf_file: Callable[[str], Path]) -> Path:
+    return gguf_file("f32")
+
+
+@pytest.fixture(scope="session")
+def q8_gguf(gguf_file: Callable[[str], Path]) -> Path:
+    return gguf_file("q8_0")
+
+
+# ---- the conformance suite ------------------------------------------------------------------
+
+
+class TestLlamaCppF32Conformance(GeneratorConformance):
+    logit_tolerance = TOLERANCE
+
+    @pytest.fixture
+    def generator(self, f32_gguf: Path) -> nextword.Generator:
+        return nextword.load("llamacpp", str(f32_gguf))
+
+
+class TestLlamaCppQ8Conformance(GeneratorConformance):
+    logit_tolerance = TOLERANCE
+
+    @pytest.fixture
+    def generator(self, q8_gguf: Path) -> nextword.Generator:
+        return nextword.load("llamacpp", str(q8_gguf))
+
+
+# ---- registration and capabilities ------------------------------------------------------------
+
+
+def test_backend_is_listed_and_usable() -> None:
+    info = {b.name: b for b in nextword.backends()}["llamacpp"]
+    assert info.usable, info.reason
+    assert info.default_model == "gpt2"
+
+
+def test_capabilities_as_declared(f32_gguf: Path) -> None:
+    gen = nextword.load("llamacpp", str(f32_gguf))
+    caps = gen.capabilities
+    assert caps == plugin_mod.CAPABILITIES
+    # Every option runs through nextword's shared loop: emulated, none native, none missing.
+    for option in DecodingConfig.field_names():
+        assert caps.support(option) is Support.EMULATED, option
+    assert caps.batch and caps.stream and caps.predict_next and caps.score
+
+
+# ---- files llama.cpp must never see ---------------------------------------------------------------
+
+
+def _expect_load_error(path: Path, *words: str) -> ModelLoadError:
+    with pytest.raises(ModelLoadError) as info:
+        LlamaCppGenerator.load(str(path))
+    message = str(info.value)
+    for word in words:
+        assert word in message, message
+    # The public API gives the same error.
+    with pytest.raises(ModelLoadError):
+        nextword.load("llamacpp", str(path))
+    return info.value
+
+
+@pytest.mark.parametrize("keep", [3, 100, 2_000, 200_000, 0.5, -1])
+def test_truncated_gguf_is_refused(f32_gguf: Path, tmp_path: Path, keep: float) -> None:
+    data = f32_gguf.read_bytes()
+    n = int(len(data) * keep) if isinstance(keep, float) else (len(data) + keep if keep < 0 else keep)
+    cut = tmp_path / "cut.gguf"
+    cut.write_bytes(data[:n])
+    _expect_load_error(cut, "truncated or corrupt" if n >= 4 else "not a GGUF file")
+
+
+def test_random_bytes_named_gguf_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "random.gguf"
+    path.write_bytes(np.random.default_rng(0).bytes(1 << 16))
+    _expect_load_error(path, "not a GGUF file")
+
+
+def test_text_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "notes.gguf"
+    path.write_text("These are my notes, not a model.\n" * 20)
+    _expect_load_error(path, "not a GGUF file")
+    other = tmp_path / "model.bin"
+    other.write_text("hello")
+    _expect_load_error(other, "not a GGUF file")
+
+
+def test_empty_file_and_bad_version_are_refused(f32_gguf: Path, tmp_path: Path) -> None:
+    empty = tmp_path / "empty.gguf"
+    empty.write_bytes(b"")
+    _expect_load_error(empty, "empty")
+    data = bytearray(f32_gguf.read_bytes()[:4096])
+    data[4:8] = (99).to_bytes(4, "little")
+    bad = tmp_path / "v99.gguf"
+    bad.write_bytes(bytes(data))
+    _expect_load_error(bad, "version 99")
+
+
+def _small_gguf(path: Path, arch: str) -> Path:
+    """A well-formed GGUF file with one small tensor (not a model llama.cpp can run)."""
+    gguf = _require("gguf")
+    writer = gguf.GGUFWriter(str(path), arch)
+    writer.add_context_length(16)
+    writer.add_tensor("token_embd.weight", np.zeros((8, 4), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+def test_corrupt_tensor_offset_is_refused(tmp_path: Path) -> None:
+    """A tensor whose data would lie past the end of the file (a corrupt offset, length intact)."""
+    gguf = _require("gguf")
+    path = _small_gguf(tmp_path / "small.gguf", "gpt2")
+    inspect_gguf(path)
+    reader = gguf.GGUFReader(path)
+    offset_field = reader.tensors[0].field.parts[-1]  # the last item of a tensor's info record
+    at = int(offset_field.ctypes.data - reader.data.ctypes.data)
+    del reader, offset_field
+    data = bytearray(path.read_bytes())
+    data[at : at + 8] = (1 << 20).to_bytes(8, "little")
+    bad = tmp_path / "offset.gguf"
+    bad.write_bytes(bytes(data))
+    _expect_load_error(bad, "truncated or corrupt", "token_embd.weight")
+
+
+def test_vocabulary_only_gguf_is_refused(gpt2_vocab: Any) -> None:
+    _expect_load_error(Path(gpt2_vocab.gguf), "no tensors")
+
+
+def test_llama_cpp_refusing_a_sound_file_is_a_load_error(tmp_path: Path) -> None:
+    """A well-formed GGUF that llama.cpp cannot run (unknown architecture): its NULL model becomes
+    ModelLoadError carrying llama.cpp's reason."""
+    path = _small_gguf(tmp_path / "bogus.gguf", "bogusarch")
+    inspect_gguf(path)  # sound as a file
+    error = _expect_load_error(path, "llama.cpp could not load")
+    assert "bogusarch" in str(error)
+
+
+def test_missing_paths_are_load_errors(tmp_path: Path) -> None:
+    with pytest.raises(ModelLoadError, match="no such model"):
+        LlamaCppGenerator.load(str(tmp_path / "nope.gguf"))
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "folder" / "x.gguf").write_bytes(b"")
+    with pytest.raises(ModelLoadError, match="x.gguf"):
+        LlamaCppGenerator.load(str(tmp_path / "folder"))
+
+
+def test_hub_id_offline_is_a_clear_load_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-home" / "hub"))
+    with pytest.raises(ModelLoadError, match="unreachable") as info:
+        LlamaCppGenerator.load("gpt2", cache_dir=str(tmp_path / "cache"))
+    assert ".gguf" in str(info.value)
+
+
+# ---- the context window -------------------------------------------------------------------------
+
+
+def test_context_window_defaults_to_the_training_context(f32_gguf: Path) -> None:
+    gen = nextword.load("llamacpp", str(f32_gguf))
+    assert gen.context_length == 256  # the fixture's n_positions
+    with pytest.raises(InvalidConfig, match="256"):
+        LlamaCppGenerator.load(str(f32_gguf), n_ctx=512)
+
+
+def test_prompt_past_n_ctx_raises_and_nothing_aborts(f32_gguf: Path) -> None:
+    gen = nextword.load("llamacpp", str(f32_gguf), n_ctx=32)
+    assert gen.context_length == 32
+    long_prompt = " cat" * 40
+    with pytest.raises(ContextLengthExceeded):
+        gen.generate(long_prompt, max_new_tokens=1)
+    with pytest.raises(ContextLengthExceeded):
+        gen.predict_next(long_prompt)
+    with pytest.raises(ContextLengthExceeded):
+        gen.score(long_prompt)
+    with pytest.raises(ContextLengthExceeded):
+        gen.next_token_logits(list(range(33)))
+    with pytest.raises(ContextLengthExceeded):
+        gen.generate("I love cats because", max_new_tokens=30)
+    # Exactly full is fine, and the generator keeps working.
+    n = len(gen.tokenize("I love cats because"))
+    assert gen.generate("I love cats because", max_new_tokens=32 - n).completion_tokens <= 32 - n
+    session = gen.open_session(list(range(31)))
+    session.feed(5)
+    with pytest.raises(ContextLengthExceeded):
+        session.feed(6)
+    assert session.logits().shape == (gen.n_vocab,)
+
+
+def test_bad_token_ids_raise(f32_gguf: Path) -> None:
+    gen = nextword.load("llamacpp", str(f32_gguf))
+    with pytest.raises(InvalidInput):
+        gen.next_token_logits([])
+    with pytest.raises(InvalidInput):
+        gen.next_token_logits([1, 50257])
+    with pytest.raises(InvalidInput):
+        gen.next_token_logits([-1])
+    with pytest.raises(InvalidInput):
+        gen.open_session([1]).feed(10**6)
+
+
+# ---- the KV cache -------------------------------------------------------------------------------
+
+
+def test_interleaved_sessions_and_prefix_reuse_give_fresh_results(f32_gguf: Path) -> None:
+    gen = LlamaCppGenerator.load(str(f32_gguf), kv_type="f32")
+    try:
+        a_ids = gen.tokenize("I love cats because")
+        b_ids = gen.tokenize("The weather today is")
+        a, b = gen.open_session(a_ids), gen.open_session(b_ids)
+        for _ in range(6):
+            for session, ids in ((a, a_ids), (b, b_ids)):
+                logits = session.logits()
+                gen.reset_cache()
+                fresh = gen.next_token_logits(ids)
+                np.testing.assert_allclose(logits, fresh, atol=TOLERANCE)
+                token = int(np.argmax(logits))
+                session.feed(token)
+                ids.append(token)
+        # A shorter prefix of what is cached, and an unrelated sequence, are right too.
+        gen.next_token_logits(a_ids)
+        short = gen.next_token_logits(a_ids[:3])
+        gen.reset_cache()
+        np.testing.assert_allclose(short, gen.next_token_logits(a_ids[:3]), atol=TOLERANCE)
+        # The caller owns the arrays it gets.
+        first = gen.next_token_logits(a_ids)
+        kept = first.copy()
+        gen.next_token_logits(b_ids)
+        np.testing.assert_array_equal(first, kept)
+    finally:
+        gen.close()
+
+
+def test_score_needs_no_all_logits_context(f32_gguf: Path) -> None:
+    """Scoring a text longer than one scoring chunk equals the chain of one-token predictions."""
+    gen = LlamaCppGenerator.load(str(f32_gguf), n_batch=16)
+    try:
+        gen._score_chunk = 7  # several chunks, not aligned with the text
+        text = "Once upon a time there was a small cat that loved to sleep in the warm sun all day long."
+        ids = gen.tokenize(text)
+        assert len(ids) > 20
+        scores = gen.token_logprobs(ids)
+        gen.reset_cache()
+        for i in range(1, len(ids)):
+            logits = gen.next_token_logits(ids[:i]).astype(np.float64)
+            expected = logits[ids[i]] - logits.max() - np.log(np.exp(logits - logits.max()).sum())
+            assert scores[i - 1] == pytest.approx(expected, abs=10 * TOLERANCE)
+    finally:
+        gen.close()
+
+
+def test_closed_generator_raises_instead_of_crashing(f32_gguf: Path) -> None:
+    gen = LlamaCppGenerator.load(str(f32_gguf))
+    session = gen.open_session(gen.tokenize("Hello"))
+    gen.close()
+    gen.close()  # twice is fine
+    with pytest.raises(NextwordError, match="closed"):
+        gen.generate("Hello", max_new_tokens=2)
+    with pytest.raises(NextwordError, match="closed"):
+        session.logits()
+
+
+# ---- agreement with transformers on the same weights ----------------------------------------------
+
+
+def test_f32_greedy_matches_the_hf_backend(f32_gguf: Path, tiny_gpt2_dir: Path) -> None:
+    """The F32 file runs the same network as transformers: same tokens, same greedy choices
+    wherever transformers' own top-2 margin is clear of llama.cpp's numeric noise."""
+    hf = nextword.load("hf", str(tiny_gpt2_dir), device="cpu")
+    gen = nextword.load("llamacpp", str(f32_gguf), kv_type="f32")
+    texts = ["I love cats because", "Caf\u00e9 cr\u00e8me \u4e2d\u6587 ok \U0001f600", "  two  spaces\n\ttab"]
+    for text in texts:
+        assert gen.tokenize(text) == hf.tokenize(text)
+    checked = 0
+    for prompt in texts[:1] + ["The weather today is", "Once upon a time"]:
+        ours = gen.generate(prompt, max_new_tokens=16).token_ids
+        ids = hf.tokenize(prompt)
+        for token in ours:
+            ref = np.sort(np.asarray(hf.next_token_logits(ids), dtype=np.float64))
+            if ref[-1] - ref[-2] < 0.05:
+                break  # a near-tie: the rest may legitimately diverge
+            assert token == int(np.argmax(hf.next_token_logits(ids)))
+            ids.append(token)
+            checked += 1
+    assert checked >= 16
+
+
+# ---- the folder -> GGUF cache -------------------------------------------------------------------
+
+
+@pytest.fixture
+def counted_convert(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Path, str]]:
+    """Every call of the converter, recorded (the real converter still runs)."""
+    calls: list[tuple[Path, str]] = []
+    real = convert_mod.convert
+
+    def spy(src: Any, out: Any, *, type: str = "f16", progress: bool = False) -> Path:
+        calls.append((Path(src), type))
+        return real(src, out, type=type, progress=progress)
+
+    monkeypatch.setattr(convert_mod, "convert", spy)
+    return calls
+
+
+def test_folder_is_converted_once_and_reused(
+    tiny_gpt2_dir: Path, tmp_path: Path, counted_convert: list[tuple[Path, str]]
+) -> None:
+    folder = tmp_path / "my-gpt2"
+    shutil.copytree(tiny_gpt2_dir, folder)
+    cache = tmp_path / "cache"
+    first = LlamaCppGenerator.load(str(folder), cache_dir=str(cache))
+    text = first.generate("I love cats because", max_new_tokens=8).text
+    path = first.gguf_path
+    first.close()
+    assert len(counted_convert) == 1 and counted_convert[0][1] == "q8_0"  # the default quant
+    assert path.parent == cache and path.name.endswith(".Q8_0.gguf") and path.name.startswith("my-gpt2-")
+
+    again = LlamaCppGenerator.load(str(folder), cache_dir=str(cache))
+    assert len(counted_convert) == 1, "the second load converted again"
+    assert again.gguf_path == path
+    assert again.generate("I love cats because", max_new_tokens=8).text == text
+    again.close()
+
+    other_type = LlamaCppGenerator.load(str(folder), cache_dir=str(cache), quant="f32")
+    assert len(counted_convert) == 2 and other_type.gguf_path != path
+    other_type.close()
+
+    # One changed weight byte: a new key, a new conversion.
+    weights = folder / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-3] ^= 0x01
+    weights.write_bytes(bytes(data))
+    changed = LlamaCppGenerator.load(str(folder), cache_dir=str(cache))
+    assert len(counted_convert) == 3
+    assert changed.gguf_path != path and changed.gguf_path.parent == cache
+    changed.close()
+
+
+def test_damaged_cache_entry_is_converted_again(
+    tiny_gpt2_dir: Path, tmp_path: Path, counted_convert: list[tuple[Path, str]]
+) -> None:
+    cache = tmp_path / "cache"
+    gen = LlamaCppGenerator.load(str(tiny_gpt2_dir), cache_dir=str(cache), quant="f16")
+    path = gen.gguf_path
+    gen.close()
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    gen = LlamaCppGenerator.load(str(tiny_gpt2_dir), cache_dir=str(cache), quant="f16")
+    assert len(counted_convert) == 2 and gen.gguf_path == path
+    inspect_gguf(path)
+    gen.close()
+
+
+def test_default_cache_dir_follows_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("NEXTWORD_CACHE_DIR", str(tmp_path))
+    assert default_cache_dir() == tmp_path / "gguf"
+    monkeypatch.delenv("NEXTWORD_CACHE_DIR")
+    assert default_cache_dir().parts[-2:] == ("nextword", "gguf")
+
+
+# ---- options ------------------------------------------------------------------------------------
+
+
+def test_quantized_kv_cache_turns_flash_attention_on(f32_gguf: Path) -> None:
+    gen = LlamaCppGenerator.load(str(f32_gguf), kv_type="q8_0")
+    try:
+        assert gen.settings.options["flash_attn"] is True
+        reference = nextword.load("llamacpp", str(f32_gguf), kv_type="f32")
+        ours = gen.predict_next("I love cats because", k=1)[0]
+        theirs = reference.predict_next("I love cats because", k=1)[0]
+        assert ours.token_id == theirs.token_id
+        assert gen.generate("I love cats because", max_new_tokens=4).completion_tokens == 4
+    finally:
+        gen.close()
+    with pytest.raises(InvalidConfig, match="flash"):
+        LlamaCppGenerator.load(str(f32_gguf), kv_type="q8_0", flash_attn=False)
+
+
+def test_invalid_options_are_config_errors(f32_gguf: Path) -> None:
+    with pytest.raises(InvalidConfig):
+        nextword.load("llamacpp", str(f32_gguf), kv_type="q3_k")
+    with pytest.raises(InvalidConfig):
+        nextword.load("llamacpp", str(f32_gguf), quant="q2")
+    with pytest.raises(InvalidConfig):
+        nextword.load("llamacpp", str(f32_gguf), n_ctx=0)
+    with pytest.raises(InvalidConfig):
+        nextword.load("llamacpp", str(f32_gguf), context=64)
+
+
+def test_gpu_layers_on_a_cpu_build_are_refused(f32_gguf: Path) -> None:
+    llama_cpp = _require("llama_cpp")
+    if llama_cpp.llama_supports_gpu_offload():
+        pytest.skip("this llama-cpp-python build can offload to a GPU")
+    with pytest.raises(InvalidConfig, match="GPU"):
+        LlamaCppGenerator.load(str(f32_gguf), n_gpu_layers=-1)
