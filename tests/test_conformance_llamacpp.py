@@ -251,6 +251,7 @@ def test_context_window_defaults_to_the_training_context(f32_gguf: Path) -> None
 
 def test_prompt_past_n_ctx_raises_and_nothing_aborts(f32_gguf: Path) -> None:
     gen = nextword.load("llamacpp", str(f32_gguf), n_ctx=32)
+    assert isinstance(gen, LlamaCppGenerator)
     assert gen.context_length == 32
     long_prompt = " cat" * 40
     with pytest.raises(ContextLengthExceeded):
@@ -275,6 +276,7 @@ def test_prompt_past_n_ctx_raises_and_nothing_aborts(f32_gguf: Path) -> None:
 
 def test_bad_token_ids_raise(f32_gguf: Path) -> None:
     gen = nextword.load("llamacpp", str(f32_gguf))
+    assert isinstance(gen, LlamaCppGenerator)
     with pytest.raises(InvalidInput):
         gen.next_token_logits([])
     with pytest.raises(InvalidInput):

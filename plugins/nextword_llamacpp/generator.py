@@ -150,7 +150,7 @@ class _Reader:
         self.need(n, what)
         (value,) = struct.unpack_from(fmt, self.buf, self.pos)
         self.pos += n
-        return value  # type: ignore[no-any-return]
+        return value
 
     def value(self, vtype: int, what: str) -> Scalar | None:
         """Read one value; arrays are skipped (None)."""
@@ -482,7 +482,7 @@ def _captured_log() -> Iterator[list[str]]:
         return
     keep = [False]
 
-    @llama_cpp.llama_log_callback  # type: ignore[misc]
+    @llama_cpp.llama_log_callback
     def callback(level: int, text: bytes | None, user_data: Any) -> None:
         try:
             msg = (text or b"").decode("utf-8", errors="replace")
@@ -836,6 +836,11 @@ class LlamaCppGenerator(BaseGenerator):
                 n_tokens=n_past + len(tokens),
                 limit=self._n_ctx,
             )
+        # Positions from n_past on must be empty (an interrupted call may have left some), and
+        # until the decode below succeeds neither the logits nor a session's view are current.
+        llama_cpp.llama_memory_seq_rm(self._mem, 0, n_past, -1)
+        self._has_logits = False
+        self._version += 1
         step = self._score_chunk if on_rows is not None else self._n_batch
         for start in range(0, len(tokens), step):
             chunk = tokens[start : start + step]

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The GPU check, one prepared run on a lent CUDA machine (no network there):
+#   - the conformance suite on the hf backend with device=cuda, float16 and bfloat16
+#   - the hf benchmark (GPT-2 124M shape, batch 1, greedy, 128 new tokens): float32/float16/bfloat16,
+#     dynamic and static KV cache, raw transformers vs nextword side by side.
+# Expects ./.whl (gguf and platformdirs wheels) and ./.assets (the GPT-2 vocabulary files), carried along.
+set -uo pipefail
+OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
+python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
+python3 -m pip install -q --no-index --no-deps --no-build-isolation . || exit 1
+export NEXTWORD_ASSET_DIR=$PWD/.assets NEXTWORD_REQUIRE_ASSETS=1 NEXTWORD_TEST_DEVICE=cuda
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT/gpu.txt"
+python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)" | tee -a "$OUT/gpu.txt"
+for dt in float16 bfloat16; do
+    NEXTWORD_TEST_DTYPE=$dt timeout 200 python3 -m pytest tests/test_conformance_hf.py -q -p no:cacheprovider 2>&1 | tail -n 30 > "$OUT/conformance_$dt.log"
+    tail -n 3 "$OUT/conformance_$dt.log"
+done
+python3 -c "from nextword.testing.models import build_gpt2_124m; build_gpt2_124m('/tmp/gpt2-124m')" > /dev/null 2>&1
+for dt in float32 float16 bfloat16; do
+    for cache in dynamic static; do
+        timeout 120 python3 benchmarks/bench_hf.py --model-dir /tmp/gpt2-124m --device cuda --dtype $dt --cache $cache \
+            --rounds 5 --json "$OUT/bench_${dt}_${cache}.json" 2>/dev/null | tail -n 4
+    done
+done
