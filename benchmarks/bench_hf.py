@@ -34,7 +34,7 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=128)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--model-dir", type=Path, default=None, help="reuse a built GPT-2 124M folder")
-    parser.add_argument("--json", type=Path, default=None, help="also write the numbers to this file")
+    parser.add_argument("--json", type=Path, default=None, help="also append the numbers to this file (JSON lines)")
     args = parser.parse_args()
 
     model_dir = args.model_dir or Path(tempfile.mkdtemp()) / "gpt2-124m"
@@ -101,7 +101,8 @@ def main() -> None:
     print(f"{'nextword hf':<22}{nw_tps:>16.1f}")
     print(f"ratio nextword/raw: {nw_tps / raw_tps:.3f}   identical tokens: {same}")
     if args.json:
-        args.json.write_text(json.dumps(rows, indent=2))
+        with args.json.open("a") as fh:
+            fh.write(json.dumps(rows) + "\n")
 
 
 if __name__ == "__main__":

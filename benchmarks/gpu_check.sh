@@ -20,6 +20,6 @@ python3 -c "from nextword.testing.models import build_gpt2_124m; build_gpt2_124m
 for dt in float32 float16 bfloat16; do
     for cache in dynamic static; do
         timeout 120 python3 benchmarks/bench_hf.py --model-dir /tmp/gpt2-124m --device cuda --dtype $dt --cache $cache \
-            --rounds 5 --json "$OUT/bench_${dt}_${cache}.json" 2>/dev/null | tail -n 4
+            --rounds 5 --json "$OUT/bench_hf_cuda.jsonl" 2>/dev/null | tail -n 4
     done
 done

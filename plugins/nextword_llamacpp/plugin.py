@@ -33,13 +33,11 @@ file, or ``--option`` on the command line):
 
 from __future__ import annotations
 
-import functools
-import importlib
 import importlib.util
 from collections.abc import Callable
 from typing import Any
 
-from nextword import BackendSpec, Capabilities, OptionSpec, Support, hookimpl
+from nextword import BackendSpec, Capabilities, ModelLoadError, OptionSpec, Support, hookimpl
 from nextword_llamacpp.convert import GGUF_TYPES
 
 __all__ = ["CAPABILITIES", "DEFAULT_MODEL", "INSTALL_HINT", "KV_TYPES", "OPTIONS", "register_backends"]
@@ -96,27 +94,27 @@ OPTIONS = {
 }
 
 
-@functools.cache
 def _check() -> str | None:
-    """None when llama_cpp and gguf import here, else why not (with the install command).
+    """None when llama-cpp-python and gguf are installed, else why not (with the install command).
 
-    Cached: the registry calls this on every use of the backend, and importing llama_cpp loads
-    its shared library (a fraction of a second) the first time.
+    Only looks the modules up: ``nextword backends`` must stay fast and must not load llama.cpp's
+    shared library. A build that is installed but cannot be imported is reported when a model is
+    loaded (:class:`~nextword.ModelLoadError`, same hint).
     """
     for module, what in (("llama_cpp", "llama-cpp-python"), ("gguf", "gguf")):
         if importlib.util.find_spec(module) is None:
             return f"{what} is not installed; install it with {INSTALL_HINT}"
-        try:
-            importlib.import_module(module)
-        except Exception as exc:  # a broken build raises OSError (shared library), ImportError, ...
-            reason = f"{type(exc).__name__}: {exc}"
-            return f"{what} is installed but cannot be imported ({reason}); reinstall it with {INSTALL_HINT}"
     return None
 
 
 def _load(model: str, **options: Any) -> Any:
-    from nextword_llamacpp.generator import LlamaCppGenerator
-
+    try:
+        from nextword_llamacpp.generator import LlamaCppGenerator
+    except (ImportError, OSError) as exc:  # a broken llama-cpp-python build fails to load its library
+        raise ModelLoadError(
+            f"llama-cpp-python is installed but cannot be imported ({type(exc).__name__}: {exc}); "
+            f"reinstall it with {INSTALL_HINT}"
+        ) from exc
     return LlamaCppGenerator.load(model, **options)
 
 
