@@ -17,6 +17,7 @@ from nextword.config import DecodingConfig
 from nextword.errors import (
     BackendNotFound,
     ContextLengthExceeded,
+    EngineError,
     InvalidConfig,
     InvalidInput,
     ModelLoadError,
@@ -40,6 +41,7 @@ __all__ = [
     "Completion",
     "ContextLengthExceeded",
     "DecodingConfig",
+    "EngineError",
     "Generation",
     "Generator",
     "InvalidConfig",

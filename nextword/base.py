@@ -144,7 +144,9 @@ class BaseGenerator(abc.ABC):
 
     @abc.abstractmethod
     def tokenize(self, text: str) -> list[int]:
-        """Token ids of ``text``, without any special token added."""
+        """Token ids of ``text`` as the model reads it: with a BOS token where the model's
+        tokenizer adds one (GPT-2 adds none), and special-token names in the text (such as
+        ``<|endoftext|>``) read as plain text, never as control tokens."""
 
     @abc.abstractmethod
     def detokenize(self, token_ids: Sequence[int]) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 __all__ = [
     "BackendNotFound",
     "ContextLengthExceeded",
+    "EngineError",
     "InvalidConfig",
     "InvalidInput",
     "ModelLoadError",
@@ -56,3 +57,8 @@ class ContextLengthExceeded(NextwordError, ValueError):
         super().__init__(message)
         self.n_tokens = n_tokens
         self.limit = limit
+
+
+class EngineError(NextwordError):
+    """The engine failed while running a request that had passed every check (for example a
+    llama.cpp decode error). The generator may need to be reloaded."""

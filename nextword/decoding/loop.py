@@ -22,7 +22,10 @@ class Session(Protocol):
     """
 
     def logits(self) -> npt.NDArray[np.floating]:
-        """Raw logits (1-D, vocabulary size) for the token after everything fed so far."""
+        """Raw logits (1-D, vocabulary size) for the token after everything fed so far.
+
+        Callers treat the array as read-only and do not keep it past the next :meth:`feed`
+        (an implementation may return a view of the engine's buffer)."""
         ...
 
     def feed(self, token_id: int) -> None:

@@ -94,7 +94,7 @@ class HFGenerator(BaseGenerator):
         return self._eos
 
     def tokenize(self, text: str) -> list[int]:
-        return list(self.tokenizer(text)["input_ids"])
+        return list(self.tokenizer(text, split_special_tokens=True)["input_ids"])
 
     def detokenize(self, token_ids: Sequence[int]) -> str:
         return str(

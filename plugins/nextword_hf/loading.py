@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from nextword.errors import InvalidConfig, ModelLoadError
+from nextword.sources import hub_reachable, looks_like_path
 
 
 @dataclass(frozen=True)
@@ -19,16 +17,6 @@ class ModelSource:
     kind: str
     location: str
     gguf_file: str | None = None
-
-
-def looks_like_path(model: str) -> bool:
-    """True for strings that can only be file-system paths (not hub ids like ``org/name``)."""
-    return (
-        model.startswith(("/", "./", "../", "~", "\\"))
-        or model.endswith(".gguf")
-        or model.count("/") > 1
-        or (os.sep != "/" and os.sep in model)
-    )
 
 
 def locate(model: str) -> ModelSource:
@@ -51,21 +39,6 @@ def locate(model: str) -> ModelSource:
     if looks_like_path(model):
         raise ModelLoadError(f"no such model file or folder: {model!r}")
     return ModelSource("hub", model)
-
-
-def hub_reachable(timeout: float = 3.0) -> bool:
-    """Whether the Hugging Face Hub endpoint accepts a TCP connection (fails fast offline)."""
-    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
-        return False
-    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
-    parsed = urllib.parse.urlparse(endpoint)
-    host = parsed.hostname or "huggingface.co"
-    port = parsed.port or (443 if parsed.scheme == "https" else 80)
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
 
 
 def load_pretrained(source: ModelSource, *, dtype: Any, device: str) -> tuple[Any, Any]:

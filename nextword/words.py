@@ -1,0 +1,590 @@
+"""Next-*word* prediction on any :class:`~nextword.protocol.Generator`.
+
+Language models predict tokens, and a word is often several tokens (``" bi" + "cycle"``). This
+module searches the tree of token continuations for the most likely *complete* next words, using
+only the public primitives ``tokenize``, ``detokenize`` and ``next_token_logits`` (plus
+``open_session`` when the generator has one, so that a KV-cache backend extends a prefix by one
+token instead of re-reading the prompt).
+
+What a word is
+    The next word is the first token after the prompt followed by every token up to, not
+    including, the next token that *starts a new word* (see :func:`starts_new_word`): one whose
+    text begins with whitespace, punctuation or a symbol, or an end-of-text token (one of the
+    generator's ``eos_token_ids``, when it has that attribute). This is the
+    byte-level BPE convention (``" cat"`` starts a word, ``"s"`` continues it) and, because the rule
+    reads the detokenized text, also SentencePiece's (``"▁cat"`` detokenizes to ``" cat"``). The
+    first token always belongs to the word, so after ``"I love ca"`` the word can be ``"ts"``.
+    An end-of-text token as the first token is a word of its own.
+
+What its probability is
+    For a word reached by the token path ``t1 .. tn``::
+
+        P(word) = p(t1) * p(t2 | t1) * ... * p(tn | t1..tn-1) * p(end | t1..tn)
+
+    where ``p(end | ...)`` is the total probability of the tokens that start a new word (end of
+    text included). The last factor makes the words *disjoint* events ("the next word is exactly
+    ``" cat"``", not ``" cats"``), so the probabilities of all words sum to 1. When several token
+    paths spell the same text, the word's probability is the sum over the paths examined (except
+    for texts holding U+FFFD, an incomplete character: distinct byte sequences read alike there,
+    so each path stays a word of its own).
+
+How exact it is
+    The search is best-first: word prefixes are extended in order of decreasing probability, so
+    every prefix more likely than the ``k``-th best word is extended unless one of the bounds
+    stops it: at most ``beam_width`` prefixes of each length are extended, none below
+    ``min_prob``, none longer than ``max_tokens`` tokens (nor past the context window). See
+    :func:`search_words` for the accounting (``unexplored_mass``).
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import heapq
+import itertools
+import math
+import threading
+import unicodedata
+import weakref
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from nextword.decoding.processors import log_softmax
+from nextword.errors import ContextLengthExceeded, InvalidInput
+from nextword.protocol import Generator
+from nextword.results import Candidate, Prediction, Settings
+
+__all__ = [
+    "DEFAULT_MAX_TOKENS",
+    "ExaminedWord",
+    "WordSearch",
+    "clear_cache",
+    "default_beam_width",
+    "predict_words",
+    "search_words",
+    "starts_new_word",
+    "word_start_mask",
+]
+
+#: Most tokens a word may have unless ``max_tokens`` says otherwise.
+DEFAULT_MAX_TOKENS = 16
+
+#: How many results :func:`predict_words` keeps per generator.
+CACHE_SIZE = 256
+
+_APOSTROPHES = "'\u2019"
+_SENTENCEPIECE_SPACE = "\u2581"
+_REPLACEMENT = "\ufffd"
+
+
+def starts_new_word(piece: str) -> bool:
+    """Whether a token whose text is ``piece`` begins a new word (rather than continuing one).
+
+    True when the text is empty (control tokens), or begins with whitespace (SentencePiece's
+    ``▁`` included), punctuation or a symbol (Unicode categories P* and S*); except that an
+    apostrophe followed by a letter continues the word (``"'t"`` in ``" don" + "'t"``). False for
+    letters, digits and marks, and for a text that begins with U+FFFD: the token holds the middle
+    or end of a character split across tokens (byte-level vocabularies), which continues the word.
+    """
+    if not piece:
+        return True
+    first = piece[0]
+    if first == _REPLACEMENT:
+        return False
+    if first.isspace() or first == _SENTENCEPIECE_SPACE:
+        return True
+    if first in _APOSTROPHES and len(piece) > 1 and piece[1].isalpha():
+        return False
+    return unicodedata.category(first)[0] in "PS"
+
+
+def default_beam_width(k: int) -> int:
+    """The beam width used when none is given: ``max(16, 2 * k)``."""
+    return max(16, 2 * k)
+
+
+# ---- per-generator caches (weakly keyed, so a closed and dropped generator is forgotten) -------
+
+
+class _PerGenerator:
+    """A value per generator, held weakly when the generator allows it (else by id, strongly)."""
+
+    def __init__(self) -> None:
+        self._weak: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+        self._strong: dict[int, tuple[Any, Any]] = {}
+        self._lock = threading.RLock()
+
+    def get(self, generator: Any, make: Callable[[], Any]) -> Any:
+        with self._lock:
+            try:
+                value = self._weak.get(generator)
+                if value is None:
+                    value = self._weak[generator] = make()
+                return value
+            except TypeError:  # not weak-referenceable or not hashable
+                entry = self._strong.get(id(generator))
+                if entry is None or entry[0] is not generator:
+                    entry = self._strong[id(generator)] = (generator, make())
+                return entry[1]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._weak = weakref.WeakKeyDictionary()
+            self._strong.clear()
+
+
+_MASKS = _PerGenerator()
+_RESULTS = _PerGenerator()
+
+
+def word_start_mask(generator: Generator, vocab_size: int) -> npt.NDArray[np.bool_]:
+    """For every token id below ``vocab_size``: does that token start a new word?
+
+    Each token's text is taken as it reads *inside* a text (a SentencePiece decoder that drops
+    the leading space of a whole text is handled by decoding the token after a reference token),
+    then classified by :func:`starts_new_word`; end-of-text tokens, and ids the tokenizer cannot
+    decode (padding rows of the output layer), start a new word. Computed once per generator and
+    vocabulary size (one ``detokenize`` call per token, or two for SentencePiece-style decoders).
+    """
+    masks: dict[int, npt.NDArray[np.bool_]] = _MASKS.get(generator, dict)
+    mask = masks.get(vocab_size)
+    if mask is None:
+        mask = masks[vocab_size] = _build_mask(generator, vocab_size)
+    return mask
+
+
+def _build_mask(generator: Generator, vocab_size: int) -> npt.NDArray[np.bool_]:
+    piece = _piece_reader(generator)
+    mask = np.empty(vocab_size, dtype=np.bool_)
+    for t in range(vocab_size):
+        try:
+            mask[t] = starts_new_word(piece(t))
+        except Exception:  # an id the tokenizer does not know: treat it as a word of its own
+            mask[t] = True
+    for t in _eos_ids(generator):
+        if 0 <= t < vocab_size:
+            mask[t] = True
+    mask.flags.writeable = False
+    return mask
+
+
+def _piece_reader(generator: Generator) -> Callable[[int], str]:
+    """A function giving a token's text as it reads after other text.
+
+    Byte-level BPE decoders render a lone token as it reads anywhere (``" the"``); SentencePiece
+    decoders may drop the leading space of the whole text (``"▁the"`` alone gives ``"the"``). One
+    probe tells which; for the second kind each token is decoded after a reference token.
+    """
+    detok = generator.detokenize
+    probe = generator.tokenize("x the")
+    if probe and detok(probe[-1:]).startswith((" ", _SENTENCEPIECE_SPACE)):
+        return lambda t: detok([t])
+    ref = generator.tokenize("x")[-1:]
+    head = detok(ref)
+
+    def after_ref(t: int) -> str:
+        text = detok([*ref, t])
+        return text[len(head) :] if text.startswith(head) else detok([t])
+
+    return after_ref
+
+
+def _eos_ids(generator: Generator) -> frozenset[int]:
+    eos = getattr(generator, "eos_token_ids", None)
+    try:
+        return frozenset(int(t) for t in eos) if eos else frozenset()
+    except TypeError:
+        return frozenset()
+
+
+def _text_after(generator: Generator, context: Sequence[int], ids: Sequence[int]) -> str:
+    """The text ``ids`` add after ``context`` (so a leading space survives SentencePiece decoding)."""
+    if context:
+        head = generator.detokenize(list(context))
+        full = generator.detokenize([*context, *ids])
+        if full.startswith(head):
+            return full[len(head) :]
+    return generator.detokenize(list(ids))
+
+
+# ---- results -------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class ExaminedWord:
+    """A complete next word found by the search.
+
+    ``prob`` is the sum over ``paths`` (token paths spelling ``text``, most likely first, each with
+    the probability of that path followed by a word start); ``logprob`` is its natural log.
+    """
+
+    text: str
+    prob: float
+    logprob: float
+    paths: tuple[tuple[tuple[int, ...], float], ...]
+
+    @property
+    def token_ids(self) -> tuple[int, ...]:
+        """The most likely token path spelling this word."""
+        return self.paths[0][0]
+
+    def to_candidate(self) -> Candidate:
+        """This word as a :class:`~nextword.results.Candidate` (its most likely token path)."""
+        return Candidate(text=self.text, token_ids=self.token_ids, prob=self.prob, logprob=self.logprob)
+
+
+@dataclasses.dataclass(frozen=True)
+class WordSearch:
+    """Everything a word search found, with its mass accounting.
+
+    ``words`` are all the complete words examined, most likely first. The identity
+    ``sum(w.prob for w in words) + unexplored_mass == 1`` holds up to float rounding.
+    ``model_calls`` counts the next-token distributions computed (the prompt's included).
+    """
+
+    prompt: str
+    words: tuple[ExaminedWord, ...]
+    unexplored_mass: float
+    model_calls: int
+    beam_width: int
+    min_prob: float
+    max_tokens: int
+    settings: Settings
+
+    @property
+    def examined_mass(self) -> float:
+        """Total probability of the words examined."""
+        return math.fsum(w.prob for w in self.words)
+
+    def prediction(self, k: int) -> Prediction:
+        """The ``k`` most likely words as a ``unit="word"`` :class:`~nextword.results.Prediction`."""
+        return Prediction(
+            prompt=self.prompt,
+            candidates=tuple(w.to_candidate() for w in self.words[:k]),
+            settings=self.settings,
+            unit="word",
+            unexplored_mass=self.unexplored_mass,
+        )
+
+
+# ---- the search ----------------------------------------------------------------------------------
+
+
+class _Evaluator:
+    """Next-token log-probabilities after ``prompt + path``, counting model calls.
+
+    With ``open_session`` the state of a prefix is kept until one of its extensions is evaluated,
+    which then costs one fed token (on a KV-cache backend); other extensions open a session of
+    their own. Without it, ``next_token_logits`` is called on the whole sequence.
+    """
+
+    def __init__(self, generator: Generator, prompt_ids: Sequence[int]) -> None:
+        self._generator = generator
+        self._prompt = list(prompt_ids)
+        self._open: Callable[[list[int]], Any] | None = getattr(generator, "open_session", None)
+        self._sessions: dict[tuple[int, ...], Any] = {}
+        self.calls = 0
+
+    def logprobs(self, path: tuple[int, ...]) -> npt.NDArray[np.float64]:
+        self.calls += 1
+        if self._open is None:
+            logits = self._generator.next_token_logits(self._prompt + list(path))
+        else:
+            session = self._sessions.pop(path[:-1], None) if path else None
+            if session is not None:
+                session.feed(path[-1])
+            else:
+                session = self._open(self._prompt + list(path))
+            logits = session.logits()
+            self._sessions[path] = session
+        return log_softmax(np.asarray(logits))
+
+    def close(self) -> None:
+        self._sessions.clear()
+
+
+@dataclasses.dataclass
+class _Group:
+    """The candidate extensions of one prefix (or the first tokens, for the root).
+
+    ``tokens``/``logps`` hold the best ``beam_width`` candidates, most likely first (conditional
+    log-probabilities); ``total`` is the absolute mass of *all* candidates, ``taken`` the absolute
+    mass of those extended. ``total - taken`` is this group's share of the unexplored mass.
+    """
+
+    depth: int
+    path: tuple[int, ...]
+    logprob: float
+    tokens: list[int]
+    logps: list[float]
+    total: float
+    taken: float = 0.0
+    next: int = 0
+
+    def peek(self) -> float:
+        return math.exp(self.logprob + self.logps[self.next])
+
+
+@dataclasses.dataclass
+class _Word:
+    text: str
+    logprob: float
+    paths: list[tuple[tuple[int, ...], float]]
+
+
+def _top(logp: npt.NDArray[np.float64], n: int) -> tuple[list[int], list[float]]:
+    """The ``n`` largest finite entries (ties by lower id), in decreasing order."""
+    n = min(n, logp.shape[-1])
+    if n <= 0:
+        return [], []
+    top = np.argpartition(-logp, n - 1)[:n] if n < logp.shape[-1] else np.arange(logp.shape[-1])
+    top = top[np.lexsort((top, -logp[top]))]
+    top = top[np.isfinite(logp[top])]
+    return [int(t) for t in top], [float(logp[t]) for t in top]
+
+
+def search_words(
+    generator: Generator,
+    prompt: str,
+    k: int = 5,
+    *,
+    beam_width: int | None = None,
+    min_prob: float = 0.0,
+    max_tokens: int = DEFAULT_MAX_TOKENS,
+) -> WordSearch:
+    """Search for the ``k`` most likely next words after ``prompt`` (uncached; see
+    :func:`predict_words`), returning every word examined and the mass accounting.
+
+    The search extends word prefixes best-first (most probable first). A prefix is *extended* by
+    computing the next-token distribution after it (one model call); that completes the word it
+    spells, with probability ``P(prefix) * p(end | prefix)``, and makes its continuations (the
+    tokens that do not start a new word) candidate prefixes. The first tokens after the prompt
+    are the initial candidates; an end-of-text token among them is a complete word at no cost.
+
+    It stops when the next candidate is no more likely than the ``k``-th best word found (no
+    word below it can be more likely: the top ``k`` are then exact), or when no candidate is
+    left within the bounds:
+
+    * ``beam_width`` (default :func:`default_beam_width`): at most this many prefixes of each
+      token length are extended, and only the ``beam_width`` most likely continuations of each
+      prefix are candidates;
+    * ``min_prob``: a prefix less likely than this is never extended;
+    * ``max_tokens``: a word has at most this many tokens; prompt plus word must also fit the
+      context window.
+
+    ``unexplored_mass`` is the total probability of the candidate prefixes that were *not*
+    extended (pruned by a bound, or left when the search stopped). Every next word either is one
+    of ``words`` through an examined token path, or begins with one of those prefixes, so::
+
+        sum(word.prob for word in words) + unexplored_mass == 1   (up to float rounding)
+
+    and the true probability of any word is at most its examined probability plus
+    ``unexplored_mass`` (another spelling of it may hide in an unexplored prefix). A word not
+    examined is no more likely than the most likely unexplored prefix.
+
+    Raises :class:`~nextword.errors.InvalidInput` for an empty or non-string prompt or bad
+    bounds, :class:`~nextword.errors.ContextLengthExceeded` when the prompt does not fit, and
+    :class:`~nextword.errors.UnsupportedOption` when the backend cannot predict.
+    """
+    beam, floor, depth_limit = _check_bounds(k, beam_width, min_prob, max_tokens)
+    generator.capabilities.require("predict_next", generator.backend)
+    prompt_ids = _encode(generator, prompt)
+    room = generator.context_length - len(prompt_ids)  # most tokens a word can have here
+    if room < 1:
+        raise ContextLengthExceeded(
+            f"the prompt has {len(prompt_ids)} tokens and fills the model's context window of "
+            f"{generator.context_length}; no room is left for a next word; shorten the prompt",
+            n_tokens=len(prompt_ids) + 1,
+            limit=generator.context_length,
+        )
+    depth_limit = min(depth_limit, room)
+
+    evaluator = _Evaluator(generator, prompt_ids)
+    try:
+        root = evaluator.logprobs(())
+        starts = word_start_mask(generator, root.shape[-1])
+        eos = _eos_ids(generator)
+        words: dict[str | tuple[str, tuple[int, ...]], _Word] = {}
+        groups: list[_Group] = []
+        heap: list[tuple[float, int, _Group]] = []
+        extended = collections.Counter[int]()
+        order = itertools.count()  # breaks ties in the heap: first pushed, first popped
+        context = prompt_ids[-1:]
+
+        def add_group(group: _Group) -> None:
+            groups.append(group)
+            if group.tokens:
+                heapq.heappush(heap, (-group.peek(), next(order), group))
+
+        def add_word(path: tuple[int, ...], logprob: float) -> None:
+            text = _text_after(generator, context, path)
+            # Distinct byte sequences with an incomplete character all read U+FFFD: never merge those.
+            key: str | tuple[str, tuple[int, ...]] = (text, path) if _REPLACEMENT in text else text
+            word = words.get(key)
+            if word is None:
+                words[key] = _Word(text, logprob, [(path, logprob)])
+            else:
+                word.logprob = float(np.logaddexp(word.logprob, logprob))
+                word.paths.append((path, logprob))
+
+        def kth_best() -> float:
+            if len(words) < k:
+                return -math.inf
+            return heapq.nlargest(k, (w.logprob for w in words.values()))[-1]
+
+        first_tokens, first_logps = _top(root, beam)
+        add_group(_Group(1, (), 0.0, first_tokens, first_logps, float(np.sum(np.exp(root)))))
+        while heap:
+            _, _, group = heapq.heappop(heap)
+            token, logp = group.tokens[group.next], group.logps[group.next]
+            group.next += 1
+            path_logprob = group.logprob + logp
+            prob = math.exp(path_logprob)
+            if prob <= 0.0 or prob < floor or path_logprob <= kth_best():
+                break  # every other candidate is at most as likely
+            if extended[group.depth] >= beam:
+                continue  # this length's beam is full: the group's other candidates stay unexplored
+            if group.next < len(group.tokens):
+                heapq.heappush(heap, (-group.peek(), next(order), group))
+            path = (*group.path, token)
+            group.taken += prob
+            if group.depth == 1 and token in eos:
+                add_word(path, path_logprob)  # end of text: a word of its own, nothing follows
+                continue
+            extended[group.depth] += 1
+            logp_next = evaluator.logprobs(path)
+            p_next = np.exp(logp_next)
+            end_mass = float(np.sum(p_next[starts]))
+            if end_mass > 0.0:
+                add_word(path, path_logprob + math.log(end_mass))
+            continuation = np.where(starts, -np.inf, logp_next)
+            n_children = beam if group.depth < depth_limit else 0
+            children, child_logps = _top(continuation, n_children)
+            cont_mass = prob * float(np.sum(p_next[~starts]))
+            add_group(_Group(group.depth + 1, path, path_logprob, children, child_logps, cont_mass))
+        unexplored = math.fsum(g.total - g.taken for g in groups)
+    finally:
+        evaluator.close()
+
+    examined = sorted(words.values(), key=lambda w: (-w.logprob, w.text, w.paths[0][0]))
+    return WordSearch(
+        prompt=prompt,
+        words=tuple(
+            ExaminedWord(
+                text=w.text,
+                prob=math.exp(w.logprob),
+                logprob=w.logprob,
+                paths=tuple((p, math.exp(lp)) for p, lp in sorted(w.paths, key=lambda x: (-x[1], x[0]))),
+            )
+            for w in examined
+        ),
+        unexplored_mass=max(0.0, unexplored),
+        model_calls=evaluator.calls,
+        beam_width=beam,
+        min_prob=floor,
+        max_tokens=max_tokens,
+        settings=generator.settings,
+    )
+
+
+def predict_words(
+    generator: Generator,
+    prompt: str,
+    k: int = 5,
+    *,
+    beam_width: int | None = None,
+    min_prob: float = 0.0,
+    max_tokens: int = DEFAULT_MAX_TOKENS,
+) -> Prediction:
+    """The ``k`` most likely next *words* after ``prompt``, most likely first.
+
+    Returns a :class:`~nextword.results.Prediction` with ``unit="word"``. Each candidate's
+    ``text`` is the word as the model writes it (leading space included: ``" cat"``),
+    ``token_ids`` its most likely token path, ``prob`` the probability that the next word is
+    exactly this one (its tokens, then a word start; summed over the token paths examined), and
+    ``logprob`` its natural log. ``unexplored_mass`` is the probability the search left
+    unexplored (see :func:`search_words` for the definition, the bounds and the stopping rule):
+    the top ``k`` are exact unless a bound stopped the search before it could prove them, and
+    ``sum(probs) + unexplored_mass <= 1``, the difference being the examined words not returned.
+    Fewer than ``k`` candidates come back only when the bounds leave fewer complete words.
+
+    Results are cached per generator (least recently used, :data:`CACHE_SIZE` entries) by prompt
+    and parameters; :func:`clear_cache` empties the cache.
+    """
+    beam, floor, depth = _check_bounds(k, beam_width, min_prob, max_tokens)
+    if not isinstance(prompt, str):
+        raise InvalidInput(f"the prompt must be a string, got {type(prompt).__name__}")
+    key = (prompt, k, beam, floor, depth)
+    cache: _LRU = _RESULTS.get(generator, _LRU)
+    hit = cache.get(key)
+    if hit is not None:
+        return dataclasses.replace(hit, settings=generator.settings)
+    search = search_words(generator, prompt, k, beam_width=beam, min_prob=floor, max_tokens=depth)
+    result = search.prediction(k)
+    cache.put(key, result)
+    return result
+
+
+def clear_cache() -> None:
+    """Forget every cached word prediction (and every generator's word-start table)."""
+    _RESULTS.clear()
+    _MASKS.clear()
+
+
+class _LRU:
+    def __init__(self, size: int = CACHE_SIZE) -> None:
+        self._size = size
+        self._data: collections.OrderedDict[Any, Prediction] = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Any) -> Prediction | None:
+        with self._lock:
+            value = self._data.get(key)
+            if value is not None:
+                self._data.move_to_end(key)
+            return value
+
+    def put(self, key: Any, value: Prediction) -> None:
+        with self._lock:
+            self._data[key] = value
+            self._data.move_to_end(key)
+            while len(self._data) > self._size:
+                self._data.popitem(last=False)
+
+
+# ---- validation ----------------------------------------------------------------------------------
+
+
+def _check_bounds(k: object, beam_width: object, min_prob: object, max_tokens: object) -> tuple[int, float, int]:
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise InvalidInput(f"k must be a positive integer, got {k!r}")
+    if beam_width is None:
+        beam_width = default_beam_width(k)
+    if isinstance(beam_width, bool) or not isinstance(beam_width, int) or beam_width < 1:
+        raise InvalidInput(f"beam_width must be a positive integer, got {beam_width!r}")
+    if isinstance(min_prob, bool) or not isinstance(min_prob, (int, float)) or not 0.0 <= min_prob < 1.0:
+        raise InvalidInput(f"min_prob must be a number in [0, 1), got {min_prob!r}")
+    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
+        raise InvalidInput(f"max_tokens must be a positive integer, got {max_tokens!r}")
+    return beam_width, float(min_prob), max_tokens
+
+
+def _encode(generator: Generator, prompt: object) -> list[int]:
+    if not isinstance(prompt, str):
+        raise InvalidInput(f"the prompt must be a string, got {type(prompt).__name__}")
+    if not prompt:
+        raise InvalidInput("the prompt is empty; give at least one character of text")
+    ids = list(generator.tokenize(prompt))
+    if not ids:
+        raise InvalidInput(f"the prompt {prompt!r} produced no tokens")
+    limit = generator.context_length
+    if len(ids) > limit:
+        raise ContextLengthExceeded(
+            f"the prompt has {len(ids)} tokens but the model's context window holds {limit}; shorten the prompt",
+            n_tokens=len(ids),
+            limit=limit,
+        )
+    return ids
