@@ -7,6 +7,7 @@ once (later calls with the same settings reuse it) and attaches the settings to 
 from __future__ import annotations
 
 import dataclasses
+import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, overload
@@ -24,7 +25,7 @@ _CACHE: dict[tuple[str, str, str], Generator] = {}
 _LOCK = threading.RLock()
 
 
-def load(backend: str | None = None, model: str | None = None, **options: Any) -> Generator:
+def load(backend: str | None = None, model: str | os.PathLike[str] | None = None, **options: Any) -> Generator:
     """Load ``model`` on ``backend`` (both resolved from settings when None) and return a
     reusable :class:`~nextword.protocol.Generator`.
 
@@ -54,7 +55,7 @@ def generate(
     prompt: str,
     *,
     backend: str | None = ...,
-    model: str | None = ...,
+    model: str | os.PathLike[str] | None = ...,
     config: DecodingConfig | None = ...,
     options: Mapping[str, Any] | None = ...,
     **decoding: Any,
@@ -66,7 +67,7 @@ def generate(
     prompt: Sequence[str],
     *,
     backend: str | None = ...,
-    model: str | None = ...,
+    model: str | os.PathLike[str] | None = ...,
     config: DecodingConfig | None = ...,
     options: Mapping[str, Any] | None = ...,
     **decoding: Any,
@@ -77,7 +78,7 @@ def generate(
     prompt: str | Sequence[str],
     *,
     backend: str | None = None,
-    model: str | None = None,
+    model: str | os.PathLike[str] | None = None,
     config: DecodingConfig | None = None,
     options: Mapping[str, Any] | None = None,
     **decoding: Any,
@@ -124,7 +125,7 @@ def stream(
     prompt: str,
     *,
     backend: str | None = None,
-    model: str | None = None,
+    model: str | os.PathLike[str] | None = None,
     config: DecodingConfig | None = None,
     options: Mapping[str, Any] | None = None,
     **decoding: Any,
@@ -143,7 +144,7 @@ def predict_next(
     k: int = 5,
     *,
     backend: str | None = None,
-    model: str | None = None,
+    model: str | os.PathLike[str] | None = None,
     options: Mapping[str, Any] | None = None,
 ) -> Prediction:
     """The ``k`` most likely next tokens after ``prompt``, with probabilities, most likely first."""
@@ -155,7 +156,7 @@ def score(
     text: str,
     *,
     backend: str | None = None,
-    model: str | None = None,
+    model: str | os.PathLike[str] | None = None,
     options: Mapping[str, Any] | None = None,
 ) -> Score:
     """Per-token and total log-likelihood of ``text``, and its perplexity."""

@@ -100,7 +100,9 @@ class BaseGenerator(abc.ABC):
     """
 
     backend_name: ClassVar[str] = "base"
+    """The name the backend is registered under (set it in the subclass)."""
     capabilities: Capabilities = Capabilities.all(Support.EMULATED)
+    """What the backend supports; by default every option is emulated by the shared helpers."""
 
     def __init__(self, model: str, options: dict[str, Any] | None = None) -> None:
         self._model = model

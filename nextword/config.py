@@ -16,11 +16,11 @@ from nextword.errors import InvalidConfig
 
 __all__ = ["DEFAULT_MAX_NEW_TOKENS", "DecodingConfig", "SAMPLING_FIELDS"]
 
-#: Tokens generated when neither ``max_new_tokens`` nor ``max_length`` is given.
 DEFAULT_MAX_NEW_TOKENS = 40
+"""Tokens generated when neither ``max_new_tokens`` nor ``max_length`` is given."""
 
-#: Options that only matter when sampling.
 SAMPLING_FIELDS = ("temperature", "top_k", "top_p", "min_p", "typical_p")
+"""Options that only matter when sampling."""
 
 
 @dataclasses.dataclass(frozen=True)

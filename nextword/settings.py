@@ -89,7 +89,7 @@ def config_files(cwd: Path | None = None) -> list[ConfigFile]:
 
 def resolve(
     backend: str | None = None,
-    model: str | None = None,
+    model: str | os.PathLike[str] | None = None,
     options: Mapping[str, Any] | None = None,
     decoding: Mapping[str, Any] | None = None,
     *,
@@ -124,6 +124,8 @@ def resolve(
         if os.environ.get(env):
             values[key] = os.environ[env]
             sources[key] = f"environment {env}"
+    if isinstance(model, os.PathLike):
+        model = os.fspath(model)
     for key, value in (("backend", backend), ("model", model)):
         if value is not None:
             values[key] = value

@@ -20,6 +20,7 @@ class StopMatcher:
         self.stops = tuple(s for s in stops if s)
         self._pending = ""
         self.stopped = False
+        """True once a stop string was found; nothing more is emitted after that."""
 
     def feed(self, text: str) -> str:
         """Add ``text``; return what is safe to emit."""

@@ -36,11 +36,11 @@ __all__ = [
     "read_tokenizer_vectors",
 ]
 
-#: The llama-cpp-python release whose sdist the assets are taken from.
 LLAMA_CPP_PYTHON_VERSION = "0.3.36"
+"""The llama-cpp-python release whose sdist the assets are taken from."""
 
-#: Environment variable naming a folder that holds (or receives) the asset files.
 ASSET_DIR_ENV = "NEXTWORD_ASSET_DIR"
+"""Environment variable naming a folder that holds (or receives) the asset files."""
 
 _GGUF_NAME = "ggml-vocab-gpt-2.gguf"
 _INP_NAME = _GGUF_NAME + ".inp"

@@ -4,6 +4,7 @@ Subclass :class:`GeneratorConformance` in a test module and provide a ``generato
 that returns a loaded :class:`~nextword.protocol.Generator`::
 
     import pytest
+    import nextword
     from nextword.testing import GeneratorConformance
 
     class TestMyBackend(GeneratorConformance):
@@ -32,7 +33,6 @@ from nextword.protocol import Generator
 
 __all__ = ["GeneratorConformance", "SAMPLE_VALUES"]
 
-#: A non-default value for each decoding option, used to check that unsupported options raise.
 SAMPLE_VALUES: dict[str, dict[str, Any]] = {
     "max_new_tokens": {"max_new_tokens": 3},
     "max_length": {"max_length": 12},
@@ -49,6 +49,7 @@ SAMPLE_VALUES: dict[str, dict[str, Any]] = {
     "stop": {"stop": ["."]},
     "seed": {"seed": 3, "do_sample": True},
 }
+"""A non-default value for each decoding option, used to check that unsupported options raise."""
 
 
 class GeneratorConformance:

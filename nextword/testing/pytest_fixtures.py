@@ -28,8 +28,8 @@ from nextword.testing.assets import AssetUnavailable, VocabFiles, gpt2_vocab_fil
 
 __all__ = ["REQUIRE_ASSETS_ENV", "gemma_gguf", "gpt2_vocab", "tiny_gpt2_dir", "tiny_openai_gpt_dir"]
 
-#: Set to ``1`` to turn "fixture unavailable" skips into failures.
 REQUIRE_ASSETS_ENV = "NEXTWORD_REQUIRE_ASSETS"
+"""Set to ``1`` to turn "fixture unavailable" skips into failures."""
 
 
 def _unavailable(reason: str) -> NoReturn:
