@@ -160,3 +160,31 @@ def test_gpt2_tokens_of_an_emoji(gpt2_vocab: object) -> None:
     chunks = [det.add(i) for i in ids] + [det.flush()]
     assert "".join(chunks) == text
     assert not any("\ufffd" in c for c in chunks)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"top_k": 20, "top_p": 0.7},
+        {"top_k": 50, "min_p": 0.05, "temperature": 0.7},
+        {"top_k": 30, "typical_p": 0.8},
+        {"top_p": 0.9, "min_p": 0.01},
+    ],
+)
+def test_pipeline_equals_the_filters_applied_in_turn_on_the_full_vocabulary(
+    rows: np.ndarray, options: dict[str, float]
+) -> None:
+    """The pipeline works on the top-k survivors only; that must not change any result."""
+    cfg = DecodingConfig(**options)  # type: ignore[arg-type]
+    pipe = LogitsPipeline(cfg)
+    for row in rows:
+        expected = row.astype(np.float64) / (cfg.temperature or 1.0)
+        if cfg.top_k:
+            top_k_filter(expected, cfg.top_k)
+        if cfg.top_p is not None:
+            top_p_filter(expected, cfg.top_p)
+        if cfg.min_p is not None:
+            min_p_filter(expected, cfg.min_p)
+        if cfg.typical_p is not None:
+            typical_filter(expected, cfg.typical_p)
+        _ours_vs_theirs(pipe.process(row, [], 0), expected)

@@ -141,22 +141,35 @@ class LogitsPipeline:
         if cfg.sampling:
             if cfg.temperature is not None and cfg.temperature != 1.0:
                 out /= cfg.temperature
-            if cfg.top_k:
-                top_k_filter(out, cfg.top_k)
-            if cfg.top_p is not None:
-                top_p_filter(out, cfg.top_p)
-            if cfg.min_p is not None:
-                min_p_filter(out, cfg.min_p)
-            if cfg.typical_p is not None:
-                typical_filter(out, cfg.typical_p)
+            if cfg.top_k and cfg.top_k < out.shape[-1]:
+                # The later filters give the same result on the top-k survivors alone (a -inf
+                # logit has probability 0 in each of them), and that is far cheaper.
+                kth = np.partition(out, -cfg.top_k)[-cfg.top_k]
+                keep = np.flatnonzero(out >= kth)
+                compact = self._warp(out[keep])
+                out = np.full_like(out, NEG_INF)
+                out[keep] = compact
+            else:
+                out = self._warp(out)
         return out
+
+    def _warp(self, logits: FloatArray) -> FloatArray:
+        cfg = self.config
+        if cfg.top_p is not None:
+            top_p_filter(logits, cfg.top_p)
+        if cfg.min_p is not None:
+            min_p_filter(logits, cfg.min_p)
+        if cfg.typical_p is not None:
+            typical_filter(logits, cfg.typical_p)
+        return logits
 
     def choose(self, processed: FloatArray, rng: np.random.Generator) -> int:
         """Greedy argmax, or a draw from softmax(processed) when sampling."""
         if not self.config.sampling:
             return int(np.argmax(processed))
-        probs = _softmax(processed)
-        return int(rng.choice(probs.shape[-1], p=probs / probs.sum()))
+        candidates = np.flatnonzero(np.isfinite(processed))
+        probs = _softmax(processed[candidates])
+        return int(candidates[rng.choice(candidates.size, p=probs / probs.sum())])
 
     def next_token(self, logits: FloatArray, context: Sequence[int], n_generated: int, rng: np.random.Generator) -> int:
         """Process ``logits`` and choose the next token."""

@@ -1,0 +1,133 @@
+"""Raw llama-cpp-python vs nextword's llamacpp backend, side by side in one process.
+
+GPT-2 124M shape (random weights: speed does not depend on weight values), converted by
+nextword's converter to each GGUF type asked for; batch 1, greedy, a fixed number of new tokens,
+the same thread count for both. Runs alternate over several rounds and medians are compared.
+Each result is also shown as a fraction of the memory-bandwidth limit: a decode step reads every
+weight matrix once, so tokens/s cannot pass (measured bandwidth) / (bytes of weights per token).
+
+    python benchmarks/bench_llamacpp.py --types q8_0 q4_k_m --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import llama_cpp
+import numpy as np
+
+import nextword
+from nextword.testing.models import build_gpt2_124m
+from nextword_llamacpp.convert import convert
+
+PROMPT = "I love cats because"
+
+
+def measure_bandwidth(size_mb: int = 512, repeats: int = 5) -> float:
+    """Memory bandwidth in bytes/s: the best of several large copies, counting bytes read and written."""
+    src = np.ones(size_mb * 1024 * 1024 // 8, dtype=np.float64)
+    dst = np.empty_like(src)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        np.copyto(dst, src)
+        best = min(best, time.perf_counter() - start)
+    return 2 * src.nbytes / best
+
+
+def bytes_per_token(path: Path) -> int:
+    """Bytes of tensor data a decode step reads: every tensor except the embedding tables, of
+    which only one row is looked up."""
+    import gguf
+
+    reader = gguf.GGUFReader(str(path))
+    return sum(int(t.n_bytes) for t in reader.tensors if t.name not in ("token_embd.weight", "position_embd.weight"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--types", nargs="+", default=["q8_0", "q4_k_m"])
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--new-tokens", type=int, default=128)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--work-dir", type=Path, default=None, help="reuse built models from this folder")
+    parser.add_argument("--json", type=Path, default=None, help="also append the numbers here (JSON lines)")
+    args = parser.parse_args()
+
+    work = args.work_dir or Path(tempfile.mkdtemp())
+    model_dir = work / "gpt2-124m"
+    if not (model_dir / "config.json").exists():
+        build_gpt2_124m(model_dir)
+    bandwidth = measure_bandwidth()
+    n = args.new_tokens
+    print(f"threads: {args.threads}  new tokens: {n}  rounds: {args.rounds}  bandwidth: {bandwidth / 1e9:.1f} GB/s")
+    print(
+        f"{'type':<8}{'MB/token':>10}{'raw tok/s':>11}{'nextword':>10}{'ratio':>8}{'raw/limit':>11}{'nw/limit':>10}  same"
+    )
+    for kind in args.types:
+        path = work / f"gpt2-124m.{kind}.gguf"
+        if not path.exists():
+            convert(model_dir, path, type=kind)
+        per_token = bytes_per_token(path)
+        limit = bandwidth / per_token
+
+        raw = llama_cpp.Llama(
+            model_path=str(path), n_ctx=512, n_threads=args.threads, n_threads_batch=args.threads, verbose=False
+        )
+        gen = nextword.load("llamacpp", str(path), threads=args.threads, n_ctx=512)
+        prompt_ids = raw.tokenize(PROMPT.encode(), add_bos=False)
+
+        def run_raw() -> list[int]:
+            raw.reset()
+            out: list[int] = []
+            for token in raw.generate(prompt_ids, top_k=1, temp=0.0, reset=True):
+                out.append(token)
+                if len(out) == n:
+                    break
+            return out
+
+        def run_nextword() -> list[int]:
+            return list(gen.generate(PROMPT, max_new_tokens=n, min_new_tokens=n).token_ids)
+
+        same = run_raw() == run_nextword()
+        times: dict[str, list[float]] = {"raw": [], "nextword": []}
+        for _ in range(args.rounds):
+            for name, fn in (("raw", run_raw), ("nextword", run_nextword)):
+                start = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - start)
+        raw_tps = n / statistics.median(times["raw"])
+        nw_tps = n / statistics.median(times["nextword"])
+        row = {
+            "type": kind,
+            "threads": args.threads,
+            "new_tokens": n,
+            "rounds": args.rounds,
+            "bandwidth_gb_s": round(bandwidth / 1e9, 2),
+            "mb_per_token": round(per_token / 1e6, 1),
+            "raw_tok_s": round(raw_tps, 1),
+            "nextword_tok_s": round(nw_tps, 1),
+            "ratio": round(nw_tps / raw_tps, 3),
+            "raw_fraction_of_limit": round(raw_tps / limit, 3),
+            "nextword_fraction_of_limit": round(nw_tps / limit, 3),
+            "identical_tokens": same,
+        }
+        print(
+            f"{kind:<8}{per_token / 1e6:>10.1f}{raw_tps:>11.1f}{nw_tps:>10.1f}{nw_tps / raw_tps:>8.3f}"
+            f"{raw_tps / limit:>11.2f}{nw_tps / limit:>10.2f}  {same}"
+        )
+        if args.json:
+            with args.json.open("a") as fh:
+                fh.write(json.dumps(row) + "\n")
+        gen.close()
+        del raw
+
+
+if __name__ == "__main__":
+    main()
