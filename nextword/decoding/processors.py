@@ -104,7 +104,7 @@ def typical_filter(logits: FloatArray, mass: float) -> FloatArray:
         return logits
     logp = log_softmax(logits)
     p = np.exp(logp)
-    ent = -np.sum(np.where(p > 0, logp * p, 0.0))
+    ent = -np.sum(np.multiply(logp, p, out=np.zeros_like(p), where=p > 0))
     shifted = np.abs(-logp - ent)
     order = np.argsort(shifted, kind="stable")
     sorted_shifted = shifted[order]
