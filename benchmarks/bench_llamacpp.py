@@ -21,10 +21,10 @@ from pathlib import Path
 
 import llama_cpp
 import numpy as np
+from nextword_llamacpp.convert import convert
 
 import nextword
 from nextword.testing.models import build_gpt2_124m
-from nextword_llamacpp.convert import convert
 
 PROMPT = "I love cats because"
 
@@ -67,66 +67,67 @@ def main() -> None:
     bandwidth = measure_bandwidth()
     n = args.new_tokens
     print(f"threads: {args.threads}  new tokens: {n}  rounds: {args.rounds}  bandwidth: {bandwidth / 1e9:.1f} GB/s")
-    print(
-        f"{'type':<8}{'MB/token':>10}{'raw tok/s':>11}{'nextword':>10}{'ratio':>8}{'raw/limit':>11}{'nw/limit':>10}  same"
-    )
+    header = f"{'type':<8}{'MB/token':>10}{'raw tok/s':>11}{'nextword':>10}{'ratio':>8}"
+    print(header + f"{'raw/limit':>11}{'nw/limit':>10}  same")
     for kind in args.types:
-        path = work / f"gpt2-124m.{kind}.gguf"
-        if not path.exists():
-            convert(model_dir, path, type=kind)
-        per_token = bytes_per_token(path)
-        limit = bandwidth / per_token
-
-        raw = llama_cpp.Llama(
-            model_path=str(path), n_ctx=512, n_threads=args.threads, n_threads_batch=args.threads, verbose=False
-        )
-        gen = nextword.load("llamacpp", str(path), threads=args.threads, n_ctx=512)
-        prompt_ids = raw.tokenize(PROMPT.encode(), add_bos=False)
-
-        def run_raw() -> list[int]:
-            raw.reset()
-            out: list[int] = []
-            for token in raw.generate(prompt_ids, top_k=1, temp=0.0, reset=True):
-                out.append(token)
-                if len(out) == n:
-                    break
-            return out
-
-        def run_nextword() -> list[int]:
-            return list(gen.generate(PROMPT, max_new_tokens=n, min_new_tokens=n).token_ids)
-
-        same = run_raw() == run_nextword()
-        times: dict[str, list[float]] = {"raw": [], "nextword": []}
-        for _ in range(args.rounds):
-            for name, fn in (("raw", run_raw), ("nextword", run_nextword)):
-                start = time.perf_counter()
-                fn()
-                times[name].append(time.perf_counter() - start)
-        raw_tps = n / statistics.median(times["raw"])
-        nw_tps = n / statistics.median(times["nextword"])
-        row = {
-            "type": kind,
-            "threads": args.threads,
-            "new_tokens": n,
-            "rounds": args.rounds,
-            "bandwidth_gb_s": round(bandwidth / 1e9, 2),
-            "mb_per_token": round(per_token / 1e6, 1),
-            "raw_tok_s": round(raw_tps, 1),
-            "nextword_tok_s": round(nw_tps, 1),
-            "ratio": round(nw_tps / raw_tps, 3),
-            "raw_fraction_of_limit": round(raw_tps / limit, 3),
-            "nextword_fraction_of_limit": round(nw_tps / limit, 3),
-            "identical_tokens": same,
-        }
+        row = bench_type(kind, work, model_dir, bandwidth, args.threads, n, args.rounds)
         print(
-            f"{kind:<8}{per_token / 1e6:>10.1f}{raw_tps:>11.1f}{nw_tps:>10.1f}{nw_tps / raw_tps:>8.3f}"
-            f"{raw_tps / limit:>11.2f}{nw_tps / limit:>10.2f}  {same}"
+            f"{kind:<8}{row['mb_per_token']:>10.1f}{row['raw_tok_s']:>11.1f}{row['nextword_tok_s']:>10.1f}"
+            f"{row['ratio']:>8.3f}{row['raw_fraction_of_limit']:>11.2f}{row['nextword_fraction_of_limit']:>10.2f}"
+            f"  {row['identical_tokens']}"
         )
         if args.json:
             with args.json.open("a") as fh:
                 fh.write(json.dumps(row) + "\n")
-        gen.close()
-        del raw
+
+
+def bench_type(kind: str, work: Path, model_dir: Path, bandwidth: float, threads: int, n: int, rounds: int) -> dict:
+    """Convert (once) to ``kind`` and time raw llama-cpp-python against nextword on that file."""
+    path = work / f"gpt2-124m.{kind}.gguf"
+    if not path.exists():
+        convert(model_dir, path, type=kind)
+    per_token = bytes_per_token(path)
+    limit = bandwidth / per_token
+    raw = llama_cpp.Llama(model_path=str(path), n_ctx=512, n_threads=threads, n_threads_batch=threads, verbose=False)
+    gen = nextword.load("llamacpp", str(path), threads=threads, n_ctx=512)
+    prompt_ids = raw.tokenize(PROMPT.encode(), add_bos=False)
+
+    def run_raw() -> list[int]:
+        out: list[int] = []
+        for token in raw.generate(prompt_ids, top_k=1, temp=0.0, reset=True):
+            out.append(token)
+            if len(out) == n:
+                break
+        return out
+
+    def run_nextword() -> list[int]:
+        return list(gen.generate(PROMPT, max_new_tokens=n, min_new_tokens=n).token_ids)
+
+    same = run_raw() == run_nextword()
+    times: dict[str, list[float]] = {"raw": [], "nextword": []}
+    for _ in range(rounds):
+        for name, fn in (("raw", run_raw), ("nextword", run_nextword)):
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    raw_tps = n / statistics.median(times["raw"])
+    nw_tps = n / statistics.median(times["nextword"])
+    gen.close()
+    raw.close()
+    return {
+        "type": kind,
+        "threads": threads,
+        "new_tokens": n,
+        "rounds": rounds,
+        "bandwidth_gb_s": round(bandwidth / 1e9, 2),
+        "mb_per_token": round(per_token / 1e6, 1),
+        "raw_tok_s": round(raw_tps, 1),
+        "nextword_tok_s": round(nw_tps, 1),
+        "ratio": round(nw_tps / raw_tps, 3),
+        "raw_fraction_of_limit": round(raw_tps / limit, 3),
+        "nextword_fraction_of_limit": round(nw_tps / limit, 3),
+        "identical_tokens": same,
+    }
 
 
 if __name__ == "__main__":

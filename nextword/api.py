@@ -166,7 +166,7 @@ def score(
 
 def _prepare(
     backend: str | None,
-    model: str | None,
+    model: str | os.PathLike[str] | None,
     options: Mapping[str, Any] | None,
     config: DecodingConfig | None,
     decoding: dict[str, Any],

@@ -406,6 +406,9 @@ def search_words(
     try:
         root = evaluator.logprobs(())
         starts = word_start_mask(generator, root.shape[-1])
+        ends_weight = starts.astype(np.float64)  # p @ ends_weight: the mass of the word starts
+        conts_weight = 1.0 - ends_weight
+        hide_starts = np.where(starts, -np.inf, 0.0)  # added to log-probs: continuations only
         eos = _eos_ids(generator)
         words: dict[str | tuple[str, tuple[int, ...]], _Word] = {}
         groups: list[_Group] = []
@@ -457,13 +460,14 @@ def search_words(
             extended[group.depth] += 1
             logp_next = evaluator.logprobs(path)
             p_next = np.exp(logp_next)
-            end_mass = float(np.sum(p_next[starts]))
+            end_mass = float(p_next @ ends_weight)
             if end_mass > 0.0:
                 add_word(path, path_logprob + math.log(end_mass))
-            continuation = np.where(starts, -np.inf, logp_next)
-            n_children = beam if group.depth < depth_limit else 0
-            children, child_logps = _top(continuation, n_children)
-            cont_mass = prob * float(np.sum(p_next[~starts]))
+            if group.depth < depth_limit:
+                children, child_logps = _top(logp_next + hide_starts, beam)
+            else:
+                children, child_logps = [], []
+            cont_mass = prob * float(p_next @ conts_weight)
             add_group(_Group(group.depth + 1, path, path_logprob, children, child_logps, cont_mass))
         unexplored = math.fsum(g.total - g.taken for g in groups)
     finally:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import os
 import shutil
 import sys
 from collections.abc import Callable, Iterator
@@ -36,25 +35,16 @@ import nextword
 from nextword import ContextLengthExceeded, InvalidConfig, InvalidInput, ModelLoadError, NextwordError, Support
 from nextword.config import DecodingConfig
 from nextword.testing import GeneratorConformance
+from nextword.testing.pytest_fixtures import require_module
 
-
-def _require(module: str) -> Any:
-    """Import ``module``; skip if it is missing, or fail under NEXTWORD_REQUIRE_ASSETS=1."""
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        reason = f"{module} cannot be imported ({exc}); install nextword[llamacpp]"
-        if os.environ.get("NEXTWORD_REQUIRE_ASSETS") == "1":
-            pytest.fail(f"NEXTWORD_REQUIRE_ASSETS=1 but {reason}")
-        pytest.skip(reason)
-
-
-_require("llama_cpp")
-_require("gguf")
+require_module("llama_cpp")
+require_module("gguf")
 
 import nextword_llamacpp.convert as convert_mod  # noqa: E402
 import nextword_llamacpp.plugin as plugin_mod  # noqa: E402
-from nextword_llamacpp.generator import LlamaCppGenerator, default_cache_dir, inspect_gguf  # noqa: E402
+from nextword_llamacpp.generator import LlamaCppGenerator  # noqa: E402
+from nextword_llamacpp.gguf_check import inspect_gguf  # noqa: E402
+from nextword_llamacpp.locate import default_cache_dir  # noqa: E402
 
 TOLERANCE = 1e-2
 
@@ -200,7 +190,7 @@ def test_empty_file_and_bad_version_are_refused(f32_gguf: Path, tmp_path: Path) 
 
 def _small_gguf(path: Path, arch: str) -> Path:
     """A well-formed GGUF file with one small tensor (not a model llama.cpp can run)."""
-    gguf = _require("gguf")
+    gguf = require_module("gguf")
     writer = gguf.GGUFWriter(str(path), arch)
     writer.add_context_length(16)
     writer.add_tensor("token_embd.weight", np.zeros((8, 4), dtype=np.float32))
@@ -213,7 +203,7 @@ def _small_gguf(path: Path, arch: str) -> Path:
 
 def test_corrupt_tensor_offset_is_refused(tmp_path: Path) -> None:
     """A tensor whose data would lie past the end of the file (a corrupt offset, length intact)."""
-    gguf = _require("gguf")
+    gguf = require_module("gguf")
     path = _small_gguf(tmp_path / "small.gguf", "gpt2")
     inspect_gguf(path)
     reader = gguf.GGUFReader(path)
@@ -273,12 +263,9 @@ def test_prompt_past_n_ctx_raises_and_nothing_aborts(f32_gguf: Path) -> None:
     assert isinstance(gen, LlamaCppGenerator)
     assert gen.context_length == 32
     long_prompt = " cat" * 40
+    # generate / predict_next / score past the window are the conformance suite's; here n_ctx sets it.
     with pytest.raises(ContextLengthExceeded):
         gen.generate(long_prompt, max_new_tokens=1)
-    with pytest.raises(ContextLengthExceeded):
-        gen.predict_next(long_prompt)
-    with pytest.raises(ContextLengthExceeded):
-        gen.score(long_prompt)
     with pytest.raises(ContextLengthExceeded):
         gen.next_token_logits(list(range(33)))
     with pytest.raises(ContextLengthExceeded):
@@ -365,6 +352,25 @@ def test_closed_generator_raises_instead_of_crashing(f32_gguf: Path) -> None:
         gen.generate("Hello", max_new_tokens=2)
     with pytest.raises(NextwordError, match="closed"):
         session.logits()
+
+
+def test_failed_decode_is_an_engine_error_and_the_generator_recovers(
+    f32_gguf: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import llama_cpp
+
+    gen = LlamaCppGenerator.load(str(f32_gguf))
+    try:
+        expected = gen.generate("Hello there", max_new_tokens=4).token_ids
+        gen.reset_cache()
+        real_decode = llama_cpp.llama_decode
+        monkeypatch.setattr(llama_cpp, "llama_decode", lambda ctx, batch: 1)
+        with pytest.raises(nextword.EngineError, match="llama_decode returned 1"):
+            gen.generate("Hello there", max_new_tokens=4)
+        monkeypatch.setattr(llama_cpp, "llama_decode", real_decode)
+        assert gen.generate("Hello there", max_new_tokens=4).token_ids == expected
+    finally:
+        gen.close()
 
 
 # ---- agreement with transformers on the same weights ----------------------------------------------
@@ -494,7 +500,7 @@ def test_invalid_options_are_config_errors(f32_gguf: Path) -> None:
 
 
 def test_gpu_layers_on_a_cpu_build_are_refused(f32_gguf: Path) -> None:
-    llama_cpp = _require("llama_cpp")
+    llama_cpp = require_module("llama_cpp")
     if llama_cpp.llama_supports_gpu_offload():
         pytest.skip("this llama-cpp-python build can offload to a GPU")
     with pytest.raises(InvalidConfig, match="GPU"):

@@ -31,14 +31,12 @@ wrong transpose, wrong types), not against ordinary quantization error.
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import shutil
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import nextword_llamacpp.convert as convert_mod
@@ -47,6 +45,7 @@ import pytest
 from nextword_llamacpp.convert import GGUF_TYPES, VerifyReport, convert, verify
 
 from nextword.errors import ContextLengthExceeded, InvalidConfig, InvalidInput, ModelLoadError
+from nextword.testing.pytest_fixtures import require_module
 
 CORPUS = [
     "I love cats because they are soft and warm.",
@@ -67,17 +66,6 @@ PROBES = [
     "The Moon, the dogs and the astronauts walked together in 1969.",
     "def jump(fox, dog):\n    return fox + dog\n",
 ]
-
-
-def _require(module: str) -> ModuleType:
-    """Import ``module``; skip the test if it is missing, or fail under NEXTWORD_REQUIRE_ASSETS=1."""
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        reason = f"{module} cannot be imported ({exc})"
-        if os.environ.get("NEXTWORD_REQUIRE_ASSETS") == "1":
-            pytest.fail(f"NEXTWORD_REQUIRE_ASSETS=1 but {reason}")
-        pytest.skip(reason)
 
 
 def _n_vocab(src: Path) -> int:
@@ -111,9 +99,9 @@ def _build_gpt2(
     ``extra_vocab`` adds embedding rows no token maps to (as models padded to a round size have).
     The wide default ``init_range`` keeps a tiny model's greedy choices away from near-ties.
     """
-    torch = _require("torch")
-    transformers = _require("transformers")
-    tokenizers = _require("tokenizers")
+    torch = require_module("torch")
+    transformers = require_module("transformers")
+    tokenizers = require_module("tokenizers")
     from tokenizers import decoders, models, pre_tokenizers, trainers
 
     tok = tokenizers.Tokenizer(models.BPE())
@@ -170,7 +158,7 @@ def converted(tiny_gpt2: Path, tmp_path_factory: pytest.TempPathFactory) -> Call
     def get(kind: str) -> Path:
         if kind not in cache:
             if kind in ("q4_k_m", "q5_k_m", "q6_k"):
-                _require("llama_cpp")
+                require_module("llama_cpp")
             cache[kind] = convert(tiny_gpt2, out_dir / f"tiny.{kind}.gguf", type=kind)
         return cache[kind]
 
@@ -183,7 +171,7 @@ def report_for(tiny_gpt2: Path, converted: Callable[[str], Path]) -> Callable[[s
     cache: dict[str, VerifyReport] = {}
 
     def get(kind: str) -> VerifyReport:
-        _require("llama_cpp")
+        require_module("llama_cpp")
         if kind not in cache:
             cache[kind] = verify(tiny_gpt2, converted(kind), probes=PROBES + CORPUS)
         return cache[kind]
@@ -194,7 +182,7 @@ def report_for(tiny_gpt2: Path, converted: Callable[[str], Path]) -> Callable[[s
 @pytest.fixture(scope="module")
 def llama(request: pytest.FixtureRequest) -> Iterator[Callable[..., Any]]:
     """``llama(path)``: a llama_cpp.Llama on ``path`` with all logits kept; closed after the module."""
-    llama_cpp = _require("llama_cpp")
+    llama_cpp = require_module("llama_cpp")
     opened: list[Any] = []
 
     def load(path: Path, n_ctx: int = 64) -> Any:
@@ -209,7 +197,7 @@ def llama(request: pytest.FixtureRequest) -> Iterator[Callable[..., Any]]:
 
 def _reader(path: Path) -> Any:
     """A gguf.GGUFReader on ``path``."""
-    return _require("gguf").GGUFReader(path)
+    return require_module("gguf").GGUFReader(path)
 
 
 def _field(reader: Any, key: str) -> Any:
@@ -224,8 +212,8 @@ def _tensor_types(path: Path) -> dict[str, str]:
 
 def _logit_pairs(src: Path, gguf_path: Path, llama: Callable[..., Any]) -> list[tuple[np.ndarray, np.ndarray]]:
     """(transformers logits, llama.cpp logits) per probe, same token ids, float64."""
-    torch = _require("torch")
-    transformers = _require("transformers")
+    torch = require_module("torch")
+    transformers = require_module("transformers")
     tok = transformers.AutoTokenizer.from_pretrained(src)
     model = transformers.GPT2LMHeadModel.from_pretrained(src, dtype=torch.float32).eval()
     llm = llama(gguf_path)
@@ -271,7 +259,7 @@ def test_each_type_converts_and_loads_in_llama_cpp(
     probe.touch()
     assert path.stat().st_mode == probe.stat().st_mode  # ordinary permissions, not a temp file's 0600
     probe.unlink()
-    gguf = _require("gguf")
+    gguf = require_module("gguf")
     reader = _reader(path)
     expected_ftype = {
         "f32": gguf.LlamaFileType.ALL_F32,
@@ -293,7 +281,7 @@ def test_each_type_converts_and_loads_in_llama_cpp(
 
 
 def test_metadata_keys(tiny_gpt2: Path, converted: Callable[[str], Path]) -> None:
-    gguf = _require("gguf")
+    gguf = require_module("gguf")
     reader = _reader(converted("f16"))
     tok = json.loads((tiny_gpt2 / "tokenizer.json").read_text())
     assert _field(reader, "general.architecture") == "gpt2"
@@ -328,7 +316,7 @@ def test_metadata_keys(tiny_gpt2: Path, converted: Callable[[str], Path]) -> Non
 
 def test_f32_tensors_equal_the_hf_weights(tiny_gpt2: Path, converted: Callable[[str], Path]) -> None:
     """F32 data is the checkpoint's, with Conv1D weights transposed to (out, in)."""
-    safetensors_numpy = _require("safetensors.numpy")
+    safetensors_numpy = require_module("safetensors.numpy")
     hf = {
         k.removeprefix("transformer."): v
         for k, v in safetensors_numpy.load_file(tiny_gpt2 / "model.safetensors").items()
@@ -369,7 +357,7 @@ def test_odd_width_falls_back_and_pads_the_vocabulary(
     odd_gpt2: Path, tmp_path: Path, llama: Callable[..., Any]
 ) -> None:
     """Rows of 40 cannot be Q8_0/K-quant blocks: those tensors fall back to F16, the rest quantize."""
-    gguf = _require("gguf")
+    gguf = require_module("gguf")
     q8 = convert(odd_gpt2, tmp_path, type="q8_0")
     assert q8.name == f"{odd_gpt2.name}.Q8_0.gguf"  # a folder as ``out`` names the file
     types = _tensor_types(q8)
@@ -395,8 +383,8 @@ def test_odd_width_falls_back_and_pads_the_vocabulary(
 def test_pytorch_bin_checkpoint_converts_like_safetensors(
     tiny_gpt2: Path, converted: Callable[[str], Path], tmp_path: Path
 ) -> None:
-    torch = _require("torch")
-    transformers = _require("transformers")
+    torch = require_module("torch")
+    transformers = require_module("transformers")
     src = tmp_path / "bin-model"
     shutil.copytree(tiny_gpt2, src)
     (src / "model.safetensors").unlink()
@@ -428,7 +416,7 @@ def test_progress_shows_a_bar(tiny_gpt2: Path, tmp_path: Path, capsys: pytest.Ca
 def test_tokenization_matches_transformers(
     tiny_gpt2: Path, converted: Callable[[str], Path], llama: Callable[..., Any]
 ) -> None:
-    transformers = _require("transformers")
+    transformers = require_module("transformers")
     tok = transformers.AutoTokenizer.from_pretrained(tiny_gpt2)
     llm = llama(converted("f16"))
     texts = [*PROBES, "Café  naïve\n\ttabs", "x=1;  y = 22 ...!?", " leading space", "ünïcödé 🚀"]
@@ -587,7 +575,7 @@ def test_interrupted_conversion_leaves_nothing(
 
 def test_failed_llama_quantize_leaves_nothing(tiny_gpt2: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Both the F32 intermediate and the partly written quantized file are removed."""
-    llama_cpp = _require("llama_cpp")
+    llama_cpp = require_module("llama_cpp")
 
     def failing_quantize(src: bytes, dst: bytes, params: Any) -> int:
         assert Path(os.fsdecode(src)).stat().st_size > 0
@@ -610,7 +598,7 @@ def test_k_quant_without_llama_cpp_is_a_clear_error(
 
 
 def test_verify_rejects_bad_probes(tiny_gpt2: Path, converted: Callable[[str], Path]) -> None:
-    _require("llama_cpp")
+    require_module("llama_cpp")
     with pytest.raises(ContextLengthExceeded) as info:
         verify(tiny_gpt2, converted("f16"), probes=["cats and dogs " * 40])
     assert info.value.limit == 64
@@ -620,7 +608,7 @@ def test_verify_rejects_bad_probes(tiny_gpt2: Path, converted: Callable[[str], P
 
 def test_vocab_json_and_merges_txt_tokenizer(tiny_gpt2: Path, converted: Callable[[str], Path], tmp_path: Path) -> None:
     """A slow-tokenizer folder (vocab.json + merges.txt, no tokenizer.json) gives the same vocabulary."""
-    tokenizers = _require("tokenizers")
+    tokenizers = require_module("tokenizers")
     src = _copy_model(tiny_gpt2, tmp_path / "slow")
     tokenizers.Tokenizer.from_file(str(src / "tokenizer.json")).model.save(str(src))
     (src / "tokenizer.json").unlink()

@@ -147,10 +147,10 @@ class LogitsPipeline:
                 kth = np.partition(out, -cfg.top_k)[-cfg.top_k]
                 keep = np.flatnonzero(out >= kth)
                 compact = self._warp(out[keep])
-                out = np.full_like(out, NEG_INF)
+                out = np.full(out.shape, NEG_INF)
                 out[keep] = compact
             else:
-                out = self._warp(out)
+                self._warp(out)
         return out
 
     def _warp(self, logits: FloatArray) -> FloatArray:

@@ -17,26 +17,48 @@ the environment they fail instead, so that CI cannot pass by skipping.
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import os
 from pathlib import Path
+from types import ModuleType
 from typing import NoReturn
 
 import pytest
 
 from nextword.testing.assets import AssetUnavailable, VocabFiles, gpt2_vocab_files
 
-__all__ = ["REQUIRE_ASSETS_ENV", "gemma_gguf", "gpt2_vocab", "tiny_gpt2_dir", "tiny_openai_gpt_dir"]
+__all__ = [
+    "REQUIRE_ASSETS_ENV",
+    "gemma_gguf",
+    "require_module",
+    "unavailable",
+    "gpt2_vocab",
+    "tiny_gpt2_dir",
+    "tiny_openai_gpt_dir",
+]
 
 REQUIRE_ASSETS_ENV = "NEXTWORD_REQUIRE_ASSETS"
 """Set to ``1`` to turn "fixture unavailable" skips into failures."""
 
 
-def _unavailable(reason: str) -> NoReturn:
-    """Skip the requesting test with ``reason``, or fail it when assets are required."""
+def unavailable(reason: str) -> NoReturn:
+    """Skip the calling test (or module) with ``reason``; fail it instead when
+    ``NEXTWORD_REQUIRE_ASSETS=1``, so that CI cannot pass by skipping."""
     if os.environ.get(REQUIRE_ASSETS_ENV, "").strip() == "1":
         pytest.fail(f"{reason} ({REQUIRE_ASSETS_ENV}=1 turns this skip into a failure)", pytrace=False)
-    pytest.skip(reason)
+    pytest.skip(reason, allow_module_level=True)
+
+
+def require_module(name: str, hint: str = "") -> ModuleType:
+    """Import and return module ``name``; if it cannot be imported, :func:`unavailable`."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        unavailable(f"{name} cannot be imported ({exc}){'; ' + hint if hint else ''}")
+
+
+_unavailable = unavailable
 
 
 def _require_modules(*names: str) -> None:

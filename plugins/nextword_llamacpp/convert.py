@@ -15,7 +15,6 @@ the functions that need them.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import json
 import logging
@@ -29,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from nextword.decoding.processors import log_softmax
 from nextword.errors import ContextLengthExceeded, InvalidConfig, InvalidInput, ModelLoadError
 
 if TYPE_CHECKING:
@@ -206,11 +206,13 @@ def verify(
             )
         id_lists.append(ids)
 
-    with _captured_llama_log(llama_cpp) as log:
+    from nextword_llamacpp.llama_log import captured_llama_log
+
+    with captured_llama_log() as log:
         try:
             llm = llama_cpp.Llama(model_path=str(gguf_file), logits_all=True, n_ctx=limit, verbose=False)
         except Exception as exc:  # llama-cpp-python raises ValueError/RuntimeError
-            raise ModelLoadError(f"llama.cpp cannot load {gguf_file}: {exc}{log.errors()}") from exc
+            raise ModelLoadError(f"llama.cpp cannot load {gguf_file}: {exc}{log.detail()}") from exc
     try:
         if llm.n_vocab() != hf_model.config.vocab_size:
             raise ModelLoadError(
@@ -837,8 +839,10 @@ def _llama_quantize(llama_cpp: Any, src: Path, dst: Path, kind: str, *, progress
         from tqdm.auto import tqdm
 
         bar = tqdm(total=1, desc=f"Quantizing to {kind.upper()} (llama.cpp)", unit="file")
+    from nextword_llamacpp.llama_log import captured_llama_log
+
     try:
-        with _captured_llama_log(llama_cpp) as log:
+        with captured_llama_log() as log:
             rc = llama_cpp.llama_model_quantize(os.fsencode(src), os.fsencode(dst), ctypes.byref(params))
         if bar is not None:
             bar.update(1)
@@ -846,54 +850,7 @@ def _llama_quantize(llama_cpp: Any, src: Path, dst: Path, kind: str, *, progress
         if bar is not None:
             bar.close()
     if rc != 0:
-        raise ModelLoadError(f"llama.cpp could not quantize the model to {kind} (status {rc}){log.errors()}")
-
-
-class _LlamaLog:
-    """Lines llama.cpp logged while captured, with their ggml log levels."""
-
-    _ERROR = 4  # GGML_LOG_LEVEL_ERROR
-    _CONT = 5  # GGML_LOG_LEVEL_CONT: continues the previous line
-
-    def __init__(self) -> None:
-        """Start empty."""
-        self.lines: list[tuple[int, str]] = []
-
-    def add(self, level: int, text: str) -> None:
-        """Record one log call (a continuation joins the previous line)."""
-        if level == self._CONT and self.lines:
-            prev_level, prev = self.lines[-1]
-            self.lines[-1] = (prev_level, prev + text)
-        else:
-            self.lines.append((level, text))
-
-    def errors(self) -> str:
-        """``": <error lines>"`` if llama.cpp logged errors, else an empty string."""
-        found = [text.strip() for level, text in self.lines if level == self._ERROR and text.strip()]
-        return (": " + "; ".join(found[-3:])) if found else ""
-
-
-@contextlib.contextmanager
-def _captured_llama_log(llama_cpp: Any) -> Iterator[_LlamaLog]:
-    """Route llama.cpp's log into a :class:`_LlamaLog` while the block runs, then restore the old sink.
-
-    llama-cpp-python's own log filter maps current ggml log levels wrongly (it prints warnings and
-    hides errors), so nextword collects the lines itself instead of relying on ``verbose``.
-    """
-    log = _LlamaLog()
-    old_callback = llama_cpp.llama_log_callback()
-    old_user_data = ctypes.c_void_p()
-    llama_cpp.llama_log_get(ctypes.byref(old_callback), ctypes.byref(old_user_data))
-
-    @llama_cpp.llama_log_callback
-    def collect(level: int, text: bytes, user_data: Any) -> None:
-        log.add(int(level), text.decode("utf-8", "replace") if text else "")
-
-    llama_cpp.llama_log_set(collect, None)
-    try:
-        yield log
-    finally:
-        llama_cpp.llama_log_set(old_callback, old_user_data)
+        raise ModelLoadError(f"llama.cpp could not quantize the model to {kind} (status {rc}){log.detail()}")
 
 
 def _iter_progress(items: Iterable[Any], *, enabled: bool, total: int, desc: str) -> Iterator[Any]:
@@ -925,8 +882,8 @@ class _DistributionStats:
 
     def add(self, ref_logits: np.ndarray, test_logits: np.ndarray) -> None:
         """Add positions from two (n_positions, n_vocab) logit arrays, reference first."""
-        ref_lp = _log_softmax(ref_logits)
-        test_lp = _log_softmax(test_logits)
+        ref_lp = _row_log_softmax(ref_logits)
+        test_lp = _row_log_softmax(test_logits)
         self.n += ref_logits.shape[0]
         self.agree += int(np.sum(ref_logits.argmax(-1) == test_logits.argmax(-1)))
         self.kl_sum += float(np.sum(np.exp(ref_lp) * (ref_lp - test_lp)))
@@ -945,7 +902,6 @@ class _DistributionStats:
         )
 
 
-def _log_softmax(logits: np.ndarray) -> np.ndarray:
-    """Row-wise log-softmax in float64."""
-    x = logits.astype(np.float64) - logits.max(axis=-1, keepdims=True)
-    return x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
+def _row_log_softmax(logits: np.ndarray) -> np.ndarray:
+    """:func:`nextword.decoding.processors.log_softmax` of every row of ``logits``."""
+    return np.stack([log_softmax(row) for row in logits])

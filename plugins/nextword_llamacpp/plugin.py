@@ -40,7 +40,15 @@ from typing import Any
 from nextword import BackendSpec, Capabilities, ModelLoadError, OptionSpec, Support, hookimpl
 from nextword_llamacpp.convert import GGUF_TYPES
 
-__all__ = ["CAPABILITIES", "DEFAULT_MODEL", "INSTALL_HINT", "KV_TYPES", "OPTIONS", "register_backends"]
+__all__ = [
+    "CAPABILITIES",
+    "DEFAULT_MODEL",
+    "INSTALL_HINT",
+    "KV_TYPES",
+    "OPTIONS",
+    "register_backends",
+    "register_commands",
+]
 
 DEFAULT_MODEL = "gpt2"
 
@@ -132,3 +140,11 @@ def register_backends(register: Callable[[BackendSpec], None]) -> None:
             check=_check,
         )
     )
+
+
+@hookimpl
+def register_commands(cli: Any) -> None:
+    """Add ``nextword convert`` (Hugging Face GPT-2 -> GGUF) to the command line."""
+    from nextword_llamacpp.commands import convert_command
+
+    cli.add_command(convert_command)

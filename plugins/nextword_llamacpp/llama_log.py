@@ -1,0 +1,70 @@
+"""llama.cpp's log, captured: its warnings and errors are collected while a block runs (and kept
+off stderr), so that a failure can name what llama.cpp said about it.
+
+llama-cpp-python's own log filter maps current ggml log levels wrongly (it prints warnings and
+hides errors), so nextword collects the lines itself instead of relying on ``verbose``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+from collections.abc import Iterator
+from typing import Any
+
+import llama_cpp
+
+__all__ = ["LlamaLog", "captured_llama_log"]
+
+# ggml_log_level values.
+_WARN, _ERROR, _CONT = 3, 4, 5
+
+
+class LlamaLog:
+    """The warning and error lines llama.cpp logged while captured, with their ggml levels."""
+
+    def __init__(self) -> None:
+        """Start empty."""
+        self.lines: list[tuple[int, str]] = []
+        self._keep = False  # whether the last line was kept, so that its continuation joins it
+
+    def add(self, level: int, text: str) -> None:
+        """Record one log call: warnings and errors are kept, a continuation joins a kept line."""
+        if level == _CONT:
+            if self._keep and self.lines:
+                prev_level, prev = self.lines[-1]
+                self.lines[-1] = (prev_level, prev + text)
+            return
+        self._keep = level in (_WARN, _ERROR)
+        if self._keep:
+            self.lines.append((level, text))
+
+    def detail(self, most: int = 3) -> str:
+        """``" (llama.cpp: <lines>)"`` with the last ``most`` error lines (warning lines when no
+        error was logged), or an empty string when llama.cpp said nothing of either."""
+        for wanted in (_ERROR, _WARN):
+            found = [text.strip() for level, text in self.lines if level == wanted and text.strip()]
+            if found:
+                return f" (llama.cpp: {'; '.join(found[-most:])})"
+        return ""
+
+
+@contextlib.contextmanager
+def captured_llama_log() -> Iterator[LlamaLog]:
+    """Route llama.cpp's log into a :class:`LlamaLog` while the block runs, then restore the
+    sink that was set before (llama-cpp-python's own, usually)."""
+    log = LlamaLog()
+    old_callback = llama_cpp.llama_log_callback()
+    old_user_data = ctypes.c_void_p()
+    llama_cpp.llama_log_get(ctypes.byref(old_callback), ctypes.byref(old_user_data))
+
+    @llama_cpp.llama_log_callback
+    def collect(level: int, text: bytes | None, user_data: Any) -> None:
+        with contextlib.suppress(Exception):  # never raise into C
+            log.add(int(level), (text or b"").decode("utf-8", "replace"))
+
+    llama_cpp.llama_log_set(collect, None)
+    try:
+        yield log
+    finally:
+        llama_cpp.llama_log_set(old_callback, old_user_data)

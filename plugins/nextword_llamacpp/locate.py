@@ -1,0 +1,162 @@
+"""Finding (or making) the GGUF file that a ``model`` string names: a ``.gguf`` path as is; a
+Hugging Face GPT-2 folder (or hub id) converted once into a cache keyed by the folder's content."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+from pathlib import Path
+
+import platformdirs
+
+import nextword_llamacpp.convert as convert_mod
+from nextword import InvalidConfig, ModelLoadError
+from nextword.sources import hub_reachable, looks_like_path
+from nextword_llamacpp.gguf_check import GGUFInfo, inspect_gguf
+
+__all__ = ["CACHE_DIR_ENV", "cached_gguf_path", "default_cache_dir", "hub_snapshot", "locate_gguf", "source_digest"]
+
+#: Environment variable naming nextword's cache root; converted GGUF files go to its ``gguf/`` folder.
+CACHE_DIR_ENV = "NEXTWORD_CACHE_DIR"
+
+
+# Files of a Hugging Face folder that the converter reads: they make up the cache key.
+_SOURCE_FILES = frozenset(
+    {
+        "config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "vocab.json",
+        "merges.txt",
+        "special_tokens_map.json",
+        "added_tokens.json",
+    }
+)
+_HUB_PATTERNS = [*sorted(_SOURCE_FILES), "*.safetensors", "model.safetensors.index.json"]
+# Bump when the cache layout or key changes.
+_CACHE_FORMAT = 1
+
+
+def default_cache_dir() -> Path:
+    """Where converted GGUF files are kept: ``$NEXTWORD_CACHE_DIR/gguf`` if the variable is set,
+    else the user cache folder ``nextword/gguf``."""
+    root = os.environ.get(CACHE_DIR_ENV, "").strip()
+    base = Path(root).expanduser() if root else platformdirs.user_cache_path("nextword", appauthor=False)
+    return base / "gguf"
+
+
+def _is_source_file(name: str) -> bool:
+    return (
+        name in _SOURCE_FILES
+        or name.endswith((".safetensors", ".index.json"))
+        or (name.startswith("pytorch_model") and name.endswith(".bin"))
+    )
+
+
+def source_digest(folder: Path) -> str:
+    """SHA-256 over the bytes (and names) of the files of ``folder`` that the converter reads:
+    config, weights and tokenizer. Any changed byte changes it."""
+    h = hashlib.sha256()
+    for p in sorted(folder.iterdir()):
+        if p.is_file() and _is_source_file(p.name):
+            with p.open("rb") as fh:
+                digest = hashlib.file_digest(fh, "sha256").digest()
+            h.update(p.name.encode() + b"\0" + digest)
+    return h.hexdigest()
+
+
+def _converter_digest() -> str:
+    """SHA-256 of the converter's own source, so a changed converter never reuses old files."""
+    try:
+        return hashlib.sha256(Path(convert_mod.__file__).read_bytes()).hexdigest()
+    except (OSError, TypeError):
+        return "unknown"
+
+
+def cached_gguf_path(folder: Path, quant: str, cache_dir: Path, name: str | None = None) -> Path:
+    """The cache file for ``folder`` converted to ``quant``: its name holds a key made of the
+    folder's content digest, the type, and the converter's digest."""
+    key_src = f"nextword-gguf-v{_CACHE_FORMAT}\0{quant}\0{_converter_digest()}\0{source_digest(folder)}"
+    key = hashlib.sha256(key_src.encode()).hexdigest()[:20]
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", name or folder.name).strip("._") or "model"
+    return cache_dir / f"{stem}-{key}.{quant.upper()}.gguf"
+
+
+def _convert_cached(folder: Path, quant: str, cache_dir: Path, name: str | None = None) -> GGUFInfo:
+    """``folder`` converted to ``quant`` in ``cache_dir``: reused when a valid file with the same
+    key is there, converted (once) otherwise."""
+    out = cached_gguf_path(folder, quant, cache_dir, name)
+    if out.is_file():
+        try:
+            return inspect_gguf(out)
+        except ModelLoadError:
+            out.unlink(missing_ok=True)  # a damaged cache entry: make it again
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ModelLoadError(f"cannot create the GGUF cache folder {str(cache_dir)!r}: {exc}") from exc
+    return inspect_gguf(convert_mod.convert(folder, out, type=quant))
+
+
+#: What :func:`hub_snapshot` suggests instead of a hub id, by default (loading a model).
+_LOAD_HINT = (
+    "pass a local .gguf file or a Hugging Face GPT-2 folder (saved with save_pretrained()) as the model, "
+    "e.g. `--model ./gpt2.Q8_0.gguf`"
+)
+
+
+def hub_snapshot(model_id: str, *, hint: str = _LOAD_HINT) -> Path:
+    """The local folder of hub model ``model_id`` (config, tokenizer, safetensors weights),
+    from the local Hugging Face cache or downloaded. ``hint`` ends the error messages: what to
+    pass instead when the hub cannot serve."""
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:
+        raise ModelLoadError(
+            f"{model_id!r} is not a file or folder here, and fetching it from the Hugging Face Hub needs "
+            f"huggingface_hub (pip install huggingface_hub); or {hint}"
+        ) from None
+    with contextlib.suppress(Exception):  # not in the local cache
+        return Path(snapshot_download(model_id, allow_patterns=_HUB_PATTERNS, local_files_only=True))
+    if not hub_reachable():
+        raise ModelLoadError(
+            f"cannot fetch {model_id!r}: the Hugging Face Hub is unreachable (offline, or HF_HUB_OFFLINE is set) "
+            f"and the model is not in the local cache; {hint}"
+        )
+    try:
+        return Path(snapshot_download(model_id, allow_patterns=_HUB_PATTERNS))
+    except Exception as exc:  # huggingface_hub raises many types
+        raise ModelLoadError(f"could not download {model_id!r} from the Hugging Face Hub: {exc}") from exc
+
+
+def locate_gguf(model: str, *, quant: str = "q8_0", cache_dir: str | os.PathLike[str] | None = None) -> GGUFInfo:
+    """The GGUF file that ``model`` names, checked with :func:`inspect_gguf` (its result).
+
+    ``model`` is a GGUF file; or a Hugging Face GPT-2 folder (``config.json`` + weights +
+    tokenizer), converted once to ``quant`` into ``cache_dir`` (default :func:`default_cache_dir`)
+    and reused while the folder's content and the converter stay the same; or a Hugging Face Hub
+    id, fetched (when the hub is reachable) and converted the same way.
+
+    Raises:
+        ModelLoadError: nothing usable is found, the hub is unreachable, conversion fails, or the
+            file is not a sound GGUF file.
+        InvalidConfig: ``quant`` is not a type the converter writes.
+    """
+    if quant not in convert_mod.GGUF_TYPES:
+        allowed = ", ".join(convert_mod.GGUF_TYPES)
+        raise InvalidConfig(f"llamacpp option 'quant' must be one of {allowed}, got {quant!r}")
+    cache = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+    path = Path(model).expanduser()
+    if path.is_file():
+        return inspect_gguf(path)
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            ggufs = sorted(p.name for p in path.glob("*.gguf"))
+            hint = f"; it holds {', '.join(ggufs[:3])}: pass one of those files" if ggufs else ""
+            raise ModelLoadError(f"the folder {model!r} is not a Hugging Face model folder (no config.json){hint}")
+        return _convert_cached(path.resolve(), quant, cache)
+    if looks_like_path(model):
+        raise ModelLoadError(f"no such model file or folder: {model!r}")
+    return _convert_cached(hub_snapshot(model), quant, cache, name=model.replace("/", "--"))
