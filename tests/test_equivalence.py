@@ -30,6 +30,8 @@ import pytest
 import nextword
 from nextword.decoding.processors import log_softmax
 
+pytestmark = pytest.mark.slow
+
 PROMPTS = ("I love cats because", "The weather today is", "Once upon a time", "In 1905, Albert Einstein")
 
 
@@ -142,7 +144,6 @@ REAL_PROMPTS = (
 )
 
 
-@pytest.mark.slow
 def test_real_model_same_greedy_text_on_both_backends(gemma_gguf: Path) -> None:
     """Same file, two engines: the greedy texts agree.
 
