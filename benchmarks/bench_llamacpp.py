@@ -21,7 +21,7 @@ from pathlib import Path
 
 import llama_cpp
 import numpy as np
-from nextword_llamacpp.convert import convert
+from nextword_llamacpp.convert import convert, verify
 
 import nextword
 from nextword.testing.models import build_gpt2_124m
@@ -57,6 +57,9 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=128)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--work-dir", type=Path, default=None, help="reuse built models from this folder")
+    parser.add_argument(
+        "--fidelity", action="store_true", help="also compare each file with transformers (convert.verify)"
+    )
     parser.add_argument("--json", type=Path, default=None, help="also append the numbers here (JSON lines)")
     args = parser.parse_args()
 
@@ -71,10 +74,14 @@ def main() -> None:
     print(header + f"{'raw/limit':>11}{'nw/limit':>10}  same")
     for kind in args.types:
         row = bench_type(kind, work, model_dir, bandwidth, args.threads, n, args.rounds)
+        if args.fidelity:
+            report = verify(model_dir, work / f"gpt2-124m.{kind}.gguf")
+            row.update(top1_agreement=round(report.top1_agreement, 4), mean_kl=float(f"{report.mean_kl:.3g}"))
         print(
             f"{kind:<8}{row['mb_per_token']:>10.1f}{row['raw_tok_s']:>11.1f}{row['nextword_tok_s']:>10.1f}"
             f"{row['ratio']:>8.3f}{row['raw_fraction_of_limit']:>11.2f}{row['nextword_fraction_of_limit']:>10.2f}"
             f"  {row['identical_tokens']}"
+            + (f"  top-1 {row['top1_agreement']:.1%}  KL {row['mean_kl']:.2g}" if args.fidelity else "")
         )
         if args.json:
             with args.json.open("a") as fh:
