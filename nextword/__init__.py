@@ -24,10 +24,12 @@ from nextword.errors import (
     NextwordError,
     UnsupportedOption,
 )
+from nextword.explain import Explanation, explain
 from nextword.hookspecs import hookimpl
 from nextword.protocol import Generator
 from nextword.registry import BackendInfo, backends, register_plugin, unregister_plugin
 from nextword.results import Candidate, Completion, Generation, Prediction, Score, Settings, TokenScore
+from nextword.words import predict_words
 
 __version__ = "0.1.0"
 
@@ -42,6 +44,7 @@ __all__ = [
     "ContextLengthExceeded",
     "DecodingConfig",
     "EngineError",
+    "Explanation",
     "Generation",
     "Generator",
     "InvalidConfig",
@@ -57,11 +60,13 @@ __all__ = [
     "TokenScore",
     "UnsupportedOption",
     "backends",
+    "explain",
     "generate",
     "hookimpl",
     "load",
     "loaded",
     "predict_next",
+    "predict_words",
     "register_plugin",
     "score",
     "stream",

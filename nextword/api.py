@@ -10,14 +10,15 @@ import dataclasses
 import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, overload
+from typing import Any, Literal, overload
 
 from nextword.config import DecodingConfig
-from nextword.errors import ModelLoadError, NextwordError
+from nextword.errors import InvalidInput, ModelLoadError, NextwordError
 from nextword.protocol import Generator
 from nextword.registry import get_backend
 from nextword.results import Generation, Prediction, Score, Settings
 from nextword.settings import Resolved, decoding_from, resolve
+from nextword.words import predict_words
 
 __all__ = ["generate", "load", "loaded", "predict_next", "score", "stream", "unload"]
 
@@ -143,13 +144,26 @@ def predict_next(
     prompt: str,
     k: int = 5,
     *,
+    unit: Literal["word", "token"] = "word",
     backend: str | None = None,
     model: str | os.PathLike[str] | None = None,
     options: Mapping[str, Any] | None = None,
 ) -> Prediction:
-    """The ``k`` most likely next tokens after ``prompt``, with probabilities, most likely first."""
+    """The ``k`` most likely next words (or tokens, with ``unit="token"``) after ``prompt``, with
+    probabilities, most likely first.
+
+    Word probabilities are exact products of token probabilities along each word's tokens, up to
+    the search bounds of :func:`nextword.words.predict_words`; the mass not explored is reported
+    as ``unexplored_mass``. Works on every backend that provides next-token logits.
+    """
     generator, settings = _load(resolve(backend, model, options))
-    return dataclasses.replace(generator.predict_next(prompt, k), settings=settings)
+    if unit == "word":
+        prediction = predict_words(generator, prompt, k)
+    elif unit == "token":
+        prediction = generator.predict_next(prompt, k, unit="token")
+    else:
+        raise InvalidInput(f"unit must be 'word' or 'token', got {unit!r}")
+    return dataclasses.replace(prediction, settings=settings)
 
 
 def score(

@@ -14,7 +14,7 @@ import abc
 import contextlib
 import dataclasses
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any, ClassVar, overload
+from typing import Any, ClassVar, Literal, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -27,6 +27,7 @@ from nextword.decoding.processors import log_softmax
 from nextword.decoding.stop import StopMatcher
 from nextword.errors import ContextLengthExceeded, InvalidConfig, InvalidInput
 from nextword.results import Candidate, Completion, FinishReason, Generation, Prediction, Score, Settings, TokenScore
+from nextword.words import predict_words
 
 __all__ = ["BaseGenerator", "RecomputeSession", "TextStream"]
 
@@ -267,12 +268,17 @@ class BaseGenerator(abc.ABC):
 
         return TextStream(chunks, finish)
 
-    def predict_next(self, prompt: str, k: int = 5) -> Prediction:
-        """The ``k`` most likely next tokens after ``prompt``, most likely first, with their
-        probabilities and log-probabilities under the raw model (no decoding options)."""
+    def predict_next(self, prompt: str, k: int = 5, *, unit: Literal["word", "token"] = "word") -> Prediction:
+        """The ``k`` most likely next words (``unit="word"``, see :func:`nextword.words.predict_words`)
+        or tokens (``unit="token"``) after ``prompt``, most likely first, with their probabilities
+        and log-probabilities under the raw model (no decoding options)."""
         self.capabilities.require("predict_next", self.backend)
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise InvalidInput(f"k must be a positive integer, got {k!r}")
+        if unit == "word":
+            return predict_words(self, prompt, k)
+        if unit != "token":
+            raise InvalidInput(f"unit must be 'word' or 'token', got {unit!r}")
         ids = self._encode_prompt(prompt)
         self._check_length(len(ids), 0)
         logp = log_softmax(self.next_token_logits(ids))

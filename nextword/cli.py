@@ -263,6 +263,9 @@ def _add_plugin_commands() -> None:
     global _commands_added
     if not _commands_added:
         _commands_added = True
+        from nextword import cli_words
+
+        cli_words.register(cli)
         plugin_manager().hook.register_commands(cli=cli)
 
 

@@ -12,7 +12,6 @@ as one line on stderr.
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import json
 import math
 import tempfile
@@ -26,9 +25,7 @@ from nextword import api
 from nextword.errors import InvalidInput, NextwordError
 from nextword.explain import explain as explain_text
 from nextword.explain import render_terminal, to_html, to_json
-from nextword.protocol import Generator
 from nextword.results import Prediction
-from nextword.words import predict_words
 
 __all__ = ["PLOT_FORMATS", "run_prediction", "register", "save_plot"]
 
@@ -44,7 +41,6 @@ def register(cli: click.Group) -> None:
 
 
 def run_prediction(
-    generator: Generator,
     prompt: str,
     k: int,
     unit: Literal["word", "token"],
@@ -53,15 +49,9 @@ def run_prediction(
     model: str | None = None,
     options: dict[str, Any] | None = None,
 ) -> Prediction:
-    """The prediction ``nextword predict`` shows: through :func:`nextword.predict_next` (so the
-    effective settings are attached) when it takes ``unit``, else directly."""
-    if "unit" in inspect.signature(api.predict_next).parameters:
-        predict: Any = api.predict_next
-        result: Prediction = predict(prompt, k, unit=unit, backend=backend, model=model, options=options)
-        return result
-    if unit == "token":
-        return api.predict_next(prompt, k, backend=backend, model=model, options=options)
-    return dataclasses.replace(predict_words(generator, prompt, k), settings=generator.settings)
+    """The prediction ``nextword predict`` shows, through :func:`nextword.predict_next` (so the
+    effective settings are attached)."""
+    return api.predict_next(prompt, k, unit=unit, backend=backend, model=model, options=options)
 
 
 def save_plot(prediction: Prediction, path: str | Path) -> Path:
@@ -168,8 +158,8 @@ def _commands() -> tuple[click.Command, click.Command]:
             raise InvalidInput(f"--plot writes .png or .svg files, got {Path(plot).name!r}")
         opts = _parse_options(options)
         with _loading(backend, model):
-            generator = api.load(backend, model, **opts)
-        prediction = run_prediction(generator, prompt, k, unit, backend=backend, model=model, options=opts)
+            api.load(backend, model, **opts)
+        prediction = run_prediction(prompt, k, unit, backend=backend, model=model, options=opts)
         if plot is not None:
             written = save_plot(prediction, plot)
             click.echo(f"wrote {written}", err=True)
@@ -195,10 +185,10 @@ def _commands() -> tuple[click.Command, click.Command]:
         for rank, cand in enumerate(prediction.candidates, 1):
             prob = f"{cand.prob:.2%}" if cand.prob >= 0.0001 else f"{cand.prob:.1e}"
             table.add_row(str(rank), repr(cand.text), prob, f"[green]{_bar(cand.prob)}[/green]")
+        console = Console()
+        console.print(table)
         if prediction.unit == "word":
-            table.caption = f"unexplored probability mass: {prediction.unexplored_mass:.2%}"
-            table.caption_justify = "left"
-        Console().print(table)
+            console.print(f"[dim]unexplored probability mass: {prediction.unexplored_mass:.2%}[/dim]")
 
     @click.command("explain")
     @click.argument("text")

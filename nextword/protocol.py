@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Any, Protocol, overload, runtime_checkable
+from typing import Any, Literal, Protocol, overload, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -57,6 +57,11 @@ class Generator(Protocol):
         ...
 
     @property
+    def eos_token_ids(self) -> frozenset[int]:
+        """Token ids that end a text (empty if the model has none)."""
+        ...
+
+    @property
     def context_length(self) -> int:
         """Most tokens (prompt plus generated) the model can attend to."""
         ...
@@ -91,8 +96,8 @@ class Generator(Protocol):
         """Continue ``prompt``, yielding text chunks as they are generated."""
         ...
 
-    def predict_next(self, prompt: str, k: int = 5) -> Prediction:
-        """The ``k`` most likely next tokens after ``prompt``, most likely first."""
+    def predict_next(self, prompt: str, k: int = 5, *, unit: Literal["word", "token"] = "word") -> Prediction:
+        """The ``k`` most likely next words (or tokens) after ``prompt``, most likely first."""
         ...
 
     def score(self, text: str) -> Score:

@@ -84,20 +84,19 @@ def starts_new_word(piece: str) -> bool:
     """Whether a token whose text is ``piece`` begins a new word (rather than continuing one).
 
     True when the text is empty (control tokens), or begins with whitespace (SentencePiece's
-    ``▁`` included), punctuation or a symbol (Unicode categories P* and S*); except that an
-    apostrophe followed by a letter continues the word (``"'t"`` in ``" don" + "'t"``). False for
-    letters, digits and marks, and for a text that begins with U+FFFD: the token holds the middle
-    or end of a character split across tokens (byte-level vocabularies), which continues the word.
+    ``▁`` included), punctuation or a symbol (Unicode categories P* and S*). False for letters,
+    digits and marks; for an apostrophe (``'`` or ``’``), which continues a word whether the
+    tokenizer keeps it alone or joined (``" don" + "'t"``, ``" don" + "'" + "t"``, ``" dogs" + "'"``);
+    and for a text that begins with U+FFFD: the token holds the middle or end of a character split
+    across tokens (byte-level vocabularies), which continues the word.
     """
     if not piece:
         return True
     first = piece[0]
-    if first == _REPLACEMENT:
+    if first == _REPLACEMENT or first in _APOSTROPHES:
         return False
     if first.isspace() or first == _SENTENCEPIECE_SPACE:
         return True
-    if first in _APOSTROPHES and len(piece) > 1 and piece[1].isalpha():
-        return False
     return unicodedata.category(first)[0] in "PS"
 
 

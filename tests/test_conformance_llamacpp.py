@@ -478,8 +478,8 @@ def test_quantized_kv_cache_turns_flash_attention_on(f32_gguf: Path) -> None:
     try:
         assert gen.settings.options["flash_attn"] is True
         reference = nextword.load("llamacpp", str(f32_gguf), kv_type="f32")
-        ours = gen.predict_next("I love cats because", k=1)[0]
-        theirs = reference.predict_next("I love cats because", k=1)[0]
+        ours = gen.predict_next("I love cats because", k=1, unit="token")[0]
+        theirs = reference.predict_next("I love cats because", k=1, unit="token")[0]
         assert ours.token_id == theirs.token_id
         assert gen.generate("I love cats because", max_new_tokens=4).completion_tokens == 4
     finally:

@@ -130,6 +130,19 @@ def test_converted_tokenizer_reproduces_the_llama_cpp_vectors(
         assert llama.detokenize(expected) == text
 
 
+def test_word_predictions_agree(hf: nextword.Generator, tiny_gguf: Callable[[str], Path]) -> None:
+    """Word-level prediction runs in the core on each backend's logits: same words, same numbers."""
+    llama = _llama(tiny_gguf("f32"))
+    for prompt in PROMPTS:
+        a = hf.predict_next(prompt, k=5)
+        b = llama.predict_next(prompt, k=5)
+        assert a.unit == b.unit == "word"
+        assert [c.text for c in a] == [c.text for c in b]
+        for x, y in zip(a, b, strict=True):
+            assert x.prob == pytest.approx(y.prob, rel=0.02)
+        assert a.unexplored_mass == pytest.approx(b.unexplored_mass, abs=0.01)
+
+
 # ---- the real pretrained model ---------------------------------------------------------------------
 
 REAL_PROMPTS = (

@@ -85,7 +85,7 @@ def test_gpt1_generates(tiny_openai_gpt_dir: Path) -> None:
     assert result.text.strip()
     again = gen.generate("the cat sat on the", max_new_tokens=8)
     assert again.token_ids == result.token_ids
-    prediction = gen.predict_next("the cat sat on the", k=3)
+    prediction = gen.predict_next("the cat sat on the", k=3, unit="token")
     assert prediction[0].token_id == result.token_ids[0]
 
 

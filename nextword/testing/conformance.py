@@ -359,7 +359,7 @@ class GeneratorConformance:
 
     def test_predict_next_is_a_sorted_distribution(self, generator: Generator) -> None:
         for prompt in self.prompts:
-            prediction = generator.predict_next(prompt, k=10)
+            prediction = generator.predict_next(prompt, k=10, unit="token")
             probs = [c.prob for c in prediction]
             assert len(probs) == 10
             assert probs == sorted(probs, reverse=True)
@@ -371,7 +371,7 @@ class GeneratorConformance:
 
     def test_predict_next_top_is_greedy_first_token(self, generator: Generator) -> None:
         for prompt in self.prompts:
-            top = generator.predict_next(prompt, k=2)
+            top = generator.predict_next(prompt, k=2, unit="token")
             first = generator.generate(prompt, max_new_tokens=1)
             if top[0].logprob - top[1].logprob > self.logit_tolerance:
                 assert first.token_ids[0] == top[0].token_id
@@ -379,7 +379,7 @@ class GeneratorConformance:
     def test_predict_next_matches_the_logits(self, generator: Generator) -> None:
         prompt = self.prompts[0]
         logp = self._logprobs(generator, generator.tokenize(prompt))
-        for c in generator.predict_next(prompt, k=5):
+        for c in generator.predict_next(prompt, k=5, unit="token"):
             assert c.logprob == pytest.approx(logp[c.token_id], abs=1e-4)
 
     def test_score_agrees_with_the_chain_of_predictions(self, generator: Generator) -> None:
@@ -396,7 +396,7 @@ class GeneratorConformance:
             assert score.perplexity == pytest.approx(math.exp(-score.logprob / len(score.tokens)))
         # The top candidate's log-prob is the last token's score of prompt + candidate.
         prompt = self.prompts[0]
-        cand = generator.predict_next(prompt, k=1)[0]
+        cand = generator.predict_next(prompt, k=1, unit="token")[0]
         ids = generator.tokenize(prompt)
         if generator.tokenize(prompt + cand.text) == ids + [cand.token_id]:
             last = generator.score(prompt + cand.text).tokens[-1]

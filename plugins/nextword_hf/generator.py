@@ -7,6 +7,7 @@ decoding option natively); stop strings use nextword's shared stop handling. Str
 
 from __future__ import annotations
 
+import inspect
 import queue
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -58,6 +59,9 @@ class HFGenerator(BaseGenerator):
         if self._pad is None:
             self._pad = min(self._eos) if self._eos else 0
         self._n_ctx = _context_length(hf_model.config, tokenizer)
+        # transformers renamed `past_key_values` to `cache` (in forward's arguments and outputs).
+        forward_args = inspect.signature(type(hf_model).forward).parameters
+        self.cache_kwarg = "cache" if "cache" in forward_args else "past_key_values"
         self._lock = threading.Lock()
 
     @classmethod
@@ -106,6 +110,10 @@ class HFGenerator(BaseGenerator):
         ids = torch.tensor([list(token_ids)], device=self.device)
         logits = self.hf_model(input_ids=ids).logits[0, -1]
         return logits.float().cpu().numpy()
+
+    def open_session(self, prompt_ids: Sequence[int]) -> _KVSession:
+        """A KV-cache state: each :meth:`~_KVSession.feed` costs one token of compute."""
+        return _KVSession(self, prompt_ids)
 
     @torch.inference_mode()
     def token_logprobs(self, token_ids: Sequence[int]) -> list[float]:
@@ -248,6 +256,32 @@ class HFGenerator(BaseGenerator):
         self.hf_model = None
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+
+
+class _KVSession:
+    """The model's KV cache after a token sequence; tokens fed are evaluated lazily, together,
+    at the next :meth:`logits` call."""
+
+    def __init__(self, generator: HFGenerator, prompt_ids: Sequence[int]) -> None:
+        self._generator = generator
+        self._pending = list(prompt_ids)
+        self._past: Any = None
+        self._logits: npt.NDArray[np.floating] | None = None
+
+    @torch.inference_mode()
+    def logits(self) -> npt.NDArray[np.floating]:
+        if self._pending or self._logits is None:
+            gen = self._generator
+            ids = torch.tensor([self._pending], device=gen.device)
+            out = gen.hf_model(input_ids=ids, use_cache=True, **{gen.cache_kwarg: self._past})
+            self._past = out[gen.cache_kwarg]
+            self._logits = out.logits[0, -1].float().cpu().numpy()
+            self._pending = []
+        return self._logits
+
+    def feed(self, token_id: int) -> None:
+        self._pending.append(token_id)
+        self._logits = None
 
 
 class _QueueStreamer(BaseStreamer):
