@@ -115,6 +115,18 @@ class GeneratorConformance:
             assert first.token_ids == second.token_ids
             assert first.text == second.text
 
+    def test_results_do_not_depend_on_earlier_calls(self, generator: Generator) -> None:
+        prompt = self.prompts[0]
+        ids = generator.tokenize(prompt)
+        logits = np.array(generator.next_token_logits(ids))
+        text = generator.generate(prompt, max_new_tokens=self.new_tokens)
+        # Calls that share a prefix with the prompt, or not, in between.
+        generator.generate(prompt + " and then", max_new_tokens=4)
+        generator.predict_next(self.prompts[1], k=3, unit="token")
+        generator.next_token_logits(ids[:-1])  # leaves a prefix of the prompt behind, if cached
+        assert np.array_equal(np.array(generator.next_token_logits(ids)), logits)
+        assert generator.generate(prompt, max_new_tokens=self.new_tokens).token_ids == text.token_ids
+
     def test_greedy_follows_the_argmax(self, generator: Generator) -> None:
         prompt = self.prompts[0]
         result = generator.generate(prompt, max_new_tokens=self.new_tokens)

@@ -2,8 +2,9 @@
 
 Every decoding option runs through nextword's shared decoding loop on top of llama.cpp's
 next-token logits, so the results follow Hugging Face semantics exactly like every other backend.
-The engine keeps the KV cache of the last evaluated sequence and reuses its longest common prefix
-with the next request; a generation session therefore costs one token of compute per step.
+A request is evaluated from position 0 (its prompt as one batch), never on top of a prefix that an
+earlier call left in the KV cache: llama.cpp's numbers depend on how tokens were batched, and a
+result must not depend on the calls before it. Within a session each step costs one token.
 
 What ``model`` names is found (or converted) by :mod:`nextword_llamacpp.locate` and checked by
 :mod:`nextword_llamacpp.gguf_check` before llama.cpp loads it.
@@ -100,6 +101,9 @@ class LlamaCppGenerator(BaseGenerator):
         self._past: list[int] = []
         self._has_logits = False
         self._version = 0
+        # (tokens, how many were evaluated as the first batch) of what the cache holds, when it
+        # was filled by _evaluate_fresh or a session; None otherwise.
+        self._canonical: tuple[tuple[int, ...], int] | None = None
         self._one = _Batch(1)
         self._many = _Batch(self._n_batch)
 
@@ -239,11 +243,11 @@ class LlamaCppGenerator(BaseGenerator):
 
     def next_token_logits(self, token_ids: Sequence[int]) -> npt.NDArray[np.floating]:
         """Raw float32 logits for the token after ``token_ids`` (a fresh array the caller owns);
-        the KV cache's common prefix with the last evaluated sequence is reused."""
+        always evaluated from position 0, so the result does not depend on earlier calls."""
         ids = self._checked_ids(token_ids)
         with self._lock:
             self._require_open()
-            self._sync(ids)
+            self._evaluate_fresh(ids)
             return self._last_logits()
 
     def open_session(self, prompt_ids: Sequence[int]) -> _KVSession:
@@ -346,17 +350,25 @@ class LlamaCppGenerator(BaseGenerator):
         self._pieces[token] = piece
         return piece
 
-    def _sync(self, ids: list[int]) -> None:
-        """Make the cache hold exactly ``ids`` with fresh next-token logits, evaluating only
-        what differs from the cached sequence (at least the last token when logits are stale)."""
-        past = self._past
-        n = _common_prefix(past, ids)
-        if n == len(ids) == len(past) and self._has_logits:
+    def _evaluate_fresh(self, ids: list[int], batch_len: int | None = None) -> None:
+        """Make the cache hold ``ids`` evaluated the canonical way, whatever ran before:
+        ``ids[:batch_len]`` (all of them by default) as one batch from position 0, the rest one
+        token at a time.
+
+        llama.cpp's numbers depend on how tokens were grouped into batches (a batch and a
+        single-token step take different kernels), so reusing a prefix cached by an earlier call
+        would make a result depend on the calls before it. Evaluated this way, the same request
+        always gives the same numbers, and a session interrupted by other calls replays exactly
+        the steps it had taken."""
+        batch_len = len(ids) if batch_len is None else batch_len
+        key = (tuple(ids), batch_len)
+        if key == self._canonical and self._has_logits:
             return
-        if n == len(ids):
-            n -= 1  # the logits of the last token are needed again: evaluate it again
-        self._truncate(n)
-        self._eval(ids[n:])
+        self._truncate(0)
+        self._eval(ids[:batch_len])
+        for token in ids[batch_len:]:
+            self._eval([token])
+        self._canonical = key
 
     def _truncate(self, n: int) -> None:
         """Drop cached positions ``n`` and later."""
@@ -390,6 +402,7 @@ class LlamaCppGenerator(BaseGenerator):
         # until the decode below succeeds neither the logits nor a session's view are current.
         llama_cpp.llama_memory_seq_rm(self._mem, 0, n_past, -1)
         self._has_logits = False
+        self._canonical = None
         self._version += 1
         step = self._score_chunk if on_rows is not None else self._n_batch
         for start in range(0, len(tokens), step):
@@ -436,9 +449,11 @@ class LlamaCppGenerator(BaseGenerator):
             self._require_open()
             ids = session.ids
             if session.version == self._version:
-                self._eval(ids[session.synced :])
+                for token in ids[session.synced :]:
+                    self._eval([token])
+                self._canonical = (tuple(ids), session.prompt_len)
             else:
-                self._sync(ids)
+                self._evaluate_fresh(ids, session.prompt_len)
             session.version = self._version
             session.synced = len(ids)
             return self._last_logits()
@@ -447,13 +462,15 @@ class LlamaCppGenerator(BaseGenerator):
 class _KVSession:
     """A generation state on a :class:`LlamaCppGenerator`'s KV cache (see
     :class:`nextword.decoding.loop.Session`). Sessions may interleave; one that finds the cache
-    changed re-synchronises on its longest common prefix."""
+    changed replays its own steps (prompt as one batch, then each fed token), so its numbers are
+    those of an uninterrupted run."""
 
-    __slots__ = ("generator", "ids", "synced", "version")
+    __slots__ = ("generator", "ids", "prompt_len", "synced", "version")
 
     def __init__(self, generator: LlamaCppGenerator, prompt_ids: list[int]) -> None:
         self.generator = generator
         self.ids = prompt_ids
+        self.prompt_len = len(prompt_ids)
         self.synced = 0
         self.version = -1
 
@@ -506,12 +523,3 @@ class _Batch:
         if not self._freed:
             self._freed = True
             llama_cpp.llama_batch_free(self.batch)
-
-
-def _common_prefix(a: list[int], b: list[int]) -> int:
-    """Length of the longest common prefix of ``a`` and ``b``."""
-    n = min(len(a), len(b))
-    if a[:n] == b[:n]:
-        return n
-    diff = np.flatnonzero(np.asarray(a[:n]) != np.asarray(b[:n]))
-    return int(diff[0])
