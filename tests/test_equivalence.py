@@ -167,7 +167,7 @@ def test_real_model_same_greedy_text_on_both_backends(gemma_gguf: Path) -> None:
     the prompts must give the very same tokens, and a divergence is allowed only at a step where
     transformers' own top-2 gap is below 0.5 (the measured maximum, rounded up): a near-tie that
     either engine may break either way."""
-    hf = nextword.load("hf", str(gemma_gguf), device="cpu")
+    hf = nextword.load("hf", str(gemma_gguf))
     llama = nextword.load("llamacpp", str(gemma_gguf))
     identical = 0
     for prompt in REAL_PROMPTS:

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def gemma_hf(gemma_gguf: Path) -> nextword.Generator:
-    return nextword.load("hf", str(gemma_gguf), device="cpu")
+    return nextword.load("hf", str(gemma_gguf))
 
 
 def test_greedy_text_is_deterministic_and_english(gemma_hf: nextword.Generator) -> None:

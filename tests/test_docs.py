@@ -1,0 +1,32 @@
+"""The documentation's code runs: every ``pycon`` block of these pages is executed as a doctest,
+top to bottom in one session per page, and must print exactly what the page shows.
+
+The pages use the real pretrained Gemma 3 270M from PyPI, so this is a slow test.
+(``scripts/refresh_doc_outputs.py`` rewrites the outputs after a deliberate change.)
+"""
+
+from __future__ import annotations
+
+import doctest
+import re
+from pathlib import Path
+
+import pytest
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+PAGES = ["tutorial.md", "quickstart.md"]
+BLOCK = re.compile(r"^```pycon\n(.*?)^```", re.S | re.M)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("page", PAGES)
+def test_page_code_runs_and_prints_what_the_page_shows(page: str, gemma_gguf: Path) -> None:
+    text = (DOCS / page).read_text()
+    blocks = BLOCK.findall(text)
+    assert blocks, f"{page} has no pycon blocks"
+    parser = doctest.DocTestParser()
+    test = parser.get_doctest("\n".join(blocks), {"__name__": "__doc__"}, page, str(DOCS / page), 0)
+    assert len(test.examples) >= 5
+    runner = doctest.DocTestRunner(optionflags=doctest.REPORT_UDIFF)
+    runner.run(test)
+    assert runner.failures == 0, f"{runner.failures} example(s) of {page} did not print what the page shows"
