@@ -182,3 +182,29 @@ def test_real_model_same_greedy_text_on_both_backends(gemma_gguf: Path) -> None:
         ref = np.sort(np.asarray(hf.next_token_logits(list(a.prompt_token_ids) + list(a.token_ids[:i]))))
         assert ref[-1] - ref[-2] < 0.5, f"{prompt!r}: engines disagree at step {i} with a clear winner"
     assert identical >= 4
+
+
+def test_cli_predict_and_explain_on_both_backends(
+    tiny_gpt2_dir: Path, tiny_gguf: Callable[[str], Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`nextword predict` and `nextword explain` from the command line, hf and llamacpp, same weights."""
+    import json
+
+    from nextword.cli import main
+
+    def run(*args: str) -> dict[str, object]:
+        assert main(list(args)) == 0
+        return json.loads(capsys.readouterr().out)  # type: ignore[no-any-return]
+
+    engines = [("hf", str(tiny_gpt2_dir)), ("llamacpp", str(tiny_gguf("f32")))]
+    words = [run("predict", "I love cats because", "-b", b, "-m", m, "-k", "5", "--json") for b, m in engines]
+    assert [c["text"] for c in words[0]["candidates"]] == [c["text"] for c in words[1]["candidates"]]  # type: ignore[index]
+    explained = [run("explain", "The cat sat on the mat", "-b", b, "-m", m, "--json") for b, m in engines]
+    a, b = (e["tokens"] for e in explained)  # type: ignore[index]
+    assert [t["text"] for t in a] == [t["text"] for t in b]  # type: ignore[union-attr, index]
+    for x, y in zip(a[1:], b[1:], strict=True):  # type: ignore[index]
+        assert x["prob"] == pytest.approx(y["prob"], rel=0.02)
+        # Deep in the tail thousands of tokens have nearly equal logits, so a rank there moves
+        # with float rounding; near the top it must not.
+        assert x["rank"] == y["rank"] or min(x["rank"], y["rank"]) > 100
+        assert abs(x["rank"] - y["rank"]) <= 0.01 * x["rank"]
