@@ -25,8 +25,9 @@ from nextword.decoding.detok import IncrementalDetokenizer
 from nextword.decoding.loop import Session, sample_tokens
 from nextword.decoding.processors import log_softmax
 from nextword.decoding.stop import StopMatcher
-from nextword.errors import ContextLengthExceeded, InvalidConfig, InvalidInput
+from nextword.errors import InvalidConfig, InvalidInput
 from nextword.results import Candidate, Completion, FinishReason, Generation, Prediction, Score, Settings, TokenScore
+from nextword.validation import check_length, encode_text
 from nextword.words import predict_words
 
 __all__ = ["BaseGenerator", "RecomputeSession", "TextStream"]
@@ -300,7 +301,7 @@ class BaseGenerator(abc.ABC):
         """Log-likelihood of ``text``: every token after the first, given the tokens before it."""
         self.capabilities.require("score", self.backend)
         ids = self._encode_prompt(text, what="text")
-        self._check_length(len(ids), 0)
+        self._check_length(len(ids), 0, what="text")
         logprobs = self.token_logprobs(ids) if len(ids) > 1 else []
         tokens = tuple(
             TokenScore(token_id=t, text=self.detokenize([t]), logprob=lp)
@@ -318,29 +319,10 @@ class BaseGenerator(abc.ABC):
         return cfg
 
     def _encode_prompt(self, prompt: object, what: str = "prompt") -> list[int]:
-        if not isinstance(prompt, str):
-            raise InvalidInput(f"the {what} must be a string, got {type(prompt).__name__}")
-        if not prompt:
-            raise InvalidInput(f"the {what} is empty; give at least one character of text")
-        ids = self.tokenize(prompt)
-        if not ids:
-            raise InvalidInput(f"the {what} {prompt!r} produced no tokens")
-        return ids
+        return encode_text(self, prompt, what)
 
-    def _check_length(self, n_prompt: int, n_new: int) -> None:
-        limit = self.context_length
-        if n_prompt + n_new > limit:
-            if n_prompt >= limit:
-                msg = (
-                    f"the prompt has {n_prompt} tokens but the model's context window holds {limit}; shorten the prompt"
-                )
-            else:
-                msg = (
-                    f"the prompt has {n_prompt} tokens and {n_new} new tokens were asked for, "
-                    f"{n_prompt + n_new} in all, more than the model's context window of {limit}; "
-                    "shorten the prompt or lower max_new_tokens"
-                )
-            raise ContextLengthExceeded(msg, n_tokens=n_prompt + n_new, limit=limit)
+    def _check_length(self, n_prompt: int, n_new: int, what: str = "prompt") -> None:
+        check_length(n_prompt, n_new, self.context_length, what)
 
     def _complete(self, token_ids: Iterable[int], cfg: DecodingConfig) -> Completion:
         state = _SequenceState()

@@ -21,9 +21,10 @@ import numpy.typing as npt
 from nextword.config import DecodingConfig
 from nextword.decoding.detok import IncrementalDetokenizer
 from nextword.decoding.processors import log_softmax
-from nextword.errors import ContextLengthExceeded, InvalidInput
+from nextword.errors import InvalidInput
 from nextword.protocol import Generator
 from nextword.results import Settings
+from nextword.validation import check_length, encode_text
 from nextword.words import word_start_mask
 
 __all__ = [
@@ -141,21 +142,9 @@ def explain(generator: Generator, text: str, *, top: int = 5) -> Explanation:
     """
     if isinstance(top, bool) or not isinstance(top, int) or top < 0:
         raise InvalidInput(f"top must be a non-negative integer, got {top!r}")
-    if not isinstance(text, str):
-        raise InvalidInput(f"the text must be a string, got {type(text).__name__}")
-    if not text:
-        raise InvalidInput("the text is empty; give at least one character of text")
     generator.capabilities.require("predict_next", generator.backend)
-    ids = list(generator.tokenize(text))
-    if not ids:
-        raise InvalidInput(f"the text {text!r} produced no tokens")
-    limit = generator.context_length
-    if len(ids) > limit:
-        raise ContextLengthExceeded(
-            f"the text has {len(ids)} tokens but the model's context window holds {limit}; shorten the text",
-            n_tokens=len(ids),
-            limit=limit,
-        )
+    ids = encode_text(generator, text, "text")
+    check_length(len(ids), 0, generator.context_length, "text")
 
     texts = _token_texts(generator, ids)
     tokens = [TokenExplanation(0, ids[0], texts[0], None, None, None, None)]

@@ -53,9 +53,10 @@ import numpy as np
 import numpy.typing as npt
 
 from nextword.decoding.processors import log_softmax
-from nextword.errors import ContextLengthExceeded, InvalidInput
+from nextword.errors import InvalidInput
 from nextword.protocol import Generator
 from nextword.results import Candidate, Prediction, Settings
+from nextword.validation import check_length, encode_text
 
 __all__ = [
     "DEFAULT_MAX_TOKENS",
@@ -391,14 +392,8 @@ def search_words(
     beam, floor, depth_limit = _check_bounds(k, beam_width, min_prob, max_tokens)
     generator.capabilities.require("predict_next", generator.backend)
     prompt_ids = _encode(generator, prompt)
+    check_length(len(prompt_ids), 1, generator.context_length)
     room = generator.context_length - len(prompt_ids)  # most tokens a word can have here
-    if room < 1:
-        raise ContextLengthExceeded(
-            f"the prompt has {len(prompt_ids)} tokens and fills the model's context window of "
-            f"{generator.context_length}; no room is left for a next word; shorten the prompt",
-            n_tokens=len(prompt_ids) + 1,
-            limit=generator.context_length,
-        )
     depth_limit = min(depth_limit, room)
 
     evaluator = _Evaluator(generator, prompt_ids)
@@ -576,18 +571,6 @@ def _check_bounds(k: object, beam_width: object, min_prob: object, max_tokens: o
 
 
 def _encode(generator: Generator, prompt: object) -> list[int]:
-    if not isinstance(prompt, str):
-        raise InvalidInput(f"the prompt must be a string, got {type(prompt).__name__}")
-    if not prompt:
-        raise InvalidInput("the prompt is empty; give at least one character of text")
-    ids = list(generator.tokenize(prompt))
-    if not ids:
-        raise InvalidInput(f"the prompt {prompt!r} produced no tokens")
-    limit = generator.context_length
-    if len(ids) > limit:
-        raise ContextLengthExceeded(
-            f"the prompt has {len(ids)} tokens but the model's context window holds {limit}; shorten the prompt",
-            n_tokens=len(ids),
-            limit=limit,
-        )
+    ids = encode_text(generator, prompt)
+    check_length(len(ids), 0, generator.context_length)
     return ids

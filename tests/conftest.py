@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -32,3 +32,32 @@ def bytelm_plugin() -> Iterator[str]:
     name = nextword.register_plugin(BytelmPlugin(), name="bytelm-plugin")
     yield name
     nextword.unregister_plugin(name)
+
+
+@pytest.fixture(scope="module")
+def hf_gen(tiny_gpt2_dir: Path) -> nextword.Generator:
+    """The tiny GPT-2 fixture on the hf backend."""
+    return nextword.load("hf", str(tiny_gpt2_dir), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def byte_gen(bytelm_plugin: str) -> nextword.Generator:
+    """The third-party-style byte bigram backend."""
+    return nextword.load("bytelm", "3")
+
+
+@pytest.fixture(scope="session")
+def tiny_gguf(tiny_gpt2_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """``tiny_gguf(type)``: the tiny GPT-2 converted by nextword's converter (each type once)."""
+    from nextword.testing.pytest_fixtures import require_module
+
+    convert = require_module("nextword_llamacpp.convert", "install nextword[llamacpp]").convert
+    out_dir = tmp_path_factory.mktemp("tiny-gguf")
+    made: dict[str, Path] = {}
+
+    def get(kind: str) -> Path:
+        if kind not in made:
+            made[kind] = convert(tiny_gpt2_dir, out_dir / f"tiny.{kind.upper()}.gguf", type=kind)
+        return made[kind]
+
+    return get

@@ -61,27 +61,13 @@ def _llamacpp_registered() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def gguf_file(tiny_gpt2_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
-    """``gguf_file(type)``: the tiny GPT-2 converted by nextword's converter (each type once)."""
-    out_dir = tmp_path_factory.mktemp("llamacpp-gguf")
-    made: dict[str, Path] = {}
-
-    def get(kind: str) -> Path:
-        if kind not in made:
-            made[kind] = convert_mod.convert(tiny_gpt2_dir, out_dir / f"tiny.{kind.upper()}.gguf", type=kind)
-        return made[kind]
-
-    return get
+def f32_gguf(tiny_gguf: Callable[[str], Path]) -> Path:
+    return tiny_gguf("f32")
 
 
 @pytest.fixture(scope="session")
-def f32_gguf(gguf_file: Callable[[str], Path]) -> Path:
-    return gguf_file("f32")
-
-
-@pytest.fixture(scope="session")
-def q8_gguf(gguf_file: Callable[[str], Path]) -> Path:
-    return gguf_file("q8_0")
+def q8_gguf(tiny_gguf: Callable[[str], Path]) -> Path:
+    return tiny_gguf("q8_0")
 
 
 # ---- the conformance suite ------------------------------------------------------------------

@@ -35,21 +35,6 @@ pytestmark = pytest.mark.slow
 PROMPTS = ("I love cats because", "The weather today is", "Once upon a time", "In 1905, Albert Einstein")
 
 
-@pytest.fixture(scope="session")
-def tiny_gguf(tiny_gpt2_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
-    from nextword_llamacpp.convert import convert
-
-    out_dir = tmp_path_factory.mktemp("equivalence-gguf")
-    made: dict[str, Path] = {}
-
-    def get(kind: str) -> Path:
-        if kind not in made:
-            made[kind] = convert(tiny_gpt2_dir, out_dir / f"tiny.{kind}.gguf", type=kind)
-        return made[kind]
-
-    return get
-
-
 @pytest.fixture(scope="module")
 def hf(tiny_gpt2_dir: Path) -> nextword.Generator:
     return nextword.load("hf", str(tiny_gpt2_dir), device="cpu", dtype="float32")

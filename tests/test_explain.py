@@ -24,16 +24,6 @@ TEXT = "The cat sat on the mat, and the dog's bowl was empty."
 
 
 @pytest.fixture(scope="module")
-def hf_gen(tiny_gpt2_dir: Path) -> nextword.Generator:
-    return nextword.load("hf", str(tiny_gpt2_dir), device="cpu")
-
-
-@pytest.fixture(scope="module")
-def byte_gen(bytelm_plugin: str) -> nextword.Generator:
-    return nextword.load("bytelm", "3")
-
-
-@pytest.fixture(scope="module")
 def hf_expl(hf_gen: nextword.Generator) -> Explanation:
     return explain(hf_gen, TEXT, top=4)
 

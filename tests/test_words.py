@@ -6,7 +6,6 @@ import itertools
 import math
 import re
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,16 +18,6 @@ from nextword.decoding.processors import log_softmax
 from nextword.words import clear_cache, predict_words, search_words, starts_new_word, word_start_mask
 
 PROMPTS = ("I love cats because", "The weather today is")
-
-
-@pytest.fixture(scope="module")
-def hf_gen(tiny_gpt2_dir: Path) -> nextword.Generator:
-    return nextword.load("hf", str(tiny_gpt2_dir), device="cpu")
-
-
-@pytest.fixture(scope="module")
-def byte_gen(bytelm_plugin: str) -> nextword.Generator:
-    return nextword.load("bytelm", "3")
 
 
 @pytest.fixture(params=["hf", "bytelm"])

@@ -1,0 +1,46 @@
+"""Checks on what callers pass in, shared by every entry point (generation, prediction, scoring,
+word search, explain) so that each reports bad input the same way, before the engine runs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nextword.errors import ContextLengthExceeded, InvalidInput
+
+__all__ = ["check_length", "encode_text"]
+
+
+def encode_text(generator: Any, text: object, what: str = "prompt") -> list[int]:
+    """``generator.tokenize(text)`` after checking that ``text`` is a non-empty string and before
+    returning at least one token; otherwise :class:`~nextword.errors.InvalidInput` naming
+    ``what`` ("prompt", "text") and what was wrong."""
+    if not isinstance(text, str):
+        raise InvalidInput(f"the {what} must be a string, got {type(text).__name__}")
+    if not text:
+        raise InvalidInput(f"the {what} is empty; give at least one character of text")
+    ids = list(generator.tokenize(text))
+    if not ids:
+        raise InvalidInput(f"the {what} {text!r} produced no tokens")
+    return ids
+
+
+def check_length(n_prompt: int, n_new: int, limit: int, what: str = "prompt") -> None:
+    """Raise :class:`~nextword.errors.ContextLengthExceeded` unless ``n_prompt`` tokens plus
+    ``n_new`` more fit a context window of ``limit`` tokens; the message says by how much and
+    what to change."""
+    if n_prompt + n_new <= limit:
+        return
+    if n_prompt > limit or n_new == 0:
+        msg = f"the {what} has {n_prompt} tokens but the model's context window holds {limit}; shorten the {what}"
+    elif n_prompt >= limit:
+        msg = (
+            f"the {what} has {n_prompt} tokens and fills the model's context window of {limit}; "
+            f"no room is left for new tokens; shorten the {what}"
+        )
+    else:
+        msg = (
+            f"the {what} has {n_prompt} tokens and {n_new} new tokens were asked for, "
+            f"{n_prompt + n_new} in all, more than the model's context window of {limit}; "
+            f"shorten the {what} or lower max_new_tokens"
+        )
+    raise ContextLengthExceeded(msg, n_tokens=n_prompt + n_new, limit=limit)
