@@ -145,6 +145,8 @@ def predict_next(
     k: int = 5,
     *,
     unit: Literal["word", "token"] = "word",
+    beam_width: int | None = None,
+    min_prob: float = 0.0,
     backend: str | None = None,
     model: str | os.PathLike[str] | None = None,
     options: Mapping[str, Any] | None = None,
@@ -153,13 +155,16 @@ def predict_next(
     probabilities, most likely first.
 
     Word probabilities are exact products of token probabilities along each word's tokens, up to
-    the search bounds of :func:`nextword.words.predict_words`; the mass not explored is reported
-    as ``unexplored_mass``. Works on every backend that provides next-token logits.
+    the search bounds ``beam_width`` and ``min_prob`` (see :func:`nextword.words.predict_words`);
+    the probability mass not explored is reported as ``unexplored_mass``. Works on every backend
+    that provides next-token logits.
     """
     generator, settings = _load(resolve(backend, model, options))
     if unit == "word":
-        prediction = predict_words(generator, prompt, k)
+        prediction = predict_words(generator, prompt, k, beam_width=beam_width, min_prob=min_prob)
     elif unit == "token":
+        if beam_width is not None or min_prob:
+            raise InvalidInput("beam_width and min_prob bound the word search; they do not apply to unit='token'")
         prediction = generator.predict_next(prompt, k, unit="token")
     else:
         raise InvalidInput(f"unit must be 'word' or 'token', got {unit!r}")

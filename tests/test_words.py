@@ -6,6 +6,7 @@ import itertools
 import math
 import re
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -353,3 +354,13 @@ def test_every_word_start_token_combination_is_consistent(byte_gen: nextword.Gen
     for word in search.words:
         for a, b in itertools.pairwise(word.token_ids):
             assert not mask[b], (a, b)
+
+
+def test_the_api_exposes_the_search_bounds(hf_gen: nextword.Generator, tiny_gpt2_dir: Path) -> None:
+    narrow = nextword.predict_next(PROMPTS[0], k=3, model=str(tiny_gpt2_dir), options={"device": "cpu"}, beam_width=3)
+    wide = nextword.predict_next(PROMPTS[0], k=3, model=str(tiny_gpt2_dir), options={"device": "cpu"}, beam_width=32)
+    assert narrow.unexplored_mass >= wide.unexplored_mass
+    floor = nextword.predict_next(PROMPTS[0], k=3, model=str(tiny_gpt2_dir), options={"device": "cpu"}, min_prob=0.5)
+    assert floor.unexplored_mass >= wide.unexplored_mass
+    with pytest.raises(nextword.InvalidInput, match="do not apply"):
+        nextword.predict_next(PROMPTS[0], unit="token", beam_width=3, model=str(tiny_gpt2_dir))
