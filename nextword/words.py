@@ -297,7 +297,11 @@ class _Evaluator:
             if session is not None:
                 session.feed(path[-1])
             else:
-                session = self._open(self._prompt + list(path))
+                # Every path starts from the prompt's own state, so a backend that keeps the
+                # prompt's KV cache evaluates only the path's tokens.
+                session = self._open(self._prompt)
+                for token in path:
+                    session.feed(token)
             logits = session.logits()
             self._sessions[path] = session
         return log_softmax(np.asarray(logits))

@@ -516,3 +516,19 @@ def test_real_gemma_model(gemma_gguf: Path) -> None:
     assert natural.perplexity * 5 < shuffled.perplexity
     chunks = list(gen.stream("Écris une phrase en français :", max_new_tokens=24))
     assert "\ufffd" not in "".join(chunks)
+
+
+def test_word_search_does_not_depend_on_earlier_calls(f32_gguf: Path) -> None:
+    """The word search reuses the prompt's KV state between extensions; the numbers must still be
+    those of a generator that has done nothing else before."""
+    from nextword.words import clear_cache, search_words
+
+    gen = nextword.load("llamacpp", str(f32_gguf))
+    prompt = "The weather today is"
+    first = search_words(gen, prompt, 5)
+    gen.generate("The weather today is cold and", max_new_tokens=5)
+    gen.predict_next("Something else entirely", k=3, unit="token")
+    clear_cache()
+    again = search_words(gen, prompt, 5)
+    assert [(w.text, w.prob) for w in again.words] == [(w.text, w.prob) for w in first.words]
+    assert again.unexplored_mass == first.unexplored_mass

@@ -351,29 +351,45 @@ class LlamaCppGenerator(BaseGenerator):
         return piece
 
     def _evaluate_fresh(self, ids: list[int], batch_len: int | None = None) -> None:
-        """Make the cache hold ``ids`` evaluated the canonical way, whatever ran before:
-        ``ids[:batch_len]`` (all of them by default) as one batch from position 0, the rest one
-        token at a time.
+        """Make the cache hold ``ids`` evaluated the canonical way: ``ids[:batch_len]`` (all of
+        them by default) as one batch from position 0, the rest one token at a time.
 
         llama.cpp's numbers depend on how tokens were grouped into batches (a batch and a
-        single-token step take different kernels), so reusing a prefix cached by an earlier call
-        would make a result depend on the calls before it. Evaluated this way, the same request
-        always gives the same numbers, and a session interrupted by other calls replays exactly
-        the steps it had taken."""
+        single-token step take different kernels), so reusing a prefix that an earlier call
+        evaluated some other way would make a result depend on the calls before it. What the
+        cache holds is reused only when it was evaluated the same canonical way (same first
+        batch, then single tokens): the same request then always gives the same numbers, and a
+        session interrupted by other calls replays exactly the steps it had taken."""
         batch_len = len(ids) if batch_len is None else batch_len
-        key = (tuple(ids), batch_len)
-        if key == self._canonical and self._has_logits:
-            return
-        self._truncate(0)
-        self._eval(ids[:batch_len])
-        for token in ids[batch_len:]:
+        reuse = 0
+        if self._canonical is not None:
+            cached, cached_batch = self._canonical
+            if cached_batch == batch_len and cached[:batch_len] == tuple(ids[:batch_len]):
+                reuse = batch_len + _common_prefix(cached[batch_len:], ids[batch_len:])
+                if reuse == len(cached) == len(ids) and self._has_logits:
+                    return
+                if reuse == len(ids):
+                    # The last token's logits are needed again: step back over it, unless it
+                    # belongs to the first batch (then that batch is evaluated anew).
+                    reuse = len(ids) - 1 if len(ids) - 1 >= batch_len else 0
+        if reuse < batch_len:
+            self._truncate(0)
+            self._eval(ids[:batch_len])
+            reuse = batch_len
+        else:
+            self._truncate(reuse)
+            if len(self._past) != reuse:  # the memory could not drop just a tail: start over
+                self._eval(ids[:batch_len])
+                reuse = batch_len
+        for token in ids[reuse:]:
             self._eval([token])
-        self._canonical = key
+        self._canonical = (tuple(ids), batch_len)
 
     def _truncate(self, n: int) -> None:
         """Drop cached positions ``n`` and later."""
         if n >= len(self._past):
             return
+        self._canonical = None
         if not llama_cpp.llama_memory_seq_rm(self._mem, 0, n, -1):
             # Memory that cannot drop a tail (recurrent models): start over.
             llama_cpp.llama_memory_clear(self._mem, True)
@@ -523,3 +539,12 @@ class _Batch:
         if not self._freed:
             self._freed = True
             llama_cpp.llama_batch_free(self.batch)
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    """Length of the longest common prefix of ``a`` and ``b``."""
+    n = min(len(a), len(b))
+    for i in range(n):
+        if a[i] != b[i]:
+            return i
+    return n
