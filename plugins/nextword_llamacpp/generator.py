@@ -2,9 +2,10 @@
 
 Every decoding option runs through nextword's shared decoding loop on top of llama.cpp's
 next-token logits, so the results follow Hugging Face semantics exactly like every other backend.
-A request is evaluated from position 0 (its prompt as one batch), never on top of a prefix that an
-earlier call left in the KV cache: llama.cpp's numbers depend on how tokens were batched, and a
-result must not depend on the calls before it. Within a session each step costs one token.
+Every request is evaluated the same canonical way (its prompt as one batch from position 0, then
+one token at a time), and the KV cache is reused only where it holds such an evaluation:
+llama.cpp's numbers depend on how tokens were batched, and a result must not depend on the calls
+before it. Within a session, or across sessions that extend the same prompt, a step costs one token.
 
 What ``model`` names is found (or converted) by :mod:`nextword_llamacpp.locate` and checked by
 :mod:`nextword_llamacpp.gguf_check` before llama.cpp loads it.
