@@ -164,35 +164,39 @@ class GeneratorConformance:
         others = [generator.generate(prompt, max_new_tokens=self.new_tokens, do_sample=True, seed=s) for s in (2, 3, 4)]
         assert any(o.token_ids != runs[0].token_ids for o in others), "different seeds never changed the sample"
 
+    def _assert_samples_within(self, generator: Generator, option: str, value: Any, floor: Any) -> None:
+        """Sample with ``option=value`` under three seeds; at every step the chosen token's logit
+        must reach ``floor(logits)`` (the smallest logit of the allowed set), less the tolerance
+        (tokens tied with the set's last member count as in it)."""
+        prompt = self.prompts[2]
+        for seed in (1, 2, 3):
+            result = generator.generate(
+                prompt, max_new_tokens=self.new_tokens, do_sample=True, seed=seed, **{option: value}
+            )
+            ids = generator.tokenize(prompt)
+            for token in result.token_ids:
+                logits = np.array(generator.next_token_logits(ids), dtype=np.float64)
+                assert logits[token] >= floor(logits) - self.logit_tolerance, (
+                    f"a token sampled with {option}={value} lies outside the allowed set"
+                )
+                ids.append(token)
+
     def test_sampled_tokens_lie_in_the_top_k_set(self, generator: Generator) -> None:
         if not self._supports(generator, "top_k"):
             self._expect_unsupported(generator, "top_k")
             return
-        prompt = self.prompts[2]
-        for seed in (1, 2, 3):
-            result = generator.generate(prompt, max_new_tokens=self.new_tokens, do_sample=True, top_k=3, seed=seed)
-            ids = generator.tokenize(prompt)
-            for token in result.token_ids:
-                logits = np.array(generator.next_token_logits(ids), dtype=np.float64)
-                kth = np.sort(logits)[-3]
-                assert logits[token] >= kth - self.logit_tolerance, "a sampled token lies outside the top-3 set"
-                ids.append(token)
+        self._assert_samples_within(generator, "top_k", 3, lambda logits: np.sort(logits)[-3])
 
     def test_sampled_tokens_lie_in_the_top_p_set(self, generator: Generator) -> None:
         if not self._supports(generator, "top_p"):
             self._expect_unsupported(generator, "top_p")
             return
-        prompt = self.prompts[2]
-        for seed in (1, 2, 3):
-            result = generator.generate(prompt, max_new_tokens=self.new_tokens, do_sample=True, top_p=0.5, seed=seed)
-            ids = generator.tokenize(prompt)
-            for token in result.token_ids:
-                logits = np.array(generator.next_token_logits(ids), dtype=np.float64)
-                # The nucleus, widened by the tolerance: tokens tied with its last member count too.
-                kept = top_p_filter(logits.copy(), 0.5)
-                floor = float(np.min(kept[np.isfinite(kept)]))
-                assert logits[token] >= floor - self.logit_tolerance, "a sampled token lies outside the top-p set"
-                ids.append(token)
+
+        def nucleus_floor(logits: np.ndarray) -> float:
+            kept = top_p_filter(logits.copy(), 0.5)
+            return float(np.min(kept[np.isfinite(kept)]))
+
+        self._assert_samples_within(generator, "top_p", 0.5, nucleus_floor)
 
     def test_num_return_sequences(self, generator: Generator) -> None:
         if not self._supports(generator, "num_return_sequences"):
