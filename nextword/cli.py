@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from nextword import api
+from nextword import api, cli_words
 from nextword.config import DecodingConfig
 from nextword.errors import NextwordError
 from nextword.registry import backends as list_backends
@@ -139,41 +139,6 @@ def generate(
 
 
 @cli.command()
-@click.argument("prompt")
-@_backend_options
-@click.option("-k", "k", type=click.IntRange(min=1), default=10, show_default=True, help="How many candidates.")
-@click.option("--json", "as_json", is_flag=True, help="Print the candidates as JSON.")
-def predict(
-    prompt: str, backend: str | None, model: str | None, options: tuple[str, ...], k: int, as_json: bool
-) -> None:
-    """Show the most likely next tokens after PROMPT, with probability bars."""
-    opts = _parse_options(options)
-    with _loading(backend, model):
-        api.load(backend, model, **opts)
-    prediction = api.predict_next(prompt, k, backend=backend, model=model, options=opts)
-    if as_json:
-        payload = {
-            "prompt": prompt,
-            "settings": prediction.settings.to_dict(),
-            "candidates": [dataclasses.asdict(c) for c in prediction.candidates],
-        }
-        click.echo(json.dumps(payload, indent=2, ensure_ascii=False))
-        return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"Next token after {prompt!r}", title_justify="left")
-    table.add_column("#", justify="right")
-    table.add_column("token")
-    table.add_column("prob", justify="right")
-    table.add_column("")
-    for rank, cand in enumerate(prediction.candidates, 1):
-        bar = "█" * max(1, round(cand.prob * 40)) if cand.prob >= 0.0125 else "▏"
-        table.add_row(str(rank), repr(cand.text), f"{cand.prob:.2%}", f"[green]{bar}[/green]")
-    Console().print(table)
-
-
-@cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 def backends(as_json: bool) -> None:
     """List installed backends, whether each is usable here and, if not, why."""
@@ -263,9 +228,6 @@ def _add_plugin_commands() -> None:
     global _commands_added
     if not _commands_added:
         _commands_added = True
-        from nextword import cli_words
-
-        cli_words.register(cli)
         plugin_manager().hook.register_commands(cli=cli)
 
 
@@ -289,6 +251,10 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         return 0
     return 0
+
+
+# `predict` and `explain` live with the word-level code they show.
+cli_words.register(cli)
 
 
 if __name__ == "__main__":  # pragma: no cover
