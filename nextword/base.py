@@ -127,10 +127,6 @@ class BaseGenerator(abc.ABC):
         """Backend, model, options (and where they came from) this generator was loaded with."""
         return self._settings
 
-    def with_settings(self, settings: Settings) -> None:
-        """Record the effective settings (with their sources) the generator was loaded with."""
-        self._settings = settings
-
     def __repr__(self) -> str:
         return f"<{type(self).__name__} backend={self.backend!r} model={self.model!r}>"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any, Literal
 
 from nextword.config import DecodingConfig
@@ -195,8 +195,3 @@ class Score:
     def logprobs(self) -> list[float]:
         """The per-token log-probabilities."""
         return [t.logprob for t in self.tokens]
-
-
-def flatten(generations: Sequence[Generation]) -> list[Completion]:
-    """All sequences of several generations, in order."""
-    return [s for g in generations for s in g.sequences]
