@@ -188,3 +188,23 @@ def test_pipeline_equals_the_filters_applied_in_turn_on_the_full_vocabulary(
         if cfg.typical_p is not None:
             typical_filter(expected, cfg.typical_p)
         _ours_vs_theirs(pipe.process(row, [], 0), expected)
+
+
+@pytest.mark.parametrize("top_p", [0.3, 0.9, 0.999])
+def test_top_p_on_a_large_vocabulary_matches_transformers(top_p: float) -> None:
+    """Past 1024 tokens the filter sorts only the most likely ones; the result must not change."""
+    torch, lp = _hf()
+    rng = np.random.default_rng(7)
+    for scale in (0.5, 3.0, 8.0):  # flat to peaked distributions: the nucleus is large or small
+        row = rng.normal(0, scale, size=60_000)
+        mine = top_p_filter(row.copy(), top_p)
+        theirs = lp.TopPLogitsWarper(top_p)(None, torch.tensor(row)[None])[0]  # type: ignore[attr-defined]
+        _ours_vs_theirs(mine, theirs.numpy())
+
+
+def test_sampling_draws_follow_the_distribution() -> None:
+    pipe = LogitsPipeline(DecodingConfig(do_sample=True))
+    logits = np.array([np.log(0.5), np.log(0.3), np.log(0.2), -np.inf])
+    rng = np.random.default_rng(0)
+    counts = np.bincount([pipe.choose(logits.copy(), rng) for _ in range(20_000)], minlength=4)
+    np.testing.assert_allclose(counts / counts.sum(), [0.5, 0.3, 0.2, 0.0], atol=0.015)

@@ -74,16 +74,47 @@ def top_k_filter(logits: FloatArray, k: int) -> FloatArray:
     return logits
 
 
+_NUCLEUS_HEAD = 1024  # tokens sorted first when looking for the nucleus; grows as needed
+
+
 def top_p_filter(logits: FloatArray, top_p: float) -> FloatArray:
-    """Nucleus filter: drop the least likely tokens whose cumulative probability is <= 1 - top_p."""
+    """Nucleus filter: drop the least likely tokens whose cumulative probability is <= 1 - top_p.
+
+    Same result as sorting the whole vocabulary (as transformers does), but only the most likely
+    tokens are sorted when they already hold more than ``top_p`` of the mass: every other token's
+    cumulative probability is then below ``1 - top_p``, so it is dropped either way.
+    """
     if top_p >= 1.0:
         return logits
-    order = np.argsort(logits, kind="stable")  # ascending, as transformers sorts
-    cum = np.cumsum(_softmax(logits[order]))
+    probs = _softmax(logits)
+    head = _nucleus_head(probs, top_p)
+    if head is None:
+        order = np.argsort(logits, kind="stable")  # ascending, as transformers sorts
+        cum = np.cumsum(probs[order])
+    else:
+        order = head[np.argsort(logits[head], kind="stable")]
+        cum = (1.0 - probs[head].sum()) + np.cumsum(probs[order])
+        outside = np.ones(logits.shape[-1], dtype=bool)
+        outside[head] = False
+        logits[outside] = NEG_INF
     remove = cum <= (1.0 - top_p)
     remove[-1] = False
     logits[order[remove]] = NEG_INF
     return logits
+
+
+def _nucleus_head(probs: npt.NDArray[np.float64], top_p: float) -> npt.NDArray[np.intp] | None:
+    """Indices of the most likely tokens when they hold more than ``top_p`` of the mass and no
+    token left out ties with them; None when the whole vocabulary must be sorted."""
+    n = probs.shape[-1]
+    m = _NUCLEUS_HEAD
+    while m < n:
+        head = np.argpartition(probs, n - m)[n - m :]
+        kth = probs[head].min()
+        if probs[head].sum() > top_p + 1e-9 and np.count_nonzero(probs >= kth) == m:
+            return head
+        m *= 8
+    return None
 
 
 def min_p_filter(logits: FloatArray, min_p: float) -> FloatArray:
@@ -168,8 +199,9 @@ class LogitsPipeline:
         if not self.config.sampling:
             return int(np.argmax(processed))
         candidates = np.flatnonzero(np.isfinite(processed))
-        probs = _softmax(processed[candidates])
-        return int(candidates[rng.choice(candidates.size, p=probs / probs.sum())])
+        cum = np.cumsum(_softmax(processed[candidates]))
+        pick = int(np.searchsorted(cum, rng.random() * cum[-1], side="right"))
+        return int(candidates[min(pick, candidates.size - 1)])
 
     def next_token(self, logits: FloatArray, context: Sequence[int], n_generated: int, rng: np.random.Generator) -> int:
         """Process ``logits`` and choose the next token."""
