@@ -12,6 +12,7 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Literal, overload
 
+from nextword.backend_spec import BackendSpec
 from nextword.config import DecodingConfig
 from nextword.errors import InvalidInput, ModelLoadError, NextwordError
 from nextword.protocol import Generator
@@ -22,7 +23,9 @@ from nextword.words import predict_words
 
 __all__ = ["generate", "load", "loaded", "predict_next", "score", "stream", "unload"]
 
-_CACHE: dict[tuple[str, str, str], Generator] = {}
+# Keyed by the BackendSpec object too, so a backend re-registered by another plugin never gets
+# a generator that the previous one loaded.
+_CACHE: dict[tuple[BackendSpec, str, str], Generator] = {}
 _LOCK = threading.RLock()
 
 
@@ -210,7 +213,7 @@ def _load(resolved: Resolved) -> tuple[Generator, Settings]:
         if name not in options and opt.default is not None:
             options[name] = opt.default
             sources.setdefault(f"options.{name}", "default")
-    key = (spec.name, model, repr(sorted(options.items())))
+    key = (spec, model, repr(sorted(options.items())))
     settings = Settings(backend=spec.name, model=model, options=options, sources=sources)
     with _LOCK:
         generator = _CACHE.get(key)

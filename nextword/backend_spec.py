@@ -49,7 +49,7 @@ class OptionSpec:
         return out
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class BackendSpec:
     """A backend as a plugin registers it.
 

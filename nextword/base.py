@@ -21,7 +21,7 @@ import numpy.typing as npt
 
 from nextword.capabilities import Capabilities, Support
 from nextword.config import DecodingConfig
-from nextword.decoding.detok import IncrementalDetokenizer
+from nextword.decoding.detok import IncrementalDetokenizer, context_for, piece_text
 from nextword.decoding.loop import Session, sample_tokens
 from nextword.decoding.processors import log_softmax
 from nextword.decoding.stop import StopMatcher
@@ -229,7 +229,7 @@ class BaseGenerator(abc.ABC):
             Generation(
                 prompt=p,
                 prompt_token_ids=tuple(ids),
-                sequences=tuple(self._complete(seq, cfg) for seq in seqs),
+                sequences=tuple(self._complete(seq, cfg, ids) for seq in seqs),
                 settings=self._settings.with_decoding(cfg),
             )
             for p, ids, seqs in zip(prompts, prompts_ids, raw, strict=True)
@@ -253,7 +253,7 @@ class BaseGenerator(abc.ABC):
         self._check_length(len(ids), n_new)
         rng = np.random.default_rng(cfg.seed)
         state = _SequenceState()
-        chunks = self._decode_text(self.token_stream(ids, cfg, n_new, rng), cfg, state)
+        chunks = self._decode_text(self.token_stream(ids, cfg, n_new, rng), cfg, state, ids)
 
         def finish() -> Generation:
             return Generation(
@@ -282,9 +282,10 @@ class BaseGenerator(abc.ABC):
         k = min(k, logp.shape[-1])
         top = np.argpartition(-logp, k - 1)[:k]
         top = top[np.lexsort((top, -logp[top]))]
+        context = context_for(self.detokenize, ids)
         candidates = tuple(
             Candidate(
-                text=self.detokenize([int(t)]),
+                text=piece_text(self.detokenize, context, int(t)),
                 token_ids=(int(t),),
                 prob=float(np.exp(logp[t])),
                 logprob=float(logp[t]),
@@ -300,8 +301,8 @@ class BaseGenerator(abc.ABC):
         self._check_length(len(ids), 0, what="text")
         logprobs = self.token_logprobs(ids) if len(ids) > 1 else []
         tokens = tuple(
-            TokenScore(token_id=t, text=self.detokenize([t]), logprob=lp)
-            for t, lp in zip(ids[1:], logprobs, strict=True)
+            TokenScore(token_id=t, text=piece_text(self.detokenize, ids[i : i + 1], t), logprob=lp)
+            for i, (t, lp) in enumerate(zip(ids[1:], logprobs, strict=True))
         )
         return Score(text=text, first_token_id=ids[0], tokens=tokens, settings=self._settings)
 
@@ -320,16 +321,19 @@ class BaseGenerator(abc.ABC):
     def _check_length(self, n_prompt: int, n_new: int, what: str = "prompt") -> None:
         check_length(n_prompt, n_new, self.context_length, what)
 
-    def _complete(self, token_ids: Iterable[int], cfg: DecodingConfig) -> Completion:
+    def _complete(self, token_ids: Iterable[int], cfg: DecodingConfig, prompt_ids: Sequence[int]) -> Completion:
         state = _SequenceState()
-        for _ in self._decode_text(token_ids, cfg, state):
+        for _ in self._decode_text(token_ids, cfg, state, prompt_ids):
             pass
         return Completion("".join(state.text), tuple(state.token_ids), state.finish_reason)
 
-    def _decode_text(self, token_ids: Iterable[int], cfg: DecodingConfig, state: _SequenceState) -> Iterator[str]:
+    def _decode_text(
+        self, token_ids: Iterable[int], cfg: DecodingConfig, state: _SequenceState, prompt_ids: Sequence[int]
+    ) -> Iterator[str]:
         """Turn token ids into text chunks, applying EOS and stop strings; record the outcome in
-        ``state``. Both :meth:`generate` and :meth:`stream` go through here."""
-        detok = IncrementalDetokenizer(self.detokenize)
+        ``state``. Both :meth:`generate` and :meth:`stream` go through here. Text is decoded
+        after the end of the prompt, so the first token keeps its leading space."""
+        detok = IncrementalDetokenizer(self.detokenize, context_for(self.detokenize, prompt_ids))
         stopper = StopMatcher(cfg.stop)
         eos = self.eos_token_ids
 

@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from nextword.config import DecodingConfig
-from nextword.decoding.detok import IncrementalDetokenizer
+from nextword.decoding.detok import IncrementalDetokenizer, piece_text
 from nextword.decoding.processors import log_softmax
 from nextword.errors import InvalidInput
 from nextword.protocol import Generator
@@ -157,7 +157,7 @@ def explain(generator: Generator, text: str, *, top: int = 5) -> Explanation:
         lp = float(logp[token])
         rank = 1 + int(np.count_nonzero(logp > lp)) + int(np.count_nonzero(logp[:token] == lp))
         alternatives = tuple(
-            Alternative(int(t), _piece(generator, ids[i - 1], int(t)), float(math.exp(logp[t])))
+            Alternative(int(t), piece_text(generator.detokenize, ids[i - 1 : i], int(t)), float(math.exp(logp[t])))
             for t in _top_ids(logp, top)
         )
         tokens.append(TokenExplanation(i, token, texts[i], math.exp(lp), lp, rank, -lp / _LN2, alternatives))
@@ -193,13 +193,6 @@ def _token_texts(generator: Generator, ids: Sequence[int]) -> list[str]:
     texts = [detok.add(t) for t in ids]
     texts[-1] += detok.flush()
     return texts
-
-
-def _piece(generator: Generator, previous: int, token: int) -> str:
-    """A token's text as it reads after ``previous`` (keeps SentencePiece's leading space)."""
-    head = generator.detokenize([previous])
-    full = generator.detokenize([previous, token])
-    return full[len(head) :] if full.startswith(head) else generator.detokenize([token])
 
 
 def _top_ids(logp: npt.NDArray[np.float64], n: int) -> list[int]:

@@ -77,10 +77,22 @@ class _Registry:
             detail = traceback.format_exception_only(type(exc), exc)[-1].strip()
             self._broken[name] = f"register_backends failed: {detail}"
             return
+        problem = None
+        wrong = [spec for spec in registered if not isinstance(spec, BackendSpec)]
+        for spec in wrong[:1]:
+            problem = f"register_backends registered {type(spec).__name__}, not a BackendSpec"
+        for spec in registered if not wrong else []:
+            if spec.name in self._specs:
+                owner = self._specs[spec.name][1]
+                problem = f"the backend name {spec.name!r} is already registered by plugin {owner!r}"
+            elif sum(other.name == spec.name for other in registered) > 1:
+                problem = f"register_backends registered the backend name {spec.name!r} twice"
+        if problem is not None:
+            # All or nothing: a plugin with a bad registration adds no backend at all.
+            self.pm.unregister(plugin)
+            self._broken[name] = problem
+            return
         for spec in registered:
-            if not isinstance(spec, BackendSpec):
-                self._broken[name] = f"register_backends registered {type(spec).__name__}, not a BackendSpec"
-                continue
             self._specs[spec.name] = (spec, name)
 
     def register(self, plugin: Any, name: str | None = None) -> str:

@@ -112,8 +112,7 @@ def resolve(
                 values[key] = cf.data[key]
                 sources[key] = cf.label
         for key, value in cf.data.get("decoding", {}).items():
-            dec[key] = value
-            sources[f"decoding.{key}"] = cf.label
+            _set_decoding(dec, sources, key, value, cf.label)
         for name, table in cf.data.get("backends", {}).items():
             if not isinstance(table, dict):
                 raise InvalidConfig(f"{cf.label}: [backends.{name}] must be a table")
@@ -145,8 +144,7 @@ def resolve(
         opts[key] = value
         sources[f"options.{key}"] = "argument"
     for key, value in (decoding or {}).items():
-        dec[key] = value
-        sources[f"decoding.{key}"] = "argument"
+        _set_decoding(dec, sources, key, value, "argument")
     return Resolved(backend=chosen, model=chosen_model, options=opts, decoding=dec, sources=sources)
 
 
@@ -168,6 +166,21 @@ def decoding_from(
         sources = {f"decoding.{k}": "argument (config)" for k in config.non_default_options()}
         sources.update({f"decoding.{k}": "argument" for k in arguments})
     return cfg, sources
+
+
+_LENGTH_LIMITS = ("max_new_tokens", "max_length")
+
+
+def _set_decoding(dec: dict[str, Any], sources: dict[str, str], key: str, value: Any, label: str) -> None:
+    """Set one decoding option from a layer. ``max_new_tokens`` and ``max_length`` are two ways
+    to say one thing: a layer that sets either replaces whichever a lower layer set."""
+    if key in _LENGTH_LIMITS and value is not None:
+        for other in _LENGTH_LIMITS:
+            if other != key:
+                dec.pop(other, None)
+                sources.pop(f"decoding.{other}", None)
+    dec[key] = value
+    sources[f"decoding.{key}"] = label
 
 
 def _read(path: Path) -> dict[str, Any]:

@@ -171,3 +171,50 @@ def test_a_plugin_whose_import_fails_does_not_break_import(tmp_path: Path) -> No
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("False import failed: ModuleNotFoundError")
+
+
+def test_a_length_limit_replaces_the_other_from_a_lower_layer(tmp_path: Path) -> None:
+    _write(tmp_path / "nextword.toml", "[decoding]\nmax_new_tokens = 10\n")
+    r = resolve(decoding={"max_length": 5}, cwd=tmp_path)
+    assert r.decoding == {"max_length": 5}
+    assert "decoding.max_new_tokens" not in r.sources
+    assert resolve(cwd=tmp_path).decoding == {"max_new_tokens": 10}
+
+
+class _Provides:
+    def __init__(self, *names: object) -> None:
+        self.names = names
+
+    @nextword.hookimpl
+    def register_backends(self, register: Callable[[BackendSpec], None]) -> None:
+        for name in self.names:
+            register(
+                BackendSpec(name=name, load=lambda model: None, default_model="m") if isinstance(name, str) else name
+            )  # type: ignore[arg-type]
+
+
+def test_registration_is_all_or_nothing_and_names_are_unique(bytelm_plugin: str) -> None:
+    with pytest.raises(InvalidConfig, match="not a BackendSpec"):
+        nextword.register_plugin(_Provides("zz-ok", 42), name="half")
+    assert "zz-ok" not in {b.name for b in nextword.backends() if b.usable}
+    with pytest.raises(BackendNotFound):
+        nextword.load("zz-ok")
+    # The failed plugin left nothing behind: the same name can be registered again.
+    nextword.register_plugin(_Provides("zz-ok"), name="half")
+    nextword.unregister_plugin("half")
+    with pytest.raises(InvalidConfig, match="already registered by plugin 'bytelm-plugin'"):
+        nextword.register_plugin(_Provides("bytelm"), name="imposter")
+    assert nextword.load("bytelm", "3").backend == "bytelm"  # the original is untouched
+
+
+def test_a_reregistered_backend_does_not_reuse_the_old_model(bytelm_plugin: str) -> None:
+    from tests.thirdparty.bytelm import BytelmPlugin
+
+    first = nextword.load("bytelm", "0")
+    nextword.unregister_plugin(bytelm_plugin)
+    try:
+        nextword.register_plugin(BytelmPlugin(), name="bytelm-again")
+        assert nextword.load("bytelm", "0") is not first
+    finally:
+        nextword.unregister_plugin("bytelm-again")
+        nextword.register_plugin(BytelmPlugin(), name=bytelm_plugin)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-__all__ = ["IncrementalDetokenizer"]
+__all__ = ["IncrementalDetokenizer", "context_for", "piece_text"]
 
 REPLACEMENT = "\ufffd"
 
@@ -22,11 +22,14 @@ class IncrementalDetokenizer:
     treat a leading space specially (SentencePiece) still produce the right delta.
     """
 
-    def __init__(self, detokenize: Callable[[Sequence[int]], str]) -> None:
+    def __init__(self, detokenize: Callable[[Sequence[int]], str], context: Sequence[int] = ()) -> None:
+        """``context``: tokens that come before (the end of a prompt). They are never released,
+        but new tokens are decoded after them, so a tokenizer that drops the leading space of
+        a text's first token (SentencePiece) keeps the space of the first new token."""
         self._detokenize = detokenize
-        self._ids: list[int] = []
+        self._ids: list[int] = list(context)
         self._prefix = 0  # start of the decoding window
-        self._read = 0  # ids before this index have been released as text
+        self._read = len(self._ids)  # ids before this index have been released as text
 
     def add(self, token_id: int) -> str:
         """Add one token; return the newly completed text (possibly empty)."""
@@ -55,3 +58,24 @@ class IncrementalDetokenizer:
         self._prefix = self._read
         self._read = len(self._ids)
         return delta
+
+
+def context_for(detokenize: Callable[[Sequence[int]], str], ids: Sequence[int], most: int = 4) -> list[int]:
+    """The shortest tail of ``ids`` (at most ``most`` tokens) that decodes to whole characters,
+    to decode new tokens after; empty if there is none."""
+    for n in range(1, min(most, len(ids)) + 1):
+        tail = list(ids[-n:])
+        if REPLACEMENT not in detokenize(tail):
+            return tail
+    return []
+
+
+def piece_text(detokenize: Callable[[Sequence[int]], str], context: Sequence[int], token: int) -> str:
+    """The text ``token`` adds after ``context`` (see :func:`context_for`): for SentencePiece
+    this keeps the leading space a lone token would lose."""
+    if context:
+        head = detokenize(context)
+        full = detokenize([*context, token])
+        if full.startswith(head):
+            return full[len(head) :]
+    return detokenize([token])

@@ -381,9 +381,11 @@ class GeneratorConformance:
             assert probs == sorted(probs, reverse=True)
             assert all(0.0 <= p <= 1.0 for p in probs)
             assert sum(probs) <= 1.0 + 1e-6
+            ids = generator.tokenize(prompt)
             for c in prediction:
                 assert math.isclose(math.exp(c.logprob), c.prob, rel_tol=1e-6, abs_tol=1e-12)
-                assert c.text == generator.detokenize(list(c.token_ids))
+                # A candidate's text is what it adds after the prompt.
+                assert generator.detokenize([*ids, *c.token_ids]) == generator.detokenize(ids) + c.text
 
     def test_predict_next_top_is_greedy_first_token(self, generator: Generator) -> None:
         for prompt in self.prompts:
