@@ -69,17 +69,21 @@ class TextStream:
         self._chunks = chunks
         self._finish = finish
         self._result: Generation | None = None
+        self._closed = False
 
     def __iter__(self) -> Iterator[str]:
         for chunk in self._chunks:
             if chunk:
                 yield chunk
-        self._result = self._finish()
+        if not self._closed:
+            self._result = self._finish()
 
     @property
     def result(self) -> Generation:
         """The complete generation; only available after the stream was consumed."""
         if self._result is None:
+            if self._closed:
+                raise RuntimeError("the stream was closed before it finished: there is no complete result")
             raise RuntimeError("the stream has not been consumed yet; iterate over it first")
         return self._result
 
@@ -88,7 +92,9 @@ class TextStream:
         return "".join(self)
 
     def close(self) -> None:
-        """Stop generating."""
+        """Stop generating (if the stream has not finished, it then has no :attr:`result`)."""
+        if self._result is None:
+            self._closed = True
         close = getattr(self._chunks, "close", None)
         if close is not None:
             close()
@@ -224,6 +230,7 @@ class BaseGenerator(abc.ABC):
         n_new = [cfg.new_tokens_for(len(ids)) for ids in prompts_ids]
         for ids, n in zip(prompts_ids, n_new, strict=True):
             self._check_length(len(ids), n)
+            _check_min_new(cfg, n)
         raw = self.generate_ids(prompts_ids, cfg, n_new)
         results = [
             Generation(
@@ -251,6 +258,7 @@ class BaseGenerator(abc.ABC):
         ids = self._encode_prompt(prompt)
         n_new = cfg.new_tokens_for(len(ids))
         self._check_length(len(ids), n_new)
+        _check_min_new(cfg, n_new)
         rng = np.random.default_rng(cfg.seed)
         state = _SequenceState()
         chunks = self._decode_text(self.token_stream(ids, cfg, n_new, rng), cfg, state, ids)
@@ -376,6 +384,14 @@ class _Lazy:
 
     def __iter__(self) -> Iterator[int]:
         return iter(self._fn(*self._args))
+
+
+def _check_min_new(cfg: DecodingConfig, n_new: int) -> None:
+    if cfg.min_new_tokens > n_new:
+        raise InvalidConfig(
+            f"min_new_tokens={cfg.min_new_tokens} is more than the {n_new} tokens this prompt leaves to "
+            "generate (max_length counts the prompt); lower min_new_tokens or raise the limit"
+        )
 
 
 def _prompt_list(prompts: object) -> list[str]:

@@ -174,17 +174,18 @@ def _commands() -> tuple[click.Command, click.Command]:
             click.echo(json.dumps(payload, indent=2, ensure_ascii=False))
             return
         from rich.console import Console
+        from rich.markup import escape
         from rich.table import Table
 
         what = "word" if prediction.unit == "word" else "token"
-        table = Table(title=f"Next {what} after {prompt!r}", title_justify="left")
+        table = Table(title=escape(f"Next {what} after {prompt!r}"), title_justify="left")
         table.add_column("#", justify="right")
         table.add_column(what)
         table.add_column("prob", justify="right")
         table.add_column("")
         for rank, cand in enumerate(prediction.candidates, 1):
             prob = f"{cand.prob:.2%}" if cand.prob >= 0.0001 else f"{cand.prob:.1e}"
-            table.add_row(str(rank), repr(cand.text), prob, f"[green]{_bar(cand.prob)}[/green]")
+            table.add_row(str(rank), escape(repr(cand.text)), prob, f"[green]{_bar(cand.prob)}[/green]")
         console = Console()
         console.print(table)
         if prediction.unit == "word":

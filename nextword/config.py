@@ -157,6 +157,11 @@ class DecodingConfig:
                 f"max_new_tokens={self.max_new_tokens} and max_length={self.max_length} were both given; "
                 "set only one (max_length counts the prompt, max_new_tokens does not)"
             )
+        if self.max_new_tokens is None and self.max_length is None and self.min_new_tokens > DEFAULT_MAX_NEW_TOKENS:
+            raise InvalidConfig(
+                f"min_new_tokens={self.min_new_tokens} is larger than the default limit of "
+                f"{DEFAULT_MAX_NEW_TOKENS} new tokens; set max_new_tokens too"
+            )
         if self.max_new_tokens is not None and self.min_new_tokens > self.max_new_tokens:
             raise InvalidConfig(
                 f"min_new_tokens={self.min_new_tokens} is larger than max_new_tokens={self.max_new_tokens}"
@@ -186,7 +191,7 @@ class DecodingConfig:
         if self.num_return_sequences > 1 and not self.sampling:
             raise InvalidConfig(
                 f"num_return_sequences={self.num_return_sequences} needs sampling: greedy decoding "
-                "gives one sequence; set do_sample=True (and a temperature/top_k/top_p)"
+                "(do_sample=False, or temperature=0) gives one sequence; sample with a temperature above 0"
             )
 
 

@@ -123,7 +123,8 @@ class Explanation:
         scored = self.scored
         if not scored:
             return math.nan
-        return math.exp(-math.fsum(t.logprob for t in scored if t.logprob is not None) / len(scored))
+        mean = -math.fsum(t.logprob for t in scored if t.logprob is not None) / len(scored)
+        return math.exp(mean) if mean < 709 else math.inf  # past that, exp overflows a float
 
 
 def explain(generator: Generator, text: str, *, top: int = 5) -> Explanation:
@@ -313,7 +314,7 @@ def to_json(expl: Explanation) -> dict[str, Any]:
         "tokens": [dataclasses.asdict(t) for t in expl.tokens],
         "words": [dataclasses.asdict(w) for w in expl.words],
         "total_surprisal_bits": expl.total_surprisal_bits,
-        "perplexity": None if math.isnan(expl.perplexity) else expl.perplexity,
+        "perplexity": expl.perplexity if math.isfinite(expl.perplexity) else None,
         "settings": expl.settings.to_dict(),
     }
 

@@ -189,7 +189,9 @@ class Score:
     @property
     def perplexity(self) -> float:
         """exp(-mean log-likelihood) over the scored tokens."""
-        return math.exp(-self.mean_logprob) if self.tokens else math.nan
+        if not self.tokens:
+            return math.nan
+        return math.exp(-self.mean_logprob) if -self.mean_logprob < 709 else math.inf  # exp overflows past 709
 
     @property
     def logprobs(self) -> list[float]:

@@ -41,6 +41,6 @@ def check_length(n_prompt: int, n_new: int, limit: int, what: str = "prompt") ->
         msg = (
             f"the {what} has {n_prompt} tokens and {n_new} new tokens were asked for, "
             f"{n_prompt + n_new} in all, more than the model's context window of {limit}; "
-            f"shorten the {what} or lower max_new_tokens"
+            f"shorten the {what} or lower max_new_tokens (or max_length)"
         )
     raise ContextLengthExceeded(msg, n_tokens=n_prompt + n_new, limit=limit)

@@ -91,3 +91,9 @@ def test_stop_accepts_one_string_or_many() -> None:
 def test_ints_are_accepted_for_floats() -> None:
     assert DecodingConfig(temperature=1, do_sample=True).temperature == 1.0
     assert isinstance(DecodingConfig(top_p=1).top_p, float)
+
+
+def test_min_new_tokens_must_fit_the_token_budget() -> None:
+    with pytest.raises(InvalidConfig, match="default limit"):
+        DecodingConfig(min_new_tokens=DEFAULT_MAX_NEW_TOKENS + 1)
+    assert DecodingConfig(min_new_tokens=60, max_length=100).min_new_tokens == 60  # checked per prompt

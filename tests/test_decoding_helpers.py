@@ -208,3 +208,18 @@ def test_sampling_draws_follow_the_distribution() -> None:
     rng = np.random.default_rng(0)
     counts = np.bincount([pipe.choose(logits.copy(), rng) for _ in range(20_000)], minlength=4)
     np.testing.assert_allclose(counts / counts.sum(), [0.5, 0.3, 0.2, 0.0], atol=0.015)
+
+
+def test_overflowing_and_nan_scores() -> None:
+    from nextword import EngineError
+    from nextword.decoding.processors import log_softmax
+
+    lp = log_softmax(np.array([np.inf, 1.0, np.inf, -np.inf]))
+    np.testing.assert_allclose(np.exp(lp), [0.5, 0.0, 0.5, 0.0])
+    with pytest.raises(EngineError, match="NaN"):
+        log_softmax(np.array([0.0, np.nan]))
+    # A temperature so small that the scores overflow behaves like greedy decoding.
+    pipe = LogitsPipeline(DecodingConfig(temperature=1e-320, do_sample=True))
+    assert pipe.next_token(np.array([0.1, 2.0, 0.3]), [], 0, np.random.default_rng(0)) == 1
+    with pytest.raises(EngineError):
+        pipe.next_token(np.array([0.1, np.nan]), [], 0, np.random.default_rng(0))

@@ -13,6 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from nextword.config import DecodingConfig
+from nextword.errors import EngineError, InvalidConfig
 
 __all__ = [
     "LogitsPipeline",
@@ -32,7 +33,14 @@ NEG_INF = -np.inf
 def log_softmax(logits: FloatArray) -> npt.NDArray[np.float64]:
     """Log-probabilities (float64) of a 1-D logits vector; -inf logits get -inf."""
     x = np.asarray(logits, dtype=np.float64)
+    if np.isnan(x).any():
+        raise EngineError("the model returned NaN scores; the model file or the engine is broken")
     m = np.max(x)
+    if m == np.inf:  # scores that overflowed: the +inf ones share all the probability
+        top = np.isposinf(x)
+        out = np.full(x.shape, -np.inf)
+        out[top] = -np.log(np.count_nonzero(top))
+        return out
     shifted = x - m
     return shifted - np.log(np.sum(np.exp(shifted)))
 
@@ -171,7 +179,14 @@ class LogitsPipeline:
             out[self.eos_token_ids] = NEG_INF
         if cfg.sampling:
             if cfg.temperature is not None and cfg.temperature != 1.0:
-                out /= cfg.temperature
+                with np.errstate(over="ignore"):
+                    scaled = out / cfg.temperature
+                if np.isposinf(scaled).any():
+                    # So small a temperature that the scores overflow: its limit, greedy.
+                    best = int(np.argmax(out))
+                    scaled = np.full(out.shape, NEG_INF)
+                    scaled[best] = 0.0
+                out = scaled
             if cfg.top_k and cfg.top_k < out.shape[-1]:
                 # The later filters give the same result on the top-k survivors alone (a -inf
                 # logit has probability 0 in each of them), and that is far cheaper.
@@ -199,12 +214,19 @@ class LogitsPipeline:
         if not self.config.sampling:
             return int(np.argmax(processed))
         candidates = np.flatnonzero(np.isfinite(processed))
+        if candidates.size == 0:
+            raise InvalidConfig(
+                "the decoding options ruled out every token (for example no_repeat_ngram_size with a "
+                "long text on a small vocabulary); relax them"
+            )
         cum = np.cumsum(_softmax(processed[candidates]))
         pick = int(np.searchsorted(cum, rng.random() * cum[-1], side="right"))
         return int(candidates[min(pick, candidates.size - 1)])
 
     def next_token(self, logits: FloatArray, context: Sequence[int], n_generated: int, rng: np.random.Generator) -> int:
         """Process ``logits`` and choose the next token."""
+        if np.isnan(logits).any():
+            raise EngineError("the model returned NaN scores; the model file or the engine is broken")
         if self._is_plain_greedy():
             return int(np.argmax(logits))
         return self.choose(self.process(logits, context, n_generated), rng)
