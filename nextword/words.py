@@ -286,6 +286,7 @@ class _Evaluator:
         self._prompt = list(prompt_ids)
         self._open: Callable[[list[int]], Any] | None = getattr(generator, "open_session", None)
         self._sessions: dict[tuple[int, ...], Any] = {}
+        self._root: Any = None
         self.calls = 0
 
     def logprobs(self, path: tuple[int, ...]) -> npt.NDArray[np.float64]:
@@ -293,21 +294,29 @@ class _Evaluator:
         if self._open is None:
             logits = self._generator.next_token_logits(self._prompt + list(path))
         else:
-            session = self._sessions.pop(path[:-1], None) if path else None
+            session = self._sessions.pop(path[:-1], None) if len(path) > 1 else None
             if session is not None:
                 session.feed(path[-1])
             else:
-                # Every path starts from the prompt's own state, so a backend that keeps the
-                # prompt's KV cache evaluates only the path's tokens.
-                session = self._open(self._prompt)
+                # Every path starts from the prompt's state: forked when the session can be
+                # (the prompt is read once), else opened again (a backend that keeps the prompt's
+                # KV cache, like llama.cpp, then evaluates only the path's tokens).
+                if self._root is None:
+                    self._root = self._open(self._prompt)
+                fork = getattr(self._root, "fork", None)
+                session = fork() if fork is not None and path else self._root if not path else None
+                if session is None:
+                    session = self._open(self._prompt)
                 for token in path:
                     session.feed(token)
             logits = session.logits()
-            self._sessions[path] = session
+            if path:
+                self._sessions[path] = session
         return log_softmax(np.asarray(logits))
 
     def close(self) -> None:
         self._sessions.clear()
+        self._root = None
 
 
 @dataclasses.dataclass

@@ -7,6 +7,7 @@ decoding option natively); stop strings use nextword's shared stop handling. Str
 
 from __future__ import annotations
 
+import copy
 import inspect
 import queue
 import threading
@@ -282,6 +283,14 @@ class _KVSession:
     def feed(self, token_id: int) -> None:
         self._pending.append(token_id)
         self._logits = None
+
+    def fork(self) -> _KVSession:
+        """An independent copy of this state (its KV cache copied, not recomputed)."""
+        logits = self.logits()
+        other = _KVSession(self._generator, [])
+        other._past = copy.deepcopy(self._past)
+        other._logits = logits
+        return other
 
 
 class _QueueStreamer(BaseStreamer):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -49,10 +50,24 @@ class LlamaLog:
         return ""
 
 
+# llama.cpp's log sink is one per process, and llama-cpp-python's quiet loading points the
+# process's stdout/stderr at /dev/null while it runs: neither may overlap between threads. A
+# capture holds this lock throughout, so model loads and quantizations run one at a time and each
+# restores exactly the sink it replaced (freeing a callback still installed would crash).
+_LOCK = threading.RLock()
+
+
 @contextlib.contextmanager
 def captured_llama_log() -> Iterator[LlamaLog]:
     """Route llama.cpp's log into a :class:`LlamaLog` while the block runs, then restore the
-    sink that was set before (llama-cpp-python's own, usually)."""
+    sink that was set before (llama-cpp-python's own, usually). Blocks of different threads run
+    one after the other; put llama.cpp model loading and quantization inside one."""
+    with _LOCK, _capture() as log:
+        yield log
+
+
+@contextlib.contextmanager
+def _capture() -> Iterator[LlamaLog]:
     log = LlamaLog()
     old_callback = llama_cpp.llama_log_callback()
     old_user_data = ctypes.c_void_p()
