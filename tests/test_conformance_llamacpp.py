@@ -535,3 +535,29 @@ def test_word_search_does_not_depend_on_earlier_calls(f32_gguf: Path) -> None:
     again = search_words(gen, prompt, 5)
     assert [(w.text, w.prob) for w in again.words] == [(w.text, w.prob) for w in first.words]
     assert again.unexplored_mass == first.unexplored_mass
+
+
+def test_a_layer_count_llama_cpp_would_abort_on_is_refused(tmp_path: Path) -> None:
+    from nextword_llamacpp.gguf_check import inspect_gguf
+
+    gguf = require_module("gguf")
+    for n_layers in (0, 600):
+        path = tmp_path / f"layers{n_layers}.gguf"
+        writer = gguf.GGUFWriter(str(path), "gpt2")
+        writer.add_block_count(n_layers)
+        writer.add_tensor("token_embd.weight", np.zeros((4, 8), dtype=np.float32))
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+        with pytest.raises(ModelLoadError, match="block_count"):
+            inspect_gguf(path)
+
+
+def test_converter_output_onto_a_folder_is_refused(tiny_gpt2_dir: Path, tmp_path: Path) -> None:
+    # OUT is a folder, and the file name the converter picks inside it is taken by a folder.
+    target = tmp_path / f"{tiny_gpt2_dir.resolve().name}.F32.gguf"
+    target.mkdir()
+    with pytest.raises(InvalidConfig, match="a folder of that name exists"):
+        convert_mod.convert(tiny_gpt2_dir, tmp_path, type="f32")
+    assert list(tmp_path.iterdir()) == [target]

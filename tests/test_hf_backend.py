@@ -161,3 +161,22 @@ def test_cuda_requested_without_cuda(tiny_gpt2_dir: Path) -> None:
     else:
         with pytest.raises(InvalidConfig, match="no CUDA device"):
             nextword.load("hf", str(tiny_gpt2_dir), device="cuda")
+
+
+def test_closed_generator_and_invalid_text_raise_nextword_errors(tiny_gpt2_dir: Path) -> None:
+    from nextword_hf.generator import HFGenerator
+
+    gen = HFGenerator.load(str(tiny_gpt2_dir), device="cpu")
+    with pytest.raises(nextword.InvalidInput, match="not valid Unicode"):
+        gen.generate("a\ud800b", max_new_tokens=2)
+    gen.close()
+    with pytest.raises(nextword.NextwordError, match="was closed"):
+        gen.generate("hello", max_new_tokens=2)
+
+
+def test_no_repeat_ngram_batch_equals_one_by_one(tiny_gpt2_dir: Path) -> None:
+    prompts = ["Hello", "A longer prompt than the first one, to be padded", "Cats"]
+    batch = nextword.generate(prompts, model=str(tiny_gpt2_dir), max_new_tokens=12, no_repeat_ngram_size=1)
+    for prompt, result in zip(prompts, batch, strict=True):
+        single = nextword.generate(prompt, model=str(tiny_gpt2_dir), max_new_tokens=12, no_repeat_ngram_size=1)
+        assert result.token_ids == single.token_ids

@@ -20,7 +20,7 @@ import torch
 from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 
-from nextword import BaseGenerator, DecodingConfig, InvalidConfig, ModelLoadError
+from nextword import BaseGenerator, DecodingConfig, InvalidConfig, InvalidInput, ModelLoadError, NextwordError
 from nextword_hf.loading import load_pretrained, locate
 from nextword_hf.plugin import CAPABILITIES
 
@@ -49,7 +49,8 @@ class HFGenerator(BaseGenerator):
     def __init__(self, model: str, tokenizer: Any, hf_model: Any, options: dict[str, Any]) -> None:
         super().__init__(model, options)
         self.tokenizer = tokenizer
-        self.hf_model = hf_model
+        self._hf_model = hf_model
+        self._closed = False
         self.device = next(hf_model.parameters()).device
         gen_cfg = getattr(hf_model, "generation_config", None)
         eos = getattr(gen_cfg, "eos_token_id", None)
@@ -64,6 +65,13 @@ class HFGenerator(BaseGenerator):
         forward_args = inspect.signature(type(hf_model).forward).parameters
         self.cache_kwarg = "cache" if "cache" in forward_args else "past_key_values"
         self._lock = threading.Lock()
+
+    @property
+    def hf_model(self) -> Any:
+        """The transformers model; :class:`~nextword.NextwordError` once the generator is closed."""
+        if self._closed:
+            raise NextwordError(f"this {self.backend} generator for {self.model!r} was closed; load the model again")
+        return self._hf_model
 
     @classmethod
     def load(
@@ -99,6 +107,10 @@ class HFGenerator(BaseGenerator):
         return self._eos
 
     def tokenize(self, text: str) -> list[int]:
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidInput(f"the text is not valid Unicode ({exc.reason} at position {exc.start})") from None
         return list(self.tokenizer(text, split_special_tokens=True)["input_ids"])
 
     def detokenize(self, token_ids: Sequence[int]) -> str:
@@ -131,7 +143,9 @@ class HFGenerator(BaseGenerator):
         """Greedy prompts run as left-padded batches (grouped by token budget); seeded sampling
         runs prompt by prompt, each from the seed, so a batch equals the prompts one by one."""
         out: list[list[Iterable[int]] | None] = [None] * len(prompts_ids)
-        if config.sampling and config.seed is not None:
+        if (config.sampling and config.seed is not None) or config.no_repeat_ngram_size:
+            # Seeded samples must not depend on batch neighbours; and transformers' n-gram ban
+            # counts the left padding as tokens, so padded prompts would be treated differently.
             groups = [[i] for i in range(len(prompts_ids))]
         else:
             by_budget: dict[int, list[int]] = {}
@@ -254,7 +268,8 @@ class HFGenerator(BaseGenerator):
         return GenerationConfig(**kwargs)
 
     def close(self) -> None:
-        self.hf_model = None
+        self._closed = True
+        self._hf_model = None
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 

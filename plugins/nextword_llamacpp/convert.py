@@ -99,6 +99,17 @@ def convert(
     out_path = _resolve_out(Path(out), src_dir, kind)
     llama_cpp = _import_llama_cpp("quantize to " + kind) if kind in _LLAMA_QUANT_FTYPES else None
 
+    if out_path.is_dir():
+        raise InvalidConfig(f"cannot write {str(out_path)!r}: a folder of that name exists")
+    try:
+        return _write_atomically(model, out_path, kind, llama_cpp, progress)
+    except OSError as exc:
+        raise ModelLoadError(f"could not write {str(out_path)!r}: {exc.strerror or exc}") from exc
+
+
+def _write_atomically(model: Any, out_path: Path, kind: str, llama_cpp: Any, progress: bool) -> Path:
+    """Write the GGUF to a temp file beside ``out_path``, then move it into place; the temp
+    files are removed on any failure."""
     tmp_out = _make_temp(out_path, "")
     try:
         if llama_cpp is None:
@@ -405,7 +416,8 @@ def _read_model(src: Path) -> _Model:
         raise ModelLoadError(f"{config_path} lacks a valid GPT-2 field: {exc}") from exc
     n_ff = int(config.get("n_inner") or 4 * n_embd)
     eps = float(config.get("layer_norm_epsilon", 1e-5))
-    context_length = int(config.get("n_ctx") or n_positions)
+    # The position table has n_positions rows; llama.cpp checks it against the context length.
+    context_length = n_positions
     if n_head <= 0 or n_embd % n_head:
         raise ModelLoadError(f"n_embd={n_embd} is not divisible by n_head={n_head}")
 
@@ -697,7 +709,7 @@ def _make_temp(out_path: Path, tag: str) -> Path:
     gives the output ordinary permissions.
     """
     while True:
-        path = out_path.with_name(f".{out_path.name}{tag}.{secrets.token_hex(6)}.tmp")
+        path = out_path.with_name(f".nwconv{tag}.{secrets.token_hex(6)}.tmp")
         try:
             with path.open("xb"):
                 return path

@@ -20,6 +20,7 @@ _GGUF_MAGIC = b"GGUF"
 _GGUF_VERSIONS = (2, 3)
 _GGUF_DEFAULT_ALIGNMENT = 32
 _GGML_MAX_DIMS = 4
+_MAX_LAYERS = 512  # llama.cpp's LLAMA_MAX_LAYERS
 _STRING, _ARRAY = 8, 9
 # GGUF scalar value types -> struct format (little-endian).
 _SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
@@ -228,6 +229,10 @@ def _read_header(path: Path, buf: Any, size: int) -> GGUFInfo:
     arch = metadata.get("general.architecture")
     if not isinstance(arch, str) or not arch:
         raise _CorruptGGUF("it has no general.architecture")
+    n_layers = metadata.get(f"{arch}.block_count")
+    if n_layers is not None and (not isinstance(n_layers, int) or not 1 <= n_layers <= _MAX_LAYERS):
+        # llama.cpp asserts this range and aborts the process otherwise.
+        raise _CorruptGGUF(f"{arch}.block_count is {n_layers!r}, outside 1..{_MAX_LAYERS}")
     n_ctx_train = metadata.get(f"{arch}.context_length")
     return GGUFInfo(
         path=path,
