@@ -561,3 +561,22 @@ def test_converter_output_onto_a_folder_is_refused(tiny_gpt2_dir: Path, tmp_path
     with pytest.raises(InvalidConfig, match="a folder of that name exists"):
         convert_mod.convert(tiny_gpt2_dir, tmp_path, type="f32")
     assert list(tmp_path.iterdir()) == [target]
+
+
+def test_a_sentencepiece_vocabulary_without_byte_tokens_is_refused(tmp_path: Path) -> None:
+    """llama.cpp's SentencePiece tokenizer aborts the process on text it must spell in bytes."""
+    from nextword_llamacpp.gguf_check import inspect_gguf
+
+    gguf = require_module("gguf")
+    path = tmp_path / "spm.gguf"
+    writer = gguf.GGUFWriter(str(path), "gpt2")
+    writer.add_block_count(1)
+    writer.add_tokenizer_model("llama")
+    writer.add_token_list(["<unk>", "<s>", "</s>", "\u2581a", "b"])
+    writer.add_tensor("token_embd.weight", np.zeros((5, 8), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    with pytest.raises(ModelLoadError, match="lacks byte tokens"):
+        inspect_gguf(path)

@@ -83,12 +83,18 @@ class _Reader:
         self.pos += n
         return raw.decode("utf-8", errors="replace")
 
-    def skip_strings(self, count: int, what: str) -> None:
+    def skip_strings(self, count: int, what: str, bytes_seen: set[bytes] | None = None) -> None:
+        """Skip ``count`` strings; with ``bytes_seen``, collect the byte tokens (``<0xHH>``) met."""
         buf, pos, size, unpack = self.buf, self.pos, self.size, _U64.unpack_from
         for _ in range(count):
             if pos + 8 > size:
                 raise _CorruptGGUF(f"{what} runs past the end of the file ({size} bytes)")
-            pos += 8 + unpack(buf, pos)[0]
+            n = unpack(buf, pos)[0]
+            if bytes_seen is not None and n == 6 and pos + 14 <= size:
+                piece = bytes(buf[pos + 8 : pos + 14])
+                if piece.startswith(b"<0x") and piece.endswith(b">"):
+                    bytes_seen.add(piece)
+            pos += 8 + n
         if pos > size:
             raise _CorruptGGUF(f"{what} runs past the end of the file ({size} bytes)")
         self.pos = pos
@@ -101,8 +107,9 @@ class _Reader:
         self.pos += n
         return value
 
-    def value(self, vtype: int, what: str) -> Scalar | None:
-        """Read one value; arrays are skipped (None)."""
+    def value(self, vtype: int, what: str, bytes_seen: set[bytes] | None = None) -> Scalar | None:
+        """Read one value; arrays are skipped (None), string arrays noting byte tokens in
+        ``bytes_seen``."""
         if vtype in _SCALARS:
             return self.scalar(vtype, what)
         if vtype == _STRING:
@@ -115,7 +122,7 @@ class _Reader:
                 self.pos += count * struct.calcsize(_SCALARS[etype])
             elif etype == _STRING:
                 self.need(count * 8, what)  # every string takes at least its 8-byte length
-                self.skip_strings(count, what)
+                self.skip_strings(count, what, bytes_seen)
             else:
                 raise _CorruptGGUF(f"{what} is an array of unsupported value type {etype}")
             return None
@@ -178,10 +185,11 @@ def _read_header(path: Path, buf: Any, size: int) -> GGUFInfo:
         raise _CorruptGGUF(f"it declares {n_tensors} tensors and {n_kv} key/values, more than the file can hold")
 
     metadata: dict[str, Scalar] = {}
+    byte_tokens: set[bytes] = set()
     for i in range(n_kv):
         key = r.string(f"key #{i}")
         vtype = r.u32(f"the type of {key!r}")
-        value = r.value(vtype, f"the value of {key!r}")
+        value = r.value(vtype, f"the value of {key!r}", byte_tokens if key == "tokenizer.ggml.tokens" else None)
         if key in metadata:
             raise _CorruptGGUF(f"the key {key!r} occurs twice")
         if value is not None:
@@ -229,6 +237,9 @@ def _read_header(path: Path, buf: Any, size: int) -> GGUFInfo:
     arch = metadata.get("general.architecture")
     if not isinstance(arch, str) or not arch:
         raise _CorruptGGUF("it has no general.architecture")
+    if metadata.get("tokenizer.ggml.model") == "llama" and len(byte_tokens) < 256:
+        # llama.cpp's SentencePiece tokenizer falls back to these and aborts when one is missing.
+        raise _CorruptGGUF(f"its SentencePiece vocabulary lacks byte tokens ({len(byte_tokens)} of 256)")
     n_layers = metadata.get(f"{arch}.block_count")
     if n_layers is not None and (not isinstance(n_layers, int) or not 1 <= n_layers <= _MAX_LAYERS):
         # llama.cpp asserts this range and aborts the process otherwise.
