@@ -23,7 +23,7 @@ from nextword.capabilities import Capabilities, Support
 from nextword.config import DecodingConfig
 from nextword.decoding.detok import IncrementalDetokenizer, context_for, piece_text
 from nextword.decoding.loop import Session, sample_tokens
-from nextword.decoding.processors import log_softmax
+from nextword.decoding.processors import log_softmax, top_indices
 from nextword.decoding.stop import StopMatcher
 from nextword.errors import InvalidConfig, InvalidInput
 from nextword.results import Candidate, Completion, FinishReason, Generation, Prediction, Score, Settings, TokenScore
@@ -287,9 +287,7 @@ class BaseGenerator(abc.ABC):
         ids = self._encode_prompt(prompt)
         self._check_length(len(ids), 0)
         logp = log_softmax(self.next_token_logits(ids))
-        k = min(k, logp.shape[-1])
-        top = np.argpartition(-logp, k - 1)[:k]
-        top = top[np.lexsort((top, -logp[top]))]
+        top = top_indices(logp, k)
         context = context_for(self.detokenize, ids)
         candidates = tuple(
             Candidate(

@@ -20,7 +20,7 @@ import numpy.typing as npt
 
 from nextword.config import DecodingConfig
 from nextword.decoding.detok import IncrementalDetokenizer, piece_text
-from nextword.decoding.processors import log_softmax
+from nextword.decoding.processors import log_softmax, top_indices
 from nextword.errors import InvalidInput
 from nextword.protocol import Generator
 from nextword.results import Settings
@@ -159,7 +159,7 @@ def explain(generator: Generator, text: str, *, top: int = 5) -> Explanation:
         rank = 1 + int(np.count_nonzero(logp > lp)) + int(np.count_nonzero(logp[:token] == lp))
         alternatives = tuple(
             Alternative(int(t), piece_text(generator.detokenize, ids[i - 1 : i], int(t)), float(math.exp(logp[t])))
-            for t in _top_ids(logp, top)
+            for t in top_indices(logp, top)
         )
         tokens.append(TokenExplanation(i, token, texts[i], math.exp(lp), lp, rank, -lp / _LN2, alternatives))
         word_start.append(bool(starts[token]) if token < starts.shape[-1] else True)
@@ -194,14 +194,6 @@ def _token_texts(generator: Generator, ids: Sequence[int]) -> list[str]:
     texts = [detok.add(t) for t in ids]
     texts[-1] += detok.flush()
     return texts
-
-
-def _top_ids(logp: npt.NDArray[np.float64], n: int) -> list[int]:
-    n = min(n, logp.shape[-1])
-    if n <= 0:
-        return []
-    top = np.argpartition(-logp, n - 1)[:n]
-    return [int(t) for t in top[np.lexsort((top, -logp[top]))]]
 
 
 def _words(tokens: Sequence[TokenExplanation], word_start: Sequence[bool]) -> tuple[WordExplanation, ...]:

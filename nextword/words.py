@@ -52,7 +52,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from nextword.decoding.processors import log_softmax
+from nextword.decoding.processors import log_softmax, top_indices
 from nextword.errors import InvalidInput
 from nextword.protocol import Generator
 from nextword.results import Candidate, Prediction, Settings
@@ -350,11 +350,7 @@ class _Word:
 
 def _top(logp: npt.NDArray[np.float64], n: int) -> tuple[list[int], list[float]]:
     """The ``n`` largest finite entries (ties by lower id), in decreasing order."""
-    n = min(n, logp.shape[-1])
-    if n <= 0:
-        return [], []
-    top = np.argpartition(-logp, n - 1)[:n] if n < logp.shape[-1] else np.arange(logp.shape[-1])
-    top = top[np.lexsort((top, -logp[top]))]
+    top = top_indices(logp, n)
     top = top[np.isfinite(logp[top])]
     return [int(t) for t in top], [float(logp[t]) for t in top]
 

@@ -20,6 +20,7 @@ __all__ = [
     "apply_repetition_penalty",
     "banned_ngram_tokens",
     "log_softmax",
+    "top_indices",
     "top_k_filter",
     "top_p_filter",
     "min_p_filter",
@@ -43,6 +44,15 @@ def log_softmax(logits: FloatArray) -> npt.NDArray[np.float64]:
         return out
     shifted = x - m
     return shifted - np.log(np.sum(np.exp(shifted)))
+
+
+def top_indices(scores: FloatArray, n: int) -> npt.NDArray[np.intp]:
+    """Indices of the ``n`` largest entries of a 1-D array, largest first, ties by lower index."""
+    n = min(n, scores.shape[-1])
+    if n <= 0:
+        return np.empty(0, dtype=np.intp)
+    top = np.argpartition(-scores, n - 1)[:n] if n < scores.shape[-1] else np.arange(scores.shape[-1])
+    return top[np.lexsort((top, -scores[top]))]
 
 
 def _softmax(logits: FloatArray) -> npt.NDArray[np.float64]:
