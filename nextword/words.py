@@ -34,6 +34,12 @@ How exact it is
     stops it: at most ``beam_width`` prefixes of each length are extended, none below
     ``min_prob``, none longer than ``max_tokens`` tokens (nor past the context window). See
     :func:`search_words` for the accounting (``unexplored_mass``).
+
+    A backend that returns only the top N log-probabilities per position (``capabilities.logits``
+    False, a remote server) is searched over the listed tokens only: a word's end factor counts the
+    listed word starts, and the unlisted mass after every prefix stays unexplored. The accounting
+    identity still holds, each word's probability is then a lower bound, and ``unexplored_mass``
+    says how much the server's limit left unknown.
 """
 
 from __future__ import annotations
@@ -54,6 +60,7 @@ import numpy.typing as npt
 
 from nextword.decoding.processors import log_softmax, top_indices
 from nextword.errors import InvalidInput
+from nextword.logprobs import TopLogprobs, top_logprobs
 from nextword.protocol import Generator
 from nextword.results import Candidate, Prediction, Settings
 from nextword.validation import check_length, encode_text
@@ -138,6 +145,7 @@ class _PerGenerator:
 
 _MASKS = _PerGenerator()
 _RESULTS = _PerGenerator()
+_STARTS = _PerGenerator()  # token id -> starts a word, for top-N backends
 
 
 def word_start_mask(generator: Generator, vocab_size: int) -> npt.NDArray[np.bool_]:
@@ -320,6 +328,94 @@ class _Evaluator:
 
 
 @dataclasses.dataclass
+class _Step:
+    """What one model call tells the search about a prefix: the mass of the word starts after it
+    (complete words), its best continuations (conditional log-probabilities, most likely first)
+    and the conditional mass that may continue the word (continuations, plus on a top-N backend
+    the unlisted tokens, whose kind is unknown)."""
+
+    end_mass: float
+    children: list[int]
+    child_logps: list[float]
+    cont_mass: float
+
+
+class _DenseSteps:
+    """Steps from full next-token distributions."""
+
+    def __init__(self, generator: Generator, evaluator: _Evaluator) -> None:
+        self._generator = generator
+        self._evaluator = evaluator
+        self._ends: npt.NDArray[np.float64] | None = None
+
+    def root(self, beam: int) -> tuple[list[int], list[float], float]:
+        root = self._evaluator.logprobs(())
+        starts = word_start_mask(self._generator, root.shape[-1])
+        self._ends = starts.astype(np.float64)  # p @ ends: the mass of the word starts
+        self._hide_starts = np.where(starts, -np.inf, 0.0)  # added to log-probs: continuations only
+        tokens, logps = _top(root, beam)
+        return tokens, logps, float(np.sum(np.exp(root)))
+
+    def step(self, path: tuple[int, ...], beam: int, children: bool) -> _Step:
+        assert self._ends is not None
+        logp = self._evaluator.logprobs(path)
+        p = np.exp(logp)
+        end_mass = float(p @ self._ends)
+        kids, kid_logps = _top(logp + self._hide_starts, beam) if children else ([], [])
+        return _Step(end_mass, kids, kid_logps, float(p @ (1.0 - self._ends)))
+
+
+class _TopNSteps:
+    """Steps from top-N lists (a backend without full logits). Only listed tokens are classified
+    and extended; the mass of the unlisted ones stays unexplored, so the accounting holds."""
+
+    def __init__(self, generator: Generator, prompt_ids: Sequence[int], beam: int) -> None:
+        self._generator = generator
+        self._prompt = list(prompt_ids)
+        limit = generator.capabilities.max_logprobs
+        self._n = max(beam, 64) if limit is None else min(limit, max(beam, 64))
+        self._starts: dict[int, bool] = _STARTS.get(generator, dict)
+        self._piece: Callable[[int], str] | None = None
+        self.calls = 0
+
+    def _top(self, path: tuple[int, ...]) -> TopLogprobs:
+        self.calls += 1
+        return top_logprobs(self._generator, self._prompt + list(path), self._n)
+
+    def _is_start(self, token: int) -> bool:
+        known = self._starts.get(token)
+        if known is None:
+            if self._piece is None:
+                self._piece = _piece_reader(self._generator)
+            try:
+                known = starts_new_word(self._piece(token)) or token in _eos_ids(self._generator)
+            except Exception:  # an id the tokenizer does not know: a word of its own
+                known = True
+            self._starts[token] = known
+        return known
+
+    def root(self, beam: int) -> tuple[list[int], list[float], float]:
+        top = self._top(())
+        return list(top.token_ids[:beam]), list(top.logprobs[:beam]), 1.0
+
+    def step(self, path: tuple[int, ...], beam: int, children: bool) -> _Step:
+        top = self._top(path)
+        end_mass = cont_mass = 0.0
+        kids: list[int] = []
+        kid_logps: list[float] = []
+        for token, logp in zip(top.token_ids, top.logprobs, strict=True):
+            if self._is_start(token):
+                end_mass += math.exp(logp)
+            else:
+                cont_mass += math.exp(logp)
+                if children and len(kids) < beam:
+                    kids.append(token)
+                    kid_logps.append(logp)
+        unlisted = max(0.0, 1.0 - end_mass - cont_mass)
+        return _Step(end_mass, kids, kid_logps, cont_mass + unlisted)
+
+
+@dataclasses.dataclass
 class _Group:
     """The candidate extensions of one prefix (or the first tokens, for the root).
 
@@ -406,12 +502,11 @@ def search_words(
     depth_limit = min(depth_limit, room)
 
     evaluator = _Evaluator(generator, prompt_ids)
+    steps: _DenseSteps | _TopNSteps
+    steps = (
+        _DenseSteps(generator, evaluator) if generator.capabilities.logits else _TopNSteps(generator, prompt_ids, beam)
+    )
     try:
-        root = evaluator.logprobs(())
-        starts = word_start_mask(generator, root.shape[-1])
-        ends_weight = starts.astype(np.float64)  # p @ ends_weight: the mass of the word starts
-        conts_weight = 1.0 - ends_weight
-        hide_starts = np.where(starts, -np.inf, 0.0)  # added to log-probs: continuations only
         eos = _eos_ids(generator)
         words: dict[str | tuple[str, tuple[int, ...]], _Word] = {}
         groups: list[_Group] = []
@@ -441,8 +536,8 @@ def search_words(
                 return -math.inf
             return heapq.nlargest(k, (w.logprob for w in words.values()))[-1]
 
-        first_tokens, first_logps = _top(root, beam)
-        add_group(_Group(1, (), 0.0, first_tokens, first_logps, float(np.sum(np.exp(root)))))
+        first_tokens, first_logps, first_total = steps.root(beam)
+        add_group(_Group(1, (), 0.0, first_tokens, first_logps, first_total))
         while heap:
             _, _, group = heapq.heappop(heap)
             token, logp = group.tokens[group.next], group.logps[group.next]
@@ -461,17 +556,12 @@ def search_words(
                 add_word(path, path_logprob)  # end of text: a word of its own, nothing follows
                 continue
             extended[group.depth] += 1
-            logp_next = evaluator.logprobs(path)
-            p_next = np.exp(logp_next)
-            end_mass = float(p_next @ ends_weight)
-            if end_mass > 0.0:
-                add_word(path, path_logprob + math.log(end_mass))
-            if group.depth < depth_limit:
-                children, child_logps = _top(logp_next + hide_starts, beam)
-            else:
-                children, child_logps = [], []
-            cont_mass = prob * float(p_next @ conts_weight)
-            add_group(_Group(group.depth + 1, path, path_logprob, children, child_logps, cont_mass))
+            step = steps.step(path, beam, group.depth < depth_limit)
+            if step.end_mass > 0.0:
+                add_word(path, path_logprob + math.log(step.end_mass))
+            add_group(
+                _Group(group.depth + 1, path, path_logprob, step.children, step.child_logps, prob * step.cont_mass)
+            )
         unexplored = math.fsum(g.total - g.taken for g in groups)
     finally:
         evaluator.close()
@@ -489,7 +579,7 @@ def search_words(
             for w in examined
         ),
         unexplored_mass=max(0.0, unexplored),
-        model_calls=evaluator.calls,
+        model_calls=evaluator.calls if isinstance(steps, _DenseSteps) else steps.calls,
         beam_width=beam,
         min_prob=floor,
         max_tokens=max_tokens,
@@ -539,6 +629,7 @@ def clear_cache() -> None:
     """Forget every cached word prediction (and every generator's word-start table)."""
     _RESULTS.clear()
     _MASKS.clear()
+    _STARTS.clear()
 
 
 class _LRU:
