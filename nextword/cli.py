@@ -20,6 +20,7 @@ from nextword.config import DecodingConfig
 from nextword.errors import NextwordError
 from nextword.registry import backends as list_backends
 from nextword.registry import get_backend, plugin_manager
+from nextword.serve import command as serve_command
 from nextword.settings import config_files, resolve
 
 __all__ = ["cli", "main"]
@@ -251,8 +252,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-# `predict` and `explain` live with the word-level code they show.
+# `predict` and `explain` live with the word-level code they show; `serve` with the server.
 cli_words.register(cli)
+serve_command.register(cli)
 
 
 if __name__ == "__main__":  # pragma: no cover

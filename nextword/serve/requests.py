@@ -143,7 +143,9 @@ def parse_completion(body: Any, limits: Limits, *, max_logprobs: int) -> Complet
         raise RequestError(400, "the request body must be a JSON object")
     unknown = sorted(set(body) - _COMPLETION_FIELDS)
     if unknown:
-        raise RequestError(400, f"unknown field {unknown[0]!r} (nextword refuses options it would ignore)", param=unknown[0])
+        raise RequestError(
+            400, f"unknown field {unknown[0]!r} (nextword refuses options it would ignore)", param=unknown[0]
+        )
     for name, neutral in (("presence_penalty", 0.0), ("frequency_penalty", 0.0)):
         value = field(body, name, float, neutral)
         if value != neutral:
