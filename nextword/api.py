@@ -214,7 +214,7 @@ def _load(resolved: Resolved) -> tuple[Generator, Settings]:
             options[name] = opt.default
             sources.setdefault(f"options.{name}", "default")
     key = (spec, model, repr(sorted(options.items())))
-    settings = Settings(backend=spec.name, model=model, options=options, sources=sources)
+    settings = Settings(backend=spec.name, model=model, options=spec.shown_options(options), sources=sources)
     with _LOCK:
         generator = _CACHE.get(key)
         if generator is None:

@@ -21,6 +21,8 @@ class OptionSpec:
     default: Any = None
     choices: tuple[Any, ...] | None = None
     minimum: int | None = None
+    secret: bool = False
+    """A credential (an API key): never shown in settings, results or ``nextword config``."""
 
     def coerce(self, backend: str, name: str, value: Any) -> Any:
         """``value`` converted to the option's type (strings from env/CLI are parsed), or
@@ -76,3 +78,12 @@ class BackendSpec:
                 raise InvalidConfig(f"unknown option {name!r} for the {self.name!r} backend (its options: {known})")
             out[name] = spec.coerce(self.name, name, value)
         return out
+
+    def shown_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        """``options`` as they may be shown: secret ones (API keys) replaced by ``"<hidden>"``."""
+        return {
+            name: "<hidden>"
+            if value is not None and (spec := self.options.get(name)) is not None and spec.secret
+            else value
+            for name, value in options.items()
+        }

@@ -185,6 +185,7 @@ def config(backend: str | None, model: str | None, as_json: bool) -> None:
             if name not in options and opt.default is not None:
                 options[name] = opt.default
                 sources[f"options.{name}"] = "default"
+        options = spec.shown_options(options)
     decoding = DecodingConfig.from_options(None, **resolved.decoding)
     data = {
         "backend": resolved.backend,

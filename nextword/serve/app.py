@@ -197,9 +197,17 @@ class _Server:
             logprobs = None
             if req.logprobs is not None:
                 logprobs = await anyio.to_thread.run_sync(self.runner.logprobs, req, result, seq)
-            yield event(
-                [{"index": 0, "text": "", "logprobs": logprobs, "finish_reason": finish_reason(seq.finish_reason)}]
-            )
+            last: dict[str, Any] = {
+                "index": 0,
+                "text": "",
+                "logprobs": logprobs,
+                "finish_reason": finish_reason(seq.finish_reason),
+                "stop_reason": seq.token_ids[-1] if seq.finish_reason == "eos" and seq.token_ids else None,
+            }
+            if req.return_token_ids:
+                last["prompt_token_ids"] = list(result.prompt_token_ids)
+                last["token_ids"] = list(seq.token_ids)
+            yield event([last])
             if req.include_usage:
                 yield f"data: {json.dumps(usage_chunk(self.name, result.prompt_tokens, result.completion_tokens))}\n\n"
             yield "data: [DONE]\n\n"
