@@ -7,7 +7,8 @@ without a field on that server raises :class:`~nextword.UnsupportedOption`.
 
 Measured here (the tests run both): ``nextword`` (``nextword serve``) and ``llama-cpp-python``
 (``python -m llama_cpp.server``, 0.3.x: ignores ``n`` and ``min_tokens``, takes only text prompts,
-applies ``repeat_penalty=1.1`` unless sent 1.0). From the servers' documentation, not run here:
+applies ``repeat_penalty=1.1`` unless sent 1.0, and its prompt log-probabilities are shifted by one
+position, so nextword does not score through it). From the servers' documentation, not run here:
 ``vllm`` and ``llama.cpp`` (``llama-server``).
 """
 
@@ -96,7 +97,9 @@ DIALECTS: dict[str, Dialect] = {
         },
         token_prompts=False,
         max_logprobs=None,
-        prompt_logprobs=True,
+        # Measured (0.3.36): with echo, each prompt token's log-probability is read from the
+        # distribution *after* it, not before it (abetlen/llama-cpp-python#1983): unusable.
+        prompt_logprobs=False,
         token_id_keys=False,
         returns_token_ids=False,
         tokenize_path="/extras/tokenize",

@@ -291,8 +291,9 @@ class OpenAIGenerator(BaseGenerator):
             return Completion(text, tuple(ids), "length")
         if ids and ids[-1] in self._eos:
             return Completion(text, tuple(ids), "eos")
-        stop_reason = choice.get("stop_reason")
-        if cfg.stop and (isinstance(stop_reason, str) or (stop_reason is None and not self._dialect.returns_token_ids)):
+        if cfg.stop and not isinstance(choice.get("stop_reason"), int):
+            # A stop string ended it (servers that list no end-of-text token leave this ambiguous
+            # when the model also ended the text right there: it counts as the stop string).
             return Completion(text, tuple(ids), "stop")
         if self._eos and not self._dialect.returns_token_ids:
             ids.append(min(self._eos))  # the server ended at its end-of-text token without listing it
