@@ -233,8 +233,6 @@ class OpenAIGenerator(BaseGenerator):
             body[f["stop"]] = list(cfg.stop)
         if d.returns_token_ids:
             body["return_token_ids"] = True
-        else:
-            body["logprobs"] = 0  # the generated tokens' texts, to recover their ids
         return body
 
     def _config(self, config: DecodingConfig | None, decoding: dict[str, Any]) -> DecodingConfig:
@@ -273,10 +271,15 @@ class OpenAIGenerator(BaseGenerator):
         if n_new == 0:
             empty = Completion("", (), "length")
             return Generation(prompt, tuple(ids), (empty,) * cfg.num_return_sequences, settings)
-        text_prompt = prompt if not self._dialect.token_prompts else None
-        body = self._body(text_prompt if text_prompt is not None else ids, cfg, n_new)
-        data = self._client.post("/v1/completions", body)
-        choices = sorted(data.get("choices", []), key=lambda c: c.get("index", 0))
+        body = self._body(prompt if not self._dialect.token_prompts else ids, cfg, n_new)
+        if not self._dialect.returns_token_ids and cfg.num_return_sequences == 1:
+            # No ids from this server: streamed, its chunks are one token each (a few tokens where
+            # a character or a possible stop string spans them), which gives the ids back.
+            body["stream"] = True
+            choices = [self._collect(self._client.stream("/v1/completions", body))]
+        else:
+            data = self._client.post("/v1/completions", body)
+            choices = sorted(data.get("choices", []), key=lambda c: c.get("index", 0))
         if len(choices) != cfg.num_return_sequences:
             raise ServerError(
                 f"the server returned {len(choices)} completions, {cfg.num_return_sequences} were asked for"
@@ -299,15 +302,37 @@ class OpenAIGenerator(BaseGenerator):
             ids.append(min(self._eos))  # the server ended at its end-of-text token without listing it
         return Completion(text, tuple(ids), "eos")
 
+    @staticmethod
+    def _collect(events: Iterator[dict[str, Any]]) -> dict[str, Any]:
+        """One choice from a stream's events: its text, its chunks and how it ended."""
+        choice: dict[str, Any] = {"chunks": []}
+        for event in events:
+            for part in event.get("choices", []):
+                piece = str(part.get("text", ""))
+                if piece:
+                    choice["chunks"].append(piece)
+                for key in ("finish_reason", "stop_reason", "token_ids"):
+                    if part.get(key) is not None:
+                        choice[key] = part[key]
+        choice["text"] = "".join(choice["chunks"])
+        return choice
+
+    def _chunk_ids(self, chunk: str) -> list[int]:
+        single = self._piece_id(chunk)
+        if single is not None:
+            return [single]
+        ids = self.tokenize(chunk)
+        prefix = self._bos_prefix or []
+        return ids[len(prefix) :] if ids[: len(prefix)] == prefix else ids
+
     def _generated_ids(self, choice: dict[str, Any], prompt_ids: list[int], text: str) -> list[int]:
         if isinstance(choice.get("token_ids"), list):
             return [int(t) for t in choice["token_ids"]]
-        tokens = (choice.get("logprobs") or {}).get("tokens")
-        if isinstance(tokens, list):
-            mapped = [self._piece_id(str(t)) for t in tokens]
-            if all(t is not None for t in mapped) and "".join(map(str, tokens)) == text:
-                return [int(t) for t in mapped if t is not None]
-        # Last resort: the text read again (exact unless the tokenizer splits it otherwise).
+        chunks = choice.get("chunks")
+        if isinstance(chunks, list) and "".join(chunks) == text:
+            return [t for chunk in chunks for t in self._chunk_ids(chunk)]
+        # A server that gives no ids: the text read again after the prompt (the engine's own
+        # tokens unless the tokenizer would split the same text otherwise).
         full = self.tokenize(self.detokenize(prompt_ids) + text) if text else list(prompt_ids)
         return full[len(prompt_ids) :] if full[: len(prompt_ids)] == prompt_ids else self.tokenize(text)
 
@@ -319,7 +344,7 @@ class OpenAIGenerator(BaseGenerator):
         if not isinstance(prompt, str):
             raise InvalidInput(f"stream() takes one prompt string, got {type(prompt).__name__}")
         ids, n_new = self._prepare(prompt, cfg)
-        state: dict[str, Any] = {"text": [], "tokens": [], "choice": {}}
+        state: dict[str, Any] = {"text": [], "choice": {}}
 
         def chunks() -> Iterator[str]:
             if n_new == 0:
@@ -329,8 +354,6 @@ class OpenAIGenerator(BaseGenerator):
             for event in self._client.stream("/v1/completions", body):
                 for choice in event.get("choices", []):
                     piece = str(choice.get("text", ""))
-                    logprobs = choice.get("logprobs") or {}
-                    state["tokens"].extend(logprobs.get("tokens") or [])
                     for key in ("finish_reason", "stop_reason", "token_ids"):
                         if choice.get(key) is not None:
                             state["choice"][key] = choice[key]
@@ -342,9 +365,7 @@ class OpenAIGenerator(BaseGenerator):
             settings = self.settings.with_decoding(cfg)
             if n_new == 0:
                 return Generation(prompt, tuple(ids), (Completion("", (), "length"),), settings)
-            choice = {"text": "".join(state["text"]), **state["choice"]}
-            if state["tokens"]:
-                choice["logprobs"] = {"tokens": state["tokens"]}
+            choice = {"text": "".join(state["text"]), "chunks": list(state["text"]), **state["choice"]}
             return Generation(prompt, tuple(ids), (self._completion(choice, ids, cfg),), settings)
 
         return TextStream(chunks(), finish)
