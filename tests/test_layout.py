@@ -59,3 +59,16 @@ def test_explanation_module_is_reachable() -> None:
 
     assert explanation.explain is nextword.explain
     assert callable(explanation.to_html) and callable(explanation.render_terminal)
+
+
+def test_llamacpp_plugin_does_not_import_the_converter() -> None:
+    """Registering the llamacpp backend (and its ``convert`` command's type list) reads only the
+    converter's list of types, not the converter."""
+    code = (
+        "import sys, nextword, nextword_llamacpp.plugin, nextword_llamacpp.commands\n"
+        "nextword.backends()\n"
+        "loaded = sorted(m for m in sys.modules if m.startswith('nextword_llamacpp.convert'))\n"
+        "print(' '.join(loaded))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.split() == ["nextword_llamacpp.convert", "nextword_llamacpp.convert.gguf_types"]
