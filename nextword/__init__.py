@@ -22,6 +22,7 @@ from nextword.errors import (
     InvalidInput,
     ModelLoadError,
     NextwordError,
+    TrainingInterrupted,
     UnsupportedOption,
 )
 from nextword.explain import Explanation, explain
@@ -29,6 +30,7 @@ from nextword.hookspecs import hookimpl
 from nextword.protocol import Generator
 from nextword.registry import BackendInfo, backends, register_plugin, unregister_plugin
 from nextword.results import Candidate, Completion, Generation, Prediction, Score, Settings, TokenScore
+from nextword.tuning import FinetuneOptions, FinetuneReport, finetune
 from nextword.words import predict_words
 
 __version__ = "0.1.0"
@@ -45,6 +47,8 @@ __all__ = [
     "DecodingConfig",
     "EngineError",
     "Explanation",
+    "FinetuneOptions",
+    "FinetuneReport",
     "Generation",
     "Generator",
     "InvalidConfig",
@@ -58,9 +62,11 @@ __all__ = [
     "Support",
     "TextStream",
     "TokenScore",
+    "TrainingInterrupted",
     "UnsupportedOption",
     "backends",
     "explain",
+    "finetune",
     "generate",
     "hookimpl",
     "load",

@@ -21,6 +21,7 @@ from nextword.errors import NextwordError
 from nextword.registry import backends as list_backends
 from nextword.registry import get_backend, plugin_manager
 from nextword.settings import config_files, resolve
+from nextword.tuning import cli as tuning_cli
 
 __all__ = ["cli", "main"]
 
@@ -253,6 +254,7 @@ def main(argv: list[str] | None = None) -> int:
 
 # `predict` and `explain` live with the word-level code they show.
 cli_words.register(cli)
+tuning_cli.register(cli)
 
 
 if __name__ == "__main__":  # pragma: no cover
