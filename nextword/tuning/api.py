@@ -64,7 +64,9 @@ def finetune(
     """
     unknown = sorted(set(options) - _FIELDS - {"method"})
     if unknown:
-        raise InvalidConfig(f"unknown fine-tuning option(s): {', '.join(unknown)} (known: {', '.join(sorted(_FIELDS))})")
+        raise InvalidConfig(
+            f"unknown fine-tuning option(s): {', '.join(unknown)} (known: {', '.join(sorted(_FIELDS))})"
+        )
     if "lora_targets" in options and isinstance(options["lora_targets"], list):
         options["lora_targets"] = tuple(options["lora_targets"])
     opts = FinetuneOptions(method=method, **options)  # type: ignore[arg-type]
@@ -113,9 +115,7 @@ def finetune(
             assert exporter is not None
             path = exporter.export(staged.staging, staged.staging / f"model.{kind.upper()}.gguf", kind)
             check = exporter.verify(staged.staging, path)
-            exports.append(
-                ExportResult(kind, staged.out / path.name, dataclasses.asdict(check), str(check))
-            )
+            exports.append(ExportResult(kind, staged.out / path.name, dataclasses.asdict(check), str(check)))
         report = dataclasses.replace(report, exports=tuple(exports))
         staged.write_card_and_record(report)
         staged.finish()

@@ -28,12 +28,16 @@ __all__ = ["finetune_command", "register"]
 @click.option("--grad-accumulation", type=click.IntRange(min=1), default=None, help="Micro-batches per step.")
 @click.option("--warmup-steps", type=click.IntRange(min=0), default=None, help="Warm-up steps (default: 10%).")
 @click.option("--eval-every", type=click.IntRange(min=1), default=None, help="Steps between held-out evaluations.")
-@click.option("--patience", type=click.IntRange(min=1), default=None, help="Evaluations without improvement before stopping.")
+@click.option(
+    "--patience", type=click.IntRange(min=1), default=None, help="Evaluations without improvement before stopping."
+)
 @click.option("--validation", type=float, default=None, help="Share of the documents held out (default 0.1).")
 @click.option("--seed", type=click.IntRange(min=0), default=None, help="Seed (a CPU run with a seed is repeatable).")
 @click.option("--device", default=None, help="cpu, cuda, cuda:N or auto (default).")
 @click.option("--lora-r", type=click.IntRange(min=1), default=None, help="LoRA rank (default 8).")
-@click.option("--gguf", "gguf", multiple=True, help="Also export GGUF of this type (q8_0, q4_k_m, f16, ...; repeatable).")
+@click.option(
+    "--gguf", "gguf", multiple=True, help="Also export GGUF of this type (q8_0, q4_k_m, f16, ...; repeatable)."
+)
 @click.option("--resume", is_flag=True, help="Continue the run an earlier Ctrl-C interrupted.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out folder.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")

@@ -33,7 +33,9 @@ def get_trainer(name: str) -> TrainerSpec:
 
 def get_exporter(name: str) -> ExporterSpec:
     """The exporter of format ``name``, or :class:`~nextword.BackendNotFound` saying why not."""
-    return _usable(exporters(), name, "exporter", "GGUF export needs the llamacpp extra: pip install 'nextword[llamacpp]'")
+    return _usable(
+        exporters(), name, "exporter", "GGUF export needs the llamacpp extra: pip install 'nextword[llamacpp]'"
+    )
 
 
 def _collect(hook: str, kind: type[_Spec]) -> dict[str, _Spec]:

@@ -31,17 +31,17 @@ def split_single_document(documents: Sequence[Document], fraction: float) -> lis
     if len(documents) != 1:
         return list(documents)
     doc = documents[0]
-    text = doc.text.rstrip()
-    target = int(len(text) * (1.0 - fraction))
-    cuts = [m.end() for m in _PARAGRAPH.finditer(text)] or [m.end() for m in re.finditer(r"\n", text)]
-    cuts = [c for c in cuts if 0 < c < len(text)]
-    if not cuts:
+    text = doc.text
+    target = int(len(text.rstrip()) * (1.0 - fraction))
+    breaks = [m.span() for m in _PARAGRAPH.finditer(text)] or [m.span() for m in re.finditer(r"\n", text)]
+    breaks = [(a, b) for a, b in breaks if a > 0 and text[b:].strip()]
+    if not breaks:
         raise InvalidInput(
             f"the corpus is one document ({doc.source}) without line breaks: nothing can be held out "
             "for validation; add more documents or text"
         )
-    cut = min(cuts, key=lambda c: abs(c - target))
-    head, tail = text[:cut].rstrip(), text[cut:]
+    start, end = min(breaks, key=lambda span: abs(span[1] - target))
+    head, tail = text[:start], text[end:]
     return [Document(head, doc.source), Document(tail, f"{doc.source} (held-out tail)")]
 
 

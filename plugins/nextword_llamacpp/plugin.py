@@ -175,6 +175,4 @@ def register_exporters(register: Callable[[Any], None]) -> None:
     from nextword.tuning import ExporterSpec
     from nextword_llamacpp.convert import GGUF_TYPES
 
-    register(
-        ExporterSpec(name="gguf", types=GGUF_TYPES, export=_export_gguf, verify=_verify_gguf, check=_check_export)
-    )
+    register(ExporterSpec(name="gguf", types=GGUF_TYPES, export=_export_gguf, verify=_verify_gguf, check=_check_export))

@@ -22,7 +22,6 @@ import numpy as np
 
 from nextword.errors import TrainingInterrupted
 from nextword.tuning import FinetuneOptions, TrainingJob
-
 from nextword_hf.training.checkpoint import load_checkpoint, save_checkpoint
 from nextword_hf.training.model import trainable_state
 
@@ -216,7 +215,14 @@ def train_loop(
                     result.stopped_early = True
                     break
             if job.on_step is not None:
-                job.on_step({"step": step, "loss": loss_sum, "tokens_seen": result.tokens_seen, "lr": scheduler.get_last_lr()[0]})
+                job.on_step(
+                    {
+                        "step": step,
+                        "loss": loss_sum,
+                        "tokens_seen": result.tokens_seen,
+                        "lr": scheduler.get_last_lr()[0],
+                    }
+                )
             if stop.is_set() and step < schedule.total_steps:
                 state = {
                     "fingerprint": fingerprint,
