@@ -3,6 +3,10 @@
 
 from __future__ import annotations
 
+import codecs
+import io
+import sys
+
 import click
 
 from nextword.cli.generation import generate
@@ -34,8 +38,22 @@ def _add_plugin_commands() -> None:
         plugin_manager().hook.register_commands(cli=cli)
 
 
+def _escape_unencodable_output() -> None:
+    """On a stdout/stderr whose encoding cannot hold every character (Korean on a latin-1 or
+    ASCII terminal), write what it cannot hold as backslash escapes instead of failing."""
+    for stream in (sys.stdout, sys.stderr):
+        encoding = getattr(stream, "encoding", None) or "utf-8"
+        try:
+            utf = codecs.lookup(encoding).name.startswith("utf")
+        except LookupError:
+            utf = False
+        if not utf and isinstance(stream, io.TextIOWrapper) and stream.errors == "strict":
+            stream.reconfigure(errors="backslashreplace")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit status (0 ok, 1 a nextword error, 2 a usage error)."""
+    _escape_unencodable_output()
     try:
         _add_plugin_commands()
         cli.main(args=argv, prog_name="nextword", standalone_mode=False)
