@@ -218,7 +218,7 @@ def test_cli_corpus_too_small_and_a_base_that_is_not_a_model(tiny_gpt2_dir: Path
 
 def test_finetune_is_importable_without_torch() -> None:
     code = (
-        "import sys, nextword; nextword.finetune; import nextword.tuning.cli; "
+        "import sys, nextword; nextword.finetune; import nextword.cli; "
         "print(any(m in sys.modules for m in ('torch', 'transformers', 'peft', 'llama_cpp')))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -72,3 +72,20 @@ def test_llamacpp_plugin_does_not_import_the_converter() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.split() == ["nextword_llamacpp.convert", "nextword_llamacpp.convert.gguf_types"]
+
+
+def test_cli_commands_are_module_level_objects() -> None:
+    """Each built-in command is a module-level click command of its own module, added to the group."""
+    import click
+
+    from nextword.cli import cli, generation, inspection, words
+
+    for module, name in [
+        (generation, "generate"),
+        (words, "predict"),
+        (words, "explain"),
+        (inspection, "backends"),
+        (inspection, "config"),
+    ]:
+        command = getattr(module, name)
+        assert isinstance(command, click.Command) and cli.commands[name] is command

@@ -12,7 +12,7 @@ import click
 
 from nextword.errors import TrainingInterrupted
 
-__all__ = ["finetune_command", "register"]
+__all__ = ["finetune"]
 
 
 @click.command("finetune")
@@ -41,7 +41,7 @@ __all__ = ["finetune_command", "register"]
 @click.option("--resume", is_flag=True, help="Continue the run an earlier Ctrl-C interrupted.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out folder.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def finetune_command(
+def finetune(
     data: tuple[Path, ...],
     base: str,
     out: Path,
@@ -59,13 +59,13 @@ def finetune_command(
     Ctrl-C stops after the current step and saves a checkpoint; the same command with --resume
     continues it.
     """
-    from nextword.tuning.api import finetune
+    from nextword.tuning.api import finetune as run_finetune
 
     chosen = {k: v for k, v in options.items() if v is not None}
     with warnings.catch_warnings(record=True):
         warnings.simplefilter("ignore")  # the report prints them
         try:
-            report = finetune(
+            report = run_finetune(
                 list(data),
                 base=base,
                 out=out,
@@ -84,7 +84,3 @@ def finetune_command(
     else:
         click.echo(str(report))
 
-
-def register(cli: click.Group) -> None:
-    """Add ``finetune`` to the command group ``cli``."""
-    cli.add_command(finetune_command)
