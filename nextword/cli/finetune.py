@@ -83,4 +83,3 @@ def finetune(
         click.echo(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
     else:
         click.echo(str(report))
-
