@@ -9,7 +9,7 @@ import click
 
 from nextword import api
 from nextword.cli.options import backend_options, decoding_options, loading, parse_options
-from nextword.config import DecodingConfig
+from nextword.decoding_config import DecodingConfig
 
 __all__ = ["generate"]
 

@@ -7,7 +7,7 @@ import json
 
 import click
 
-from nextword.config import DecodingConfig
+from nextword.decoding_config import DecodingConfig
 from nextword.errors import NextwordError
 from nextword.registry import backends as list_backends
 from nextword.registry import get_backend
