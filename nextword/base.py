@@ -21,11 +21,11 @@ import numpy as np
 import numpy.typing as npt
 
 from nextword.capabilities import Capabilities, Support
-from nextword.config import DecodingConfig
 from nextword.decoding.detok import IncrementalDetokenizer, context_for, piece_text
 from nextword.decoding.loop import Session, sample_tokens
 from nextword.decoding.processors import log_softmax
 from nextword.decoding.stop import StopMatcher
+from nextword.decoding_config import DecodingConfig
 from nextword.errors import InvalidConfig, InvalidInput
 from nextword.logprobs import TopLogprobs, top_logprobs
 from nextword.results import Candidate, Completion, FinishReason, Generation, Prediction, Score, Settings, TokenScore

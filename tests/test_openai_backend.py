@@ -52,7 +52,9 @@ def test_same_answers_as_the_local_backend(remote: nextword.Generator, hf_gen: n
         text = prompt + local.text
         assert remote.score(text).logprobs == pytest.approx(hf_gen.score(text).logprobs, abs=1e-5)
     sampled = remote.generate(PROMPTS[0], max_new_tokens=8, do_sample=True, top_k=20, seed=3)
-    assert sampled.token_ids == hf_gen.generate(PROMPTS[0], max_new_tokens=8, do_sample=True, top_k=20, seed=3).token_ids
+    assert (
+        sampled.token_ids == hf_gen.generate(PROMPTS[0], max_new_tokens=8, do_sample=True, top_k=20, seed=3).token_ids
+    )
 
 
 def test_settings_hide_the_api_key(nextword_server: str) -> None:
@@ -87,8 +89,24 @@ def llama_server(tiny_gguf: Any, tmp_path_factory: pytest.TempPathFactory) -> It
     require_module("llama_cpp.server", "install llama-cpp-python[server]")
     path = tiny_gguf("q8_0")
     port = servers.free_port()
-    args = ["-m", "llama_cpp.server", "--model", str(path), "--model_alias", "tiny", "--host", "127.0.0.1",
-            "--port", str(port), "--n_ctx", "256", "--n_threads", "1", "--seed", "1"]
+    args = [
+        "-m",
+        "llama_cpp.server",
+        "--model",
+        str(path),
+        "--model_alias",
+        "tiny",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--n_ctx",
+        "256",
+        "--n_threads",
+        "1",
+        "--seed",
+        "1",
+    ]
     log = tmp_path_factory.mktemp("llama-server") / "server.log"
     with servers.process(args, "/v1/models", port, log) as base:
         yield base + "/v1", path
@@ -106,7 +124,10 @@ def test_llama_cpp_server_greedy_equals_local_llamacpp(
     assert llama_remote.server == "llama-cpp-python"  # type: ignore[attr-defined]
     local = nextword.load("llamacpp", str(llama_server[1]))
     for prompt in PROMPTS:
-        assert llama_remote.generate(prompt, max_new_tokens=16).token_ids == local.generate(prompt, max_new_tokens=16).token_ids
+        assert (
+            llama_remote.generate(prompt, max_new_tokens=16).token_ids
+            == local.generate(prompt, max_new_tokens=16).token_ids
+        )
         there = llama_remote.predict_next(prompt, k=3, unit="token")
         here = local.predict_next(prompt, k=3, unit="token")
         assert [c.token_id for c in there] == [c.token_id for c in here]

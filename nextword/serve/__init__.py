@@ -1,7 +1,7 @@
 """``nextword serve``: an OpenAI-compatible HTTP server over any nextword backend.
 
 :func:`create_app` builds the ASGI application for a loaded generator; :func:`serve` runs it with
-uvicorn. The command line (``nextword serve``) is defined in :mod:`nextword.serve.command`.
+uvicorn. The command line (``nextword serve``) is defined in :mod:`nextword.cli.serve`.
 Starlette and uvicorn are imported only here (install ``nextword[serve]``).
 """
 
