@@ -76,6 +76,8 @@ def test_clear_errors_for_bad_servers(nextword_server: str) -> None:
 class TestOpenAIOverNextwordServe(GeneratorConformance):
     """The conformance suite through the wire: openai backend -> nextword serve -> hf."""
 
+    new_tokens = 8  # every step is a request: shorter texts keep the suite's time small
+
     @pytest.fixture
     def generator(self, remote: nextword.Generator) -> nextword.Generator:
         return remote
@@ -145,6 +147,7 @@ class TestOpenAIOverLlamaCppServer(GeneratorConformance):
     """The conformance suite against llama-cpp-python's server (its own samplers)."""
 
     logit_tolerance = 1e-2
+    new_tokens = 8
 
     @pytest.fixture
     def generator(self, llama_remote: nextword.Generator) -> nextword.Generator:

@@ -11,7 +11,7 @@ import importlib.util
 from collections.abc import Callable
 from typing import Any
 
-from nextword import BackendSpec, Capabilities, InvalidConfig, OptionSpec, Support, hookimpl
+from nextword import BackendSpec, InvalidConfig, OptionSpec, hookimpl
 
 __all__ = ["OPTIONS", "register_backends"]
 
@@ -59,8 +59,8 @@ def register_backends(register: Callable[[BackendSpec], None]) -> None:
             default_model="default",
             description="a model behind an OpenAI-compatible server (nextword serve, vLLM, llama.cpp's server)",
             options=OPTIONS,
-            # What a server honours is known once it answers; this is the most any server offers.
-            capabilities=Capabilities.all(Support.NATIVE),
+            # What a server honours is known once it answers (the generator's capabilities).
+            capabilities=None,
             check=_check,
         )
     )
