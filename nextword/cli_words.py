@@ -22,6 +22,7 @@ from typing import Any, Literal
 import click
 
 from nextword import api
+from nextword.complete import CompleteMode
 from nextword.errors import InvalidInput, NextwordError
 from nextword.explain import explain as explain_text
 from nextword.explain import render_terminal, to_html, to_json
@@ -45,13 +46,14 @@ def run_prediction(
     k: int,
     unit: Literal["word", "token"],
     *,
+    complete: CompleteMode = "auto",
     backend: str | None = None,
     model: str | None = None,
     options: dict[str, Any] | None = None,
 ) -> Prediction:
     """The prediction ``nextword predict`` shows, through :func:`nextword.predict_next` (so the
     effective settings are attached)."""
-    return api.predict_next(prompt, k, unit=unit, backend=backend, model=model, options=options)
+    return api.predict_next(prompt, k, unit=unit, complete=complete, backend=backend, model=model, options=options)
 
 
 def save_plot(prediction: Prediction, path: str | Path) -> Path:
@@ -134,6 +136,14 @@ def _commands() -> tuple[click.Command, click.Command]:
         show_default=True,
         help="Predict whole words (several tokens each) or single tokens.",
     )
+    @click.option(
+        "--complete",
+        "complete",
+        type=click.Choice(["auto", "word", "next"]),
+        default="auto",
+        show_default=True,
+        help="For a prompt ending inside a word: complete that word, predict the next one, or decide (auto).",
+    )
     @click.option("--json", "as_json", is_flag=True, help="Print the candidates as JSON.")
     @click.option(
         "--plot",
@@ -150,6 +160,7 @@ def _commands() -> tuple[click.Command, click.Command]:
         options: tuple[str, ...],
         k: int,
         unit: Literal["word", "token"],
+        complete: CompleteMode,
         as_json: bool,
         plot: str | None,
     ) -> None:
@@ -159,7 +170,9 @@ def _commands() -> tuple[click.Command, click.Command]:
         opts = _parse_options(options)
         with _loading(backend, model):
             api.load(backend, model, **opts)
-        prediction = run_prediction(prompt, k, unit, backend=backend, model=model, options=opts)
+        if unit == "token" and complete != "auto":
+            raise InvalidInput("--complete applies to word predictions, not to --unit token")
+        prediction = run_prediction(prompt, k, unit, complete=complete, backend=backend, model=model, options=opts)
         if plot is not None:
             written = save_plot(prediction, plot)
             click.echo(f"wrote {written}", err=True)
@@ -168,6 +181,8 @@ def _commands() -> tuple[click.Command, click.Command]:
                 "prompt": prompt,
                 "unit": prediction.unit,
                 "unexplored_mass": prediction.unexplored_mass,
+                "typed": prediction.typed,
+                "prefix_prob": prediction.prefix_prob,
                 "settings": prediction.settings.to_dict(),
                 "candidates": [dataclasses.asdict(c) for c in prediction.candidates],
             }
@@ -178,18 +193,32 @@ def _commands() -> tuple[click.Command, click.Command]:
         from rich.table import Table
 
         what = "word" if prediction.unit == "word" else "token"
-        table = Table(title=escape(f"Next {what} after {prompt!r}"), title_justify="left")
+        completing = prediction.typed is not None
+        title = (
+            f"Completions of {prediction.typed!r} after {prompt[: len(prompt) - len(prediction.typed.lstrip())]!r}"
+            if prediction.typed is not None
+            else f"Next {what} after {prompt!r}"
+        )
+        table = Table(title=escape(title), title_justify="left")
         table.add_column("#", justify="right")
         table.add_column(what)
+        if completing:
+            table.add_column("to type")
         table.add_column("prob", justify="right")
         table.add_column("")
         for rank, cand in enumerate(prediction.candidates, 1):
             prob = f"{cand.prob:.2%}" if cand.prob >= 0.0001 else f"{cand.prob:.1e}"
-            table.add_row(str(rank), escape(repr(cand.text)), prob, f"[green]{_bar(cand.prob)}[/green]")
+            extra = [escape(repr(cand.remaining))] if completing else []
+            table.add_row(str(rank), escape(repr(cand.text)), *extra, prob, f"[green]{_bar(cand.prob)}[/green]")
         console = Console()
         console.print(table)
         if prediction.unit == "word":
             console.print(f"[dim]unexplored probability mass: {prediction.unexplored_mass:.2%}[/dim]")
+        if prediction.prefix_prob is not None:
+            console.print(
+                f"[dim]probabilities are conditioned on the word starting with {escape(repr(prediction.typed))} "
+                f"(probability {prediction.prefix_prob:.2e} before conditioning)[/dim]"
+            )
 
     @click.command("explain")
     @click.argument("text")

@@ -66,6 +66,7 @@ __all__ = [
     "default_beam_width",
     "predict_words",
     "search_words",
+    "search_words_from_ids",
     "starts_new_word",
     "word_start_mask",
 ]
@@ -281,17 +282,18 @@ class _Evaluator:
     their own. Without it, ``next_token_logits`` is called on the whole sequence.
     """
 
-    def __init__(self, generator: Generator, prompt_ids: Sequence[int]) -> None:
+    def __init__(self, generator: Generator, prompt_ids: Sequence[int], root: Any = None) -> None:
         self._generator = generator
         self._prompt = list(prompt_ids)
         self._open: Callable[[list[int]], Any] | None = getattr(generator, "open_session", None)
         self._sessions: dict[tuple[int, ...], Any] = {}
-        self._root: Any = None
+        self._given = root is not None  # a caller's session: forked, never fed
+        self._root: Any = root
         self.calls = 0
 
     def logprobs(self, path: tuple[int, ...]) -> npt.NDArray[np.float64]:
         self.calls += 1
-        if self._open is None:
+        if self._open is None and self._root is None:
             logits = self._generator.next_token_logits(self._prompt + list(path))
         else:
             session = self._sessions.pop(path[:-1], None) if len(path) > 1 else None
@@ -301,12 +303,18 @@ class _Evaluator:
                 # Every path starts from the prompt's state: forked when the session can be
                 # (the prompt is read once), else opened again (a backend that keeps the prompt's
                 # KV cache, like llama.cpp, then evaluates only the path's tokens).
-                if self._root is None:
-                    self._root = self._open(self._prompt)
+                opener = self._open
+                if self._root is None and opener is not None:
+                    self._root = opener(self._prompt)
                 fork = getattr(self._root, "fork", None)
-                session = fork() if fork is not None and path else self._root if not path else None
+                if not path:
+                    session = fork() if self._given and fork is not None else self._root
+                else:
+                    session = fork() if fork is not None else None
+                if session is None and opener is not None:
+                    session = opener(self._prompt)
                 if session is None:
-                    session = self._open(self._prompt)
+                    raise InvalidInput("a session given to the word search must be able to fork()")
                 for token in path:
                     session.feed(token)
             logits = session.logits()
@@ -398,20 +406,53 @@ def search_words(
     bounds, :class:`~nextword.errors.ContextLengthExceeded` when the prompt does not fit, and
     :class:`~nextword.errors.UnsupportedOption` when the backend cannot predict.
     """
-    beam, floor, depth_limit = _check_bounds(k, beam_width, min_prob, max_tokens)
+    _check_bounds(k, beam_width, min_prob, max_tokens)
     generator.capabilities.require("predict_next", generator.backend)
     prompt_ids = _encode(generator, prompt)
+    return search_words_from_ids(
+        generator, prompt_ids, k, prompt=prompt, beam_width=beam_width, min_prob=min_prob, max_tokens=max_tokens
+    )
+
+
+def search_words_from_ids(
+    generator: Generator,
+    prompt_ids: Sequence[int],
+    k: int = 5,
+    *,
+    prompt: str = "",
+    starts: Sequence[tuple[tuple[int, ...], float]] | None = None,
+    session: Any = None,
+    beam_width: int | None = None,
+    min_prob: float = 0.0,
+    max_tokens: int = DEFAULT_MAX_TOKENS,
+) -> WordSearch:
+    """:func:`search_words` on token ids (``prompt`` is only copied into the result), with two
+    hooks for callers that constrain the word or already hold the prompt's state.
+
+    ``starts``: the search begins from these word prefixes (token paths, each with its absolute
+    natural-log probability after ``prompt_ids``) instead of from every first token. The words
+    found are then the words beginning with one of these paths, and the mass accounting holds
+    with the starts' total in place of 1: ``examined_mass + unexplored_mass == sum(exp(lp))``.
+    No path may be a prefix of another (the events must be disjoint). A path's tokens after the
+    first must continue the word, like every extension the search makes.
+
+    ``session``: an open session (see :class:`nextword.decoding.loop.Session`) that has read
+    exactly ``prompt_ids`` and can ``fork()``; every path starts from a fork of it, so the
+    prompt is not read again. It is not fed or closed.
+    """
+    beam, floor, depth_limit = _check_bounds(k, beam_width, min_prob, max_tokens)
+    generator.capabilities.require("predict_next", generator.backend)
+    prompt_ids = list(prompt_ids)
     check_length(len(prompt_ids), 1, generator.context_length)
     room = generator.context_length - len(prompt_ids)  # most tokens a word can have here
     depth_limit = min(depth_limit, room)
+    if starts is not None:
+        starts = [(tuple(int(t) for t in path), float(lp)) for path, lp in starts]
+        if any(not path or len(path) > depth_limit for path, _ in starts):
+            raise InvalidInput("every start path must hold between 1 and max_tokens tokens that fit the context")
 
-    evaluator = _Evaluator(generator, prompt_ids)
+    evaluator = _Evaluator(generator, prompt_ids, session)
     try:
-        root = evaluator.logprobs(())
-        starts = word_start_mask(generator, root.shape[-1])
-        ends_weight = starts.astype(np.float64)  # p @ ends_weight: the mass of the word starts
-        conts_weight = 1.0 - ends_weight
-        hide_starts = np.where(starts, -np.inf, 0.0)  # added to log-probs: continuations only
         eos = _eos_ids(generator)
         words: dict[str | tuple[str, tuple[int, ...]], _Word] = {}
         groups: list[_Group] = []
@@ -419,6 +460,15 @@ def search_words(
         extended = collections.Counter[int]()
         order = itertools.count()  # breaks ties in the heap: first pushed, first popped
         context = prompt_ids[-1:]
+        weights: dict[str, npt.NDArray[np.float64]] = {}
+
+        def tables(vocab: int) -> dict[str, npt.NDArray[np.float64]]:
+            if not weights:
+                starts_mask = word_start_mask(generator, vocab)
+                weights["ends"] = starts_mask.astype(np.float64)  # p @ ends: the mass of the word starts
+                weights["conts"] = 1.0 - weights["ends"]
+                weights["hide"] = np.where(starts_mask, -np.inf, 0.0)  # added to log-probs: continuations only
+            return weights
 
         def add_group(group: _Group) -> None:
             groups.append(group)
@@ -441,8 +491,14 @@ def search_words(
                 return -math.inf
             return heapq.nlargest(k, (w.logprob for w in words.values()))[-1]
 
-        first_tokens, first_logps = _top(root, beam)
-        add_group(_Group(1, (), 0.0, first_tokens, first_logps, float(np.sum(np.exp(root)))))
+        if starts is None:
+            root = evaluator.logprobs(())
+            tables(root.shape[-1])
+            first_tokens, first_logps = _top(root, beam)
+            add_group(_Group(1, (), 0.0, first_tokens, first_logps, float(np.sum(np.exp(root)))))
+        else:
+            for path, logprob in sorted(starts, key=lambda s: (-s[1], s[0])):
+                add_group(_Group(len(path), path[:-1], logprob, [path[-1]], [0.0], math.exp(logprob)))
         while heap:
             _, _, group = heapq.heappop(heap)
             token, logp = group.tokens[group.next], group.logps[group.next]
@@ -457,20 +513,21 @@ def search_words(
                 heapq.heappush(heap, (-group.peek(), next(order), group))
             path = (*group.path, token)
             group.taken += prob
-            if group.depth == 1 and token in eos:
+            if len(path) == 1 and token in eos:
                 add_word(path, path_logprob)  # end of text: a word of its own, nothing follows
                 continue
             extended[group.depth] += 1
             logp_next = evaluator.logprobs(path)
+            w = tables(logp_next.shape[-1])
             p_next = np.exp(logp_next)
-            end_mass = float(p_next @ ends_weight)
+            end_mass = float(p_next @ w["ends"])
             if end_mass > 0.0:
                 add_word(path, path_logprob + math.log(end_mass))
             if group.depth < depth_limit:
-                children, child_logps = _top(logp_next + hide_starts, beam)
+                children, child_logps = _top(logp_next + w["hide"], beam)
             else:
                 children, child_logps = [], []
-            cont_mass = prob * float(p_next @ conts_weight)
+            cont_mass = prob * float(p_next @ w["conts"])
             add_group(_Group(group.depth + 1, path, path_logprob, children, child_logps, cont_mass))
         unexplored = math.fsum(g.total - g.taken for g in groups)
     finally:

@@ -23,6 +23,7 @@ from transformers.generation.streamers import BaseStreamer
 from nextword import BaseGenerator, DecodingConfig, InvalidConfig, InvalidInput, ModelLoadError, NextwordError
 from nextword_hf.loading import load_pretrained, locate
 from nextword_hf.plugin import CAPABILITIES
+from nextword_hf.token_bytes import TokenBytes
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -49,6 +50,7 @@ class HFGenerator(BaseGenerator):
     def __init__(self, model: str, tokenizer: Any, hf_model: Any, options: dict[str, Any]) -> None:
         super().__init__(model, options)
         self.tokenizer = tokenizer
+        self._token_bytes = TokenBytes(tokenizer)
         self._hf_model = hf_model
         self._closed = False
         self.device = next(hf_model.parameters()).device
@@ -112,6 +114,11 @@ class HFGenerator(BaseGenerator):
         except UnicodeEncodeError as exc:
             raise InvalidInput(f"the text is not valid Unicode ({exc.reason} at position {exc.start})") from None
         return list(self.tokenizer(text, split_special_tokens=True)["input_ids"])
+
+    def token_bytes(self, token_id: int) -> bytes | None:
+        """The bytes ``token_id`` adds to a text (a split character's share included), or None
+        for a special token or an unknown id."""
+        return self._token_bytes(token_id)
 
     def detokenize(self, token_ids: Sequence[int]) -> str:
         return str(

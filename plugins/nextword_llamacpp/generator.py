@@ -242,6 +242,15 @@ class LlamaCppGenerator(BaseGenerator):
             data = b"".join([self._piece(int(t)) for t in token_ids])
         return data.decode("utf-8", errors="replace")
 
+    def token_bytes(self, token_id: int) -> bytes | None:
+        """The bytes ``token_id`` adds to a text (a split character's share included), or None
+        for a control token (BOS, EOS, ...)."""
+        token = int(token_id)
+        piece = self._piece(token)
+        if llama_cpp.llama_vocab_is_control(self._vocab, token):
+            return None
+        return piece
+
     def next_token_logits(self, token_ids: Sequence[int]) -> npt.NDArray[np.floating]:
         """Raw float32 logits for the token after ``token_ids`` (a fresh array the caller owns);
         always evaluated from position 0, so the result does not depend on earlier calls."""
