@@ -24,7 +24,7 @@ from nextword.errors import (
     NextwordError,
     UnsupportedOption,
 )
-from nextword.explain import Explanation, explain
+from nextword.explanation import Explanation, explain
 from nextword.hookspecs import hookimpl
 from nextword.protocol import Generator
 from nextword.registry import BackendInfo, backends, register_plugin, unregister_plugin

@@ -24,8 +24,8 @@ import click
 from nextword import api
 from nextword.complete import CompleteMode
 from nextword.errors import InvalidInput, NextwordError
-from nextword.explain import explain as explain_text
-from nextword.explain import render_terminal, to_html, to_json
+from nextword.explanation import explain as explain_text
+from nextword.explanation import render_terminal, to_html, to_json
 from nextword.results import Prediction
 
 __all__ = ["PLOT_FORMATS", "run_prediction", "register", "save_plot"]

@@ -41,8 +41,9 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
+from nextword.decoding.branches import open_branches
 from nextword.errors import InvalidInput
-from nextword.explain import _added_first_token
+from nextword.explanation.compute import _added_first_token
 from nextword.protocol import Generator
 from nextword.results import Candidate, Prediction
 from nextword.validation import check_length, encode_text
@@ -131,13 +132,14 @@ class _PieceIndex:
     """Every token's bytes (UTF-8 of its text as it reads after other text), sorted for
     "consistent with these bytes" queries. ``pieces[t]`` is None for tokens left out: end-of-text
     and unknown ids, and, on a generator without ``token_bytes``, tokens holding part of a
-    character (their text has U+FFFD, so their bytes are unknown)."""
+    character (their text has U+FFFD, so their bytes are unknown; ``unknown`` maps the bytes
+    before the U+FFFD to them, so that their mass is counted as unresolved rather than lost)."""
 
     keys: tuple[bytes, ...]
     ids: tuple[int, ...]
     by_bytes: dict[bytes, tuple[int, ...]]
     pieces: tuple[bytes | None, ...]
-    exact: bool
+    unknown: dict[bytes, tuple[int, ...]]
 
     @classmethod
     def build(cls, generator: Generator, vocab: int) -> _PieceIndex:
@@ -145,6 +147,7 @@ class _PieceIndex:
         token_bytes = getattr(generator, "token_bytes", None)
         read = None if token_bytes is not None else _piece_reader(generator)
         pieces: list[bytes | None] = []
+        unknown: dict[bytes, list[int]] = {}
         for t in range(vocab):
             piece: bytes | None = None
             if t not in eos:
@@ -153,7 +156,10 @@ class _PieceIndex:
                         piece = token_bytes(t)
                     elif read is not None:
                         text = read(t)
-                        piece = None if _REPLACEMENT in text else text.encode("utf-8")
+                        if _REPLACEMENT in text:  # its bytes are unknown: only what comes before
+                            unknown.setdefault(text.split(_REPLACEMENT, 1)[0].encode("utf-8"), []).append(t)
+                        else:
+                            piece = text.encode("utf-8")
                 except Exception:  # an id the tokenizer does not know (padding rows of the output layer)
                     piece = None
             pieces.append(piece or None)
@@ -166,7 +172,7 @@ class _PieceIndex:
             ids=tuple(o[1] for o in order),
             by_bytes={k: tuple(v) for k, v in by_bytes.items()},
             pieces=tuple(pieces),
-            exact=token_bytes is not None,
+            unknown={k: tuple(v) for k, v in unknown.items()},
         )
 
     def consistent(self, rest: bytes) -> list[int]:
@@ -179,6 +185,16 @@ class _PieceIndex:
         while hi < len(self.keys) and self.keys[hi].startswith(rest):
             hi += 1
         out.extend(self.ids[lo:hi])
+        return out
+
+    def maybe_consistent(self, rest: bytes) -> list[int]:
+        """Tokens of unknown bytes (a split character, on a generator without ``token_bytes``)
+        that could be consistent with ``rest``: what their text shows is a prefix of it, followed
+        there by a non-ASCII character."""
+        out: list[int] = []
+        for j in range(len(rest)):
+            if rest[j] >= 0x80:
+                out.extend(self.unknown.get(rest[:j], ()))
         return out
 
 
@@ -290,20 +306,19 @@ def complete_after(
     k: int = 5,
     *,
     prompt: str = "",
-    session: object = None,
     beam_width: int | None = None,
     min_prob: float = 0.0,
     max_tokens: int = DEFAULT_MAX_TOKENS,
 ) -> WordCompletion:
     """The completions of ``typed`` after the token ids ``context`` (``typed`` as the model writes
-    the word, a leading space included). ``session``, when given, has read exactly ``context``
-    and can ``fork()`` (see :func:`nextword.words.search_words_from_ids`)."""
+    the word, a leading space included)."""
     beam, floor, depth_limit = _check_bounds(k, beam_width, min_prob, max_tokens)
     if not isinstance(typed, str) or not typed:
         raise InvalidInput("the typed text of the word to complete must be a non-empty string")
     context = list(context)
+    check_length(len(context), 1, generator.context_length)
     depth_limit = min(depth_limit, generator.context_length - len(context))
-    evaluator = _Evaluator(generator, context, session)
+    evaluator = _Evaluator(open_branches(generator, context), batched=False)
     try:
         root = evaluator.logprobs(())
         vocab = root.shape[-1]
@@ -322,7 +337,6 @@ def complete_after(
         k,
         prompt=prompt,
         starts=starts,
-        session=session,
         beam_width=beam,
         min_prob=floor,
         max_tokens=depth_limit,
@@ -364,6 +378,10 @@ def _covering_paths(
     extended: dict[int, int] = {}
 
     def consider(path: tuple[int, ...], logprob: float, done: int, logp: npt.NDArray[np.float64]) -> None:
+        nonlocal unresolved
+        for token in index.maybe_consistent(target[done:]):
+            if not path or (token < mask.shape[-1] and not mask[token]):
+                unresolved += math.exp(logprob + float(logp[token]))  # cannot be followed: counted as unexplored
         for token in index.consistent(target[done:]):
             if path and (token >= mask.shape[-1] or mask[token]):
                 continue  # a word start would begin another word

@@ -1,4 +1,4 @@
-"""Explaining a text (nextword.explain) and the word-level CLI commands (nextword.cli_words)."""
+"""Explaining a text (nextword.explanation) and the word-level CLI commands (nextword.cli_words)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from nextword import ContextLengthExceeded, InvalidInput
 from nextword.cli import cli, main
 from nextword.cli_words import register
 from nextword.decoding.processors import log_softmax
-from nextword.explain import Explanation, explain, from_json, prob_colour, render_terminal, to_html, to_json
+from nextword.explanation import Explanation, explain, from_json, prob_colour, render_terminal, to_html, to_json
 from nextword.words import starts_new_word
 
 TEXT = "The cat sat on the mat, and the dog's bowl was empty."

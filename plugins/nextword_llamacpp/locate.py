@@ -68,11 +68,16 @@ def source_digest(folder: Path) -> str:
 
 
 def _converter_digest() -> str:
-    """SHA-256 of the converter's own source, so a changed converter never reuses old files."""
+    """SHA-256 of the converter's own source (every module of its package), so a changed
+    converter never reuses old files."""
+    h = hashlib.sha256()
     try:
-        return hashlib.sha256(Path(convert_mod.__file__).read_bytes()).hexdigest()
-    except (OSError, TypeError):
+        root = Path(convert_mod.__file__ or "").parent
+        for path in sorted(root.rglob("*.py")):
+            h.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+    except (OSError, TypeError, ValueError):
         return "unknown"
+    return h.hexdigest()
 
 
 def cached_gguf_path(folder: Path, quant: str, cache_dir: Path, name: str | None = None) -> Path:

@@ -38,7 +38,7 @@ from collections.abc import Callable
 from typing import Any
 
 from nextword import BackendSpec, Capabilities, ModelLoadError, OptionSpec, Support, hookimpl
-from nextword_llamacpp.convert import GGUF_TYPES
+from nextword_llamacpp.convert.gguf_types import GGUF_TYPES
 
 __all__ = [
     "CAPABILITIES",
