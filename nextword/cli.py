@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from nextword import api, cli_words
+from nextword import api, cli_eval, cli_words
 from nextword.config import DecodingConfig
 from nextword.errors import NextwordError
 from nextword.registry import backends as list_backends
@@ -251,8 +251,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-# `predict` and `explain` live with the word-level code they show.
+# `predict` and `explain` live with the word-level code they show; `eval` with the evaluation.
 cli_words.register(cli)
+cli_eval.register(cli)
 
 
 if __name__ == "__main__":  # pragma: no cover

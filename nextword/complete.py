@@ -216,7 +216,8 @@ class WordCompletion:
     ``search`` is the word search run from the covering paths (absolute probabilities after the
     context); ``prefix_mass`` is the total probability of those paths (``P(next word starts with
     typed)`` as far as examined) and ``unresolved_mass`` the probability of the paths that spell
-    only part of ``typed`` and were left unexplored by the bounds. ``normalizer`` is their sum:
+    only part of ``typed`` and were left unexplored by the bounds; ``covering_paths`` counts the
+    paths the search started from. ``normalizer`` is the sum of the two masses:
     conditional probabilities are absolute ones divided by it.
     """
 
@@ -227,6 +228,7 @@ class WordCompletion:
     prefix_mass: float
     unresolved_mass: float
     model_calls: int
+    covering_paths: int
 
     @property
     def normalizer(self) -> float:
@@ -329,6 +331,11 @@ def complete_after(
     finally:
         evaluator.close()
     prefix_mass = math.fsum(math.exp(lp) for _, lp in starts)
+    if not starts and unresolved > 0.0:
+        raise InvalidInput(
+            f"{typed!r} is only spelled here by tokens holding part of a character, and the "
+            f"{generator.backend!r} backend gives no token_bytes() to follow them"
+        )
     if not starts:
         raise InvalidInput(f"no token sequence of at most {depth_limit} tokens spells {typed!r} under this model")
     search = search_words_from_ids(
@@ -349,6 +356,7 @@ def complete_after(
         prefix_mass=prefix_mass,
         unresolved_mass=unresolved,
         model_calls=phase_calls + search.model_calls,
+        covering_paths=len(starts),
     )
 
 

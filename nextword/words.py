@@ -631,13 +631,13 @@ def search_words_from_ids(
     k: int = 5,
     *,
     prompt: str = "",
-    starts: Sequence[tuple[tuple[int, ...], float]],
+    starts: Sequence[tuple[tuple[int, ...], float]] | None = None,
     beam_width: int | None = None,
     min_prob: float = 0.0,
     max_tokens: int = DEFAULT_MAX_TOKENS,
 ) -> WordSearch:
     """:func:`search_words` after the token ids ``prompt_ids`` (``prompt`` is only copied into the
-    result), beginning from the word prefixes ``starts`` instead of from every first token.
+    result); with ``starts``, beginning from those word prefixes instead of from every first token.
 
     ``starts`` are token paths, each with its absolute natural-log probability after
     ``prompt_ids``; no path may be a prefix of another (the events must be disjoint), and a
@@ -651,12 +651,15 @@ def search_words_from_ids(
     prompt_ids = list(prompt_ids)
     check_length(len(prompt_ids), 1, generator.context_length)
     depth_limit = min(depth_limit, generator.context_length - len(prompt_ids))
-    paths = [(tuple(int(t) for t in path), float(lp)) for path, lp in starts]
-    if any(not path or len(path) > depth_limit for path, _ in paths):
+    paths = None if starts is None else [(tuple(int(t) for t in path), float(lp)) for path, lp in starts]
+    if paths is not None and any(not path or len(path) > depth_limit for path, _ in paths):
         raise InvalidInput(f"every start path must hold 1 to {depth_limit} tokens (max_tokens, and the context)")
     search = _Search(generator, prompt_ids, k, beam, floor, depth_limit, None)
     try:
-        search.start_from(paths)
+        if paths is None:
+            search.start()
+        else:
+            search.start_from(paths)
         while (candidate := search.next_candidate()) is not None:
             search.extend(*candidate)
     finally:

@@ -157,6 +157,13 @@ class HFGenerator(BaseGenerator):
         return ids
 
     @torch.inference_mode()
+    def sequence_logits(self, token_ids: Sequence[int]) -> npt.NDArray[np.float32]:
+        """Raw logits after every prefix of ``token_ids`` in one forward pass: row ``i`` is the
+        distribution after ``token_ids[: i + 1]`` (shape ``(len(token_ids), vocab)``, float32)."""
+        ids = torch.tensor([list(token_ids)], device=self.device)
+        return self.hf_model(input_ids=ids).logits[0].float().cpu().numpy()
+
+    @torch.inference_mode()
     def token_logprobs(self, token_ids: Sequence[int]) -> list[float]:
         ids = torch.tensor([list(token_ids)], device=self.device)
         logits = self.hf_model(input_ids=ids).logits[0, :-1].float()

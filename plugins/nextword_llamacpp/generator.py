@@ -294,6 +294,22 @@ class LlamaCppGenerator(BaseGenerator):
             self._eval(ids, take)
         return out.tolist()
 
+    def sequence_logits(self, token_ids: Sequence[int]) -> npt.NDArray[np.float32]:
+        """Raw logits after every prefix of ``token_ids``, in one pass over the sequence (in
+        chunks, as :meth:`token_logprobs`): row ``i`` is the distribution after
+        ``token_ids[: i + 1]`` (shape ``(len(token_ids), vocab)``, float32)."""
+        ids = self._checked_ids(token_ids)
+        out = np.empty((len(ids), self._n_vocab), dtype=np.float32)
+
+        def take(start: int, rows: npt.NDArray[np.float32]) -> None:
+            out[start : start + rows.shape[0]] = rows
+
+        with self._lock:
+            self._require_open()
+            self._truncate(0)  # cached positions carry no logits: evaluate the whole sequence
+            self._eval(ids, take)
+        return out
+
     def reset_cache(self) -> None:
         """Forget the evaluated tokens; the next call evaluates its sequence from the start."""
         with self._lock:
