@@ -42,6 +42,7 @@ import numpy as np
 import numpy.typing as npt
 
 from nextword.decoding.branches import open_branches
+from nextword.decoding.processors import log_softmax
 from nextword.errors import InvalidInput
 from nextword.explanation.compute import _added_first_token
 from nextword.protocol import Generator
@@ -58,15 +59,15 @@ from nextword.words import (
     _text_after,
     predict_words,
     search_words_from_ids,
-    starts_new_word,
     word_start_mask,
 )
 
 __all__ = [
     "CompleteMode",
     "WordCompletion",
+    "complete_after",
     "complete_word",
-    "ends_inside_word",
+    "continuation_prob",
     "partial_word",
     "predict_or_complete",
 ]
@@ -77,13 +78,6 @@ in, ``"next"`` predicts the word after the prompt, ``"auto"`` decides (see there
 
 _REPLACEMENT = "\ufffd"
 _PIECES = _PerGenerator()
-
-
-def ends_inside_word(prompt: str) -> bool:
-    """Whether ``prompt``'s last character continues a word (a letter, digit, mark or
-    apostrophe: one a token could not start a new word with, see
-    :func:`~nextword.words.starts_new_word`)."""
-    return bool(prompt) and not starts_new_word(prompt[-1])
 
 
 def partial_word(generator: Generator, prompt: str) -> tuple[list[int], list[int], str]:
@@ -419,6 +413,16 @@ def _covering_paths(
 # ---- the reading of a prompt -----------------------------------------------------------------------
 
 
+def continuation_prob(generator: Generator, prompt: str) -> float:
+    """Probability that the token after ``prompt`` continues its last word (does not start a new
+    word, by :func:`~nextword.words.word_start_mask`): how ``complete="auto"`` reads a prompt."""
+    ids = encode_text(generator, prompt)
+    check_length(len(ids), 1, generator.context_length)
+    p = np.exp(log_softmax(np.asarray(generator.next_token_logits(ids))))
+    starts = word_start_mask(generator, p.shape[-1])
+    return float(p[~starts].sum())
+
+
 def predict_or_complete(
     generator: Generator,
     prompt: str,
@@ -434,12 +438,15 @@ def predict_or_complete(
     * ``complete="next"``: the next whole word after the prompt (:func:`nextword.words.predict_words`).
     * ``complete="word"``: the completions of the word the prompt ends in (:func:`complete_word`);
       each candidate has ``remaining`` (what is still to type) and the prediction has ``typed``.
-    * ``complete="auto"``: completes the word unless the prompt ends with punctuation or a symbol,
-      or the model finds it more likely than not that the typed word is already whole (its
-      completion with nothing left to type has probability 0.5 or more, as for ``"The capital of
-      France is"``); then it predicts the next word. A prompt ending in whitespace is completed:
-      the next word is the one that begins with that whitespace (``"I love "`` gives ``" cats"``,
-      ``remaining="cats"``), which avoids predicting after a lone space token.
+    * ``complete="auto"``: decides the way the word search decides where a word ends, by the next
+      token: when the tokens that would continue the prompt's last word (those that do not start
+      a new word, see :func:`~nextword.words.starts_new_word`) hold more than half of the
+      next-token probability, the prompt ends inside a word and that word is completed;
+      otherwise the next word is predicted. So ``"I love ca"`` is completed and ``"The capital of
+      France is"`` gets the next word; a prompt that ends in a space is usually completed from
+      that space (the next word is the one that begins with it: ``"I love "`` gives ``" cats"``
+      with ``remaining="cats"``, instead of words predicted after a lone space token). The
+      decision costs one next-token distribution and does not depend on the search bounds.
     """
     if complete not in ("auto", "word", "next"):
         raise InvalidInput(f"complete must be 'auto', 'word' or 'next', got {complete!r}")
@@ -447,16 +454,11 @@ def predict_or_complete(
     if complete == "next":
         return predict_words(generator, prompt, k, **bounds)  # type: ignore[arg-type]
     _check_bounds(k, beam_width, min_prob, max_tokens)
-    if not isinstance(prompt, str):
-        raise InvalidInput(f"the prompt must be a string, got {type(prompt).__name__}")
-    if complete == "auto" and prompt and not (ends_inside_word(prompt) or prompt[-1].isspace()):
-        return predict_words(generator, prompt, k, **bounds)  # type: ignore[arg-type]
     if complete == "auto":
+        if continuation_prob(generator, prompt) <= 0.5:
+            return predict_words(generator, prompt, k, **bounds)  # type: ignore[arg-type]
         try:
-            done = complete_word(generator, prompt, k, **bounds)  # type: ignore[arg-type]
-        except InvalidInput:  # no word to complete (or a bad prompt, which the word search reports)
+            return complete_word(generator, prompt, k, **bounds).prediction(k)  # type: ignore[arg-type]
+        except InvalidInput:  # no word to complete here (nothing before it, nothing spells it)
             return predict_words(generator, prompt, k, **bounds)  # type: ignore[arg-type]
-        if done.prob_of(done.typed) >= 0.5:
-            return predict_words(generator, prompt, k, **bounds)  # type: ignore[arg-type]
-        return done.prediction(k)
     return complete_word(generator, prompt, k, **bounds).prediction(k)  # type: ignore[arg-type]

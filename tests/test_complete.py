@@ -14,7 +14,7 @@ import pytest
 
 import nextword
 from nextword import InvalidInput
-from nextword.complete import complete_word, ends_inside_word, partial_word, predict_or_complete
+from nextword.complete import complete_word, continuation_prob, partial_word, predict_or_complete
 from nextword.decoding.processors import log_softmax
 from nextword.words import starts_new_word
 
@@ -167,21 +167,19 @@ def test_split_characters_need_token_bytes(hf_gen: nextword.Generator) -> None:
 
 
 def test_the_switch(hf_gen: nextword.Generator) -> None:
-    assert ends_inside_word("I love ca") and ends_inside_word("don'") and not ends_inside_word("cats.")
     word = predict_or_complete(hf_gen, "I love ca", 3, complete="word")
     nxt = predict_or_complete(hf_gen, "I love ca", 3, complete="next")
     assert word.typed == " ca" and nxt.typed is None
     assert all(c.remaining is not None for c in word) and all(c.remaining is None for c in nxt)
     assert nxt == nextword.predict_words(hf_gen, "I love ca", 3)
-    # punctuation at the end: the next word, whatever auto would say
-    assert predict_or_complete(hf_gen, "I love cats.", 3).typed is None
-    # a trailing space: the next word, healed (it begins with the space)
-    spaced = predict_or_complete(hf_gen, "I love ", 3)
+    # a trailing space, completed: the next word, healed (it begins with the space)
+    spaced = predict_or_complete(hf_gen, "I love ", 3, complete="word")
     assert spaced.typed == " " and all(c.text.startswith(" ") and c.remaining == c.text[1:] for c in spaced)
-    # auto completes unless the typed word is more likely than not already whole
-    auto = predict_or_complete(hf_gen, "I love ca", 3)
-    done = complete_word(hf_gen, "I love ca", 3)
-    assert (auto.typed is None) == (done.prob_of(" ca") >= 0.5)
+    # auto completes when the next token more likely continues the last word than starts one
+    for prompt in ("I love ca", "I love cats.", "I love ", "I love cats because"):
+        auto = predict_or_complete(hf_gen, prompt, 3)
+        inside = continuation_prob(hf_gen, prompt) > 0.5
+        assert auto == (predict_or_complete(hf_gen, prompt, 3, complete="word" if inside else "next")), prompt
     with pytest.raises(InvalidInput, match="complete must be"):
         predict_or_complete(hf_gen, "I love ca", 3, complete="maybe")  # type: ignore[arg-type]
     with pytest.raises(InvalidInput, match="prompt is empty"):
