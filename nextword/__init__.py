@@ -22,6 +22,7 @@ from nextword.errors import (
     InvalidInput,
     ModelLoadError,
     NextwordError,
+    TrainingInterrupted,
     UnsupportedOption,
 )
 from nextword.explanation import Explanation, explain
@@ -30,6 +31,7 @@ from nextword.protocol import Generator
 from nextword.registry import BackendInfo, backends, register_plugin, unregister_plugin
 from nextword.results import Candidate, Completion, Generation, Prediction, Score, Settings, TokenScore
 from nextword.streams import GenerationStream
+from nextword.tuning import FinetuneOptions, FinetuneReport, finetune
 from nextword.words import predict_words
 
 __version__ = "0.1.0"
@@ -46,6 +48,8 @@ __all__ = [
     "DecodingConfig",
     "EngineError",
     "Explanation",
+    "FinetuneOptions",
+    "FinetuneReport",
     "Generation",
     "GenerationStream",
     "Generator",
@@ -60,9 +64,11 @@ __all__ = [
     "Support",
     "TextStream",
     "TokenScore",
+    "TrainingInterrupted",
     "UnsupportedOption",
     "backends",
     "explain",
+    "finetune",
     "generate",
     "hookimpl",
     "load",
