@@ -176,6 +176,14 @@ def test_explain_groups_tokens_into_eojeol(gemma: nextword.Generator, sentence: 
         assert_whole_text(t.text)
     hangul_words = [w.text.strip() for w in expl.words if any(map(is_hangul_syllable, w.text))]
     assert hangul_words == eojeol(sentence)
+    for t in expl.tokens:
+        # an alternative reads as the text it would write there: never empty, and the same as the
+        # token's own text when the token is among them (the last byte of "똠" reads "똠", and its
+        # alternatives the syllables they would complete)
+        assert all(a.text for a in t.alternatives), t
+        same = [a.text for a in t.alternatives if a.token_id == t.token_id]
+        if same and t.text:
+            assert same == [t.text], t
 
 
 def test_explain_terminal_table_aligns_korean(gemma: nextword.Generator) -> None:
@@ -304,3 +312,17 @@ def test_cli_prints_korean(
     )
     assert streamed.returncode == 0, streamed.stderr
     assert streamed.stdout == prompt + gemma.generate(prompt, max_new_tokens=16).text + "\n"
+
+
+def test_cli_on_a_terminal_that_cannot_show_korean(gemma_gguf: Path) -> None:
+    # a latin-1 terminal: the Korean is written as escapes, and nothing aborts
+    out = subprocess.run(
+        [sys.executable, "-m", "nextword", "predict", PROMPTS[1], "-b", "llamacpp", "-m", str(gemma_gguf), "-k", "3"],
+        capture_output=True,
+        env={**{k: v for k, v in os.environ.items() if not k.startswith("NEXTWORD_")}, "PYTHONIOENCODING": "latin-1"},
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr.decode("latin-1")
+    assert "Traceback" not in out.stderr.decode("latin-1")
+    for word in PROMPTS[1].split()[:2]:  # (the title may wrap between words)
+        assert word.encode("latin-1", "backslashreplace") in out.stdout

@@ -43,20 +43,51 @@ def _check() -> str | None:
 def _load(model: str, **options: Any) -> Any:
     from nextword_hf.generator import HFGenerator
 
-    return HFGenerator.load(model, **options)
+    return HFGenerator.load(model, spec=SPEC, **options)
+
+
+#: The backend's one declaration: name, default model, options and capabilities (the
+#: generators it loads report them: the spec is passed on to each).
+SPEC = BackendSpec(
+    name="hf",
+    load=_load,
+    default_model=DEFAULT_MODEL,
+    description="Hugging Face transformers on PyTorch (GPT-2, GPT-1, any causal LM, .gguf via transformers)",
+    options=OPTIONS,
+    capabilities=CAPABILITIES,
+    check=_check,
+)
 
 
 @hookimpl
 def register_backends(register: Callable[[BackendSpec], None]) -> None:
     """Register the hf backend."""
+    register(SPEC)
+
+
+def _train(job: Any) -> Any:
+    from nextword_hf.training import train
+
+    return train(job)
+
+
+def _check_training() -> str | None:
+    reason = _check()
+    if reason is None and importlib.util.find_spec("peft") is None:
+        return "peft is not installed (LoRA); pip install 'nextword[hf]'"
+    return reason
+
+
+@hookimpl
+def register_trainers(register: Callable[[Any], None]) -> None:
+    """Register the hf fine-tuning engine (transformers + peft)."""
+    from nextword.tuning import TrainerSpec
+
     register(
-        BackendSpec(
+        TrainerSpec(
             name="hf",
-            load=_load,
-            default_model=DEFAULT_MODEL,
-            description="Hugging Face transformers on PyTorch (GPT-2, GPT-1, any causal LM, .gguf via transformers)",
-            options=OPTIONS,
-            capabilities=CAPABILITIES,
-            check=_check,
+            train=_train,
+            description="PyTorch + transformers, LoRA through peft (merged on save) or full fine-tuning",
+            check=_check_training,
         )
     )

@@ -20,15 +20,11 @@ from typing import Any
 import click
 
 from nextword import api
+from nextword.cli.options import backend_options, loading, parse_options
 from nextword.errors import InvalidInput, NextwordError
 from nextword.evaluation import DEFAULT_WINDOW, Evaluation, evaluate, save_surprisal_plot, to_json
 
-__all__ = ["register"]
-
-
-def register(cli: click.Group) -> None:
-    """Add ``eval`` to ``cli``. Idempotent."""
-    cli.add_command(_command(), "eval")
+__all__ = ["eval_command"]
 
 
 def _read(files: tuple[str, ...]) -> str:
@@ -77,74 +73,69 @@ def _table(result: Evaluation, names: list[str]) -> Any:
     return table
 
 
-def _command() -> click.Command:
-    from nextword.cli import _backend_options, _loading, _parse_options
+@click.command("eval")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@backend_options
+@click.option(
+    "--compare",
+    "compare",
+    default=None,
+    metavar="BACKEND:MODEL",
+    help="Also score the text with this generator: mean KL and same-top-1 rate per token.",
+)
+@click.option("-k", "k", type=click.IntRange(min=1), default=3, show_default=True, help="Suggestions shown.")
+@click.option("--max-tokens", type=click.IntRange(min=2), default=None, help="Read at most this many tokens.")
+@click.option(
+    "--window", type=click.IntRange(min=2), default=DEFAULT_WINDOW, show_default=True, help="Tokens per window."
+)
+@click.option("--no-words", "no_words", is_flag=True, help="Token figures only (no word search, no keyboard).")
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON (with per-token values).")
+@click.option(
+    "--plot",
+    type=click.Path(dir_okay=False),
+    default=None,
+    metavar="FILE",
+    help="Save a plot of the per-token surprisal (.png or .svg).",
+)
+def eval_command(
+    files: tuple[str, ...],
+    backend: str | None,
+    model: str | None,
+    options: tuple[str, ...],
+    compare: str | None,
+    k: int,
+    max_tokens: int | None,
+    window: int,
+    no_words: bool,
+    as_json: bool,
+    plot: str | None,
+) -> None:
+    """Measure prediction quality on FILE(s): perplexity, next-word top-1/top-3 accuracy and the
+    keystroke savings of a keyboard showing k suggestions (optionally against a second model)."""
+    if plot is not None and Path(plot).suffix.lower() not in (".png", ".svg"):
+        raise InvalidInput(f"--plot writes .png or .svg files, got {Path(plot).name!r}")
+    text = _read(files)
+    opts = parse_options(options)
+    with loading(backend, model):
+        generator = api.load(backend, model, **opts)
+    other = None
+    names = [f"{generator.backend}:{Path(generator.model).name}"]
+    if compare is not None:
+        other_backend, sep, other_model = compare.partition(":")
+        if not sep or not other_backend or not other_model:
+            raise InvalidInput(f"--compare takes BACKEND:MODEL, got {compare!r}")
+        with loading(other_backend, other_model):
+            other = api.load(other_backend, other_model)
+        names.append(f"{other_backend}:{Path(other_model).name}")
+    result = _run(generator, text, k, other, max_tokens, window, not no_words)
+    if plot is not None:
+        click.echo(f"wrote {save_surprisal_plot(result, plot, labels=names)}", err=True)
+    if as_json:
+        click.echo(json.dumps(to_json(result, per_token=True), indent=2, ensure_ascii=False))
+        return
+    from rich.console import Console
 
-    @click.command("eval")
-    @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
-    @_backend_options
-    @click.option(
-        "--compare",
-        "compare",
-        default=None,
-        metavar="BACKEND:MODEL",
-        help="Also score the text with this generator: mean KL and same-top-1 rate per token.",
-    )
-    @click.option("-k", "k", type=click.IntRange(min=1), default=3, show_default=True, help="Suggestions shown.")
-    @click.option("--max-tokens", type=click.IntRange(min=2), default=None, help="Read at most this many tokens.")
-    @click.option(
-        "--window", type=click.IntRange(min=2), default=DEFAULT_WINDOW, show_default=True, help="Tokens per window."
-    )
-    @click.option("--no-words", "no_words", is_flag=True, help="Token figures only (no word search, no keyboard).")
-    @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON (with per-token values).")
-    @click.option(
-        "--plot",
-        type=click.Path(dir_okay=False),
-        default=None,
-        metavar="FILE",
-        help="Save a plot of the per-token surprisal (.png or .svg).",
-    )
-    def eval_command(
-        files: tuple[str, ...],
-        backend: str | None,
-        model: str | None,
-        options: tuple[str, ...],
-        compare: str | None,
-        k: int,
-        max_tokens: int | None,
-        window: int,
-        no_words: bool,
-        as_json: bool,
-        plot: str | None,
-    ) -> None:
-        """Measure prediction quality on FILE(s): perplexity, next-word top-1/top-3 accuracy and the
-        keystroke savings of a keyboard showing k suggestions (optionally against a second model)."""
-        if plot is not None and Path(plot).suffix.lower() not in (".png", ".svg"):
-            raise InvalidInput(f"--plot writes .png or .svg files, got {Path(plot).name!r}")
-        text = _read(files)
-        opts = _parse_options(options)
-        with _loading(backend, model):
-            generator = api.load(backend, model, **opts)
-        other = None
-        names = [f"{generator.backend}:{Path(generator.model).name}"]
-        if compare is not None:
-            other_backend, sep, other_model = compare.partition(":")
-            if not sep or not other_backend or not other_model:
-                raise InvalidInput(f"--compare takes BACKEND:MODEL, got {compare!r}")
-            with _loading(other_backend, other_model):
-                other = api.load(other_backend, other_model)
-            names.append(f"{other_backend}:{Path(other_model).name}")
-        result = _run(generator, text, k, other, max_tokens, window, not no_words)
-        if plot is not None:
-            click.echo(f"wrote {save_surprisal_plot(result, plot, labels=names)}", err=True)
-        if as_json:
-            click.echo(json.dumps(to_json(result, per_token=True), indent=2, ensure_ascii=False))
-            return
-        from rich.console import Console
-
-        Console().print(_table(result, names))
-
-    return eval_command
+    Console().print(_table(result, names))
 
 
 def _run(generator: Any, text: str, k: int, other: Any, max_tokens: int | None, window: int, words: bool) -> Evaluation:
