@@ -212,10 +212,10 @@ def decoding_support(markdown: str, src: str) -> str:
     from nextword.decoding_config import DecodingConfig
 
     found = _builtin_backends()
-    names = sorted(n for n in found.specs if found.specs[n].capabilities is not None)
+    names = sorted(n for n in found.specs if not getattr(found.specs[n], "probed", False))
     if not names:
         raise ValueError("no built-in backend could be imported")
-    remote = sorted(n for n in found.specs if found.specs[n].capabilities is None)
+    remote = sorted(n for n in found.specs if getattr(found.specs[n], "probed", False))
     rows = []
     for option in DecodingConfig.field_names():
         cells = []

@@ -69,6 +69,18 @@ class Capabilities:
                 backend=backend,
             )
 
+    def within(self, other: Capabilities) -> bool:
+        """Whether everything this declaration supports, ``other`` supports too."""
+        options = all(other.supports(name) for name in self.options if self.supports(name))
+        features = all(
+            getattr(other, flag) or not getattr(self, flag) for flag in ("batch", "stream", "predict_next", "score")
+        )
+        logits = other.logits or not self.logits
+        limit = other.max_logprobs is None or (
+            self.max_logprobs is not None and self.max_logprobs <= other.max_logprobs
+        )
+        return options and features and logits and limit
+
     def support(self, option: str) -> Support:
         """How ``option`` is honoured."""
         return Support(self.options.get(option, Support.UNSUPPORTED))

@@ -152,7 +152,8 @@ def test_stream_never_splits_a_syllable(gemma: nextword.Generator, prompt: str, 
     if complete or result.finish_reason != "length":
         assert_whole_text(chunks[-1])
     else:  # the budget ended inside a character: only the last chunk may say so
-        assert chunks[-1].endswith(REPLACEMENT) and chunks[-1].count(REPLACEMENT) == 1
+        assert chunks[-1].endswith(REPLACEMENT)
+        assert_whole_text(chunks[-1].rstrip(REPLACEMENT))
     if prompt.startswith("햏"):
         # the rare syllable came as bytes, several tokens per chunk: the case a naive stream breaks
         assert sum(is_byte_token(gemma, t) for t in ids) >= 6
@@ -176,6 +177,14 @@ def test_explain_groups_tokens_into_eojeol(gemma: nextword.Generator, sentence: 
         assert_whole_text(t.text)
     hangul_words = [w.text.strip() for w in expl.words if any(map(is_hangul_syllable, w.text))]
     assert hangul_words == eojeol(sentence)
+    for t in expl.tokens:
+        # an alternative reads as the text it would write there: never empty, and the same as the
+        # token's own text when the token is among them (the last byte of "똠" reads "똠", and its
+        # alternatives the syllables they would complete)
+        assert all(a.text for a in t.alternatives), t
+        same = [a.text for a in t.alternatives if a.token_id == t.token_id]
+        if same and t.text:
+            assert same == [t.text], t
 
 
 def test_explain_terminal_table_aligns_korean(gemma: nextword.Generator) -> None:

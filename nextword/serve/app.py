@@ -276,7 +276,7 @@ class _Server:
         body = await self.body(request)
         if not isinstance(body, dict):
             raise RequestError(400, "the request body must be a JSON object")
-        known = {"model", "prompt", "k", "unit", "beam_width", "min_prob", "max_tokens"}
+        known = {"model", "prompt", "k", "unit", "beam_width", "min_prob", "max_tokens", "complete"}
         unknown = sorted(set(body) - known)
         if unknown:
             raise RequestError(400, f"unknown field {unknown[0]!r}", param=unknown[0])
@@ -288,6 +288,9 @@ class _Server:
         if not 1 <= k <= 100:
             raise RequestError(400, f"'k' must be in 1..100, got {k}", param="k")
         unit = field(body, "unit", str, "word")
+        complete = field(body, "complete", str, "auto")
+        if complete not in ("auto", "word", "next"):
+            raise RequestError(400, f"'complete' must be 'auto', 'word' or 'next', got {complete!r}", param="complete")
         if unit not in ("word", "token"):
             raise RequestError(400, f"'unit' must be 'word' or 'token', got {unit!r}", param="unit")
         bounds = {
@@ -304,14 +307,21 @@ class _Server:
         gen = self.generator
 
         def run() -> dict[str, Any]:
-            from nextword.words import DEFAULT_MAX_TOKENS, predict_words
+            from nextword.complete import predict_or_complete
+            from nextword.words import DEFAULT_MAX_TOKENS
 
             if unit == "token":
                 prediction = gen.predict_next(prompt, k, unit="token")
             else:
                 max_tokens = bounds["max_tokens"] if bounds["max_tokens"] is not None else DEFAULT_MAX_TOKENS
-                prediction = predict_words(
-                    gen, prompt, k, beam_width=bounds["beam_width"], min_prob=bounds["min_prob"], max_tokens=max_tokens
+                prediction = predict_or_complete(
+                    gen,
+                    prompt,
+                    k,
+                    complete=complete,
+                    beam_width=bounds["beam_width"],
+                    min_prob=bounds["min_prob"],
+                    max_tokens=max_tokens,
                 )
             return {
                 "object": "next_words",

@@ -29,6 +29,7 @@ from nextword import (
     TextStream,
     UnsupportedOption,
 )
+from nextword.complete import CompleteMode
 from nextword.logprobs import TopLogprobs
 from nextword.validation import check_length, encode_text
 from nextword_openai.client import Client, ServerError
@@ -440,7 +441,9 @@ class OpenAIGenerator(BaseGenerator):
 
     # ---- prediction -----------------------------------------------------------------------------
 
-    def predict_next(self, prompt: str, k: int = 5, *, unit: Literal["word", "token"] = "word") -> Prediction:
+    def predict_next(
+        self, prompt: str, k: int = 5, *, unit: Literal["word", "token"] = "word", complete: CompleteMode = "auto"
+    ) -> Prediction:
         """As on every backend; over ``nextword serve`` the server's own word search answers
         (from its full distribution), elsewhere the search runs here on the server's top-N lists."""
         if unit == "word" and self._dialect.name == "nextword":
@@ -448,7 +451,8 @@ class OpenAIGenerator(BaseGenerator):
                 raise InvalidInput(f"k must be a positive integer, got {k!r}")
             ids = encode_text(self, prompt)
             check_length(len(ids), 1, self.context_length)
-            data = self._client.post("/v1/next_words", {"model": self.model, "prompt": prompt, "k": k})
+            body = {"model": self.model, "prompt": prompt, "k": k, "complete": complete}
+            data = self._client.post("/v1/next_words", body)
             return Prediction(
                 prompt=prompt,
                 candidates=tuple(
@@ -459,7 +463,7 @@ class OpenAIGenerator(BaseGenerator):
                 unit="word",
                 unexplored_mass=float(data["unexplored_mass"]),
             )
-        return super().predict_next(prompt, k, unit=unit)
+        return super().predict_next(prompt, k, unit=unit, complete=complete)
 
 
 def _model_entry(models: Any, model: str, base_url: str) -> dict[str, Any]:

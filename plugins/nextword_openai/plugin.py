@@ -7,11 +7,12 @@ API key is a secret option: it is sent as a bearer token and never shown.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 from collections.abc import Callable
 from typing import Any
 
-from nextword import BackendSpec, InvalidConfig, OptionSpec, hookimpl
+from nextword import BackendSpec, Capabilities, InvalidConfig, OptionSpec, Support, hookimpl
 
 __all__ = ["OPTIONS", "register_backends"]
 
@@ -32,6 +33,10 @@ OPTIONS = {
     "tokenizer": OptionSpec(str, "a local tokenizer (.gguf file or Hugging Face folder) for servers without one"),
     "context_length": OptionSpec(int, "the server's context window, for servers that do not report it", minimum=1),
 }
+
+
+#: Upper bound of what the backend offers: every option sent natively, log-probabilities only.
+CAPABILITIES = dataclasses.replace(Capabilities.all(Support.NATIVE), logits=False)
 
 
 def _check() -> str | None:
@@ -59,8 +64,9 @@ def register_backends(register: Callable[[BackendSpec], None]) -> None:
             default_model="default",
             description="a model behind an OpenAI-compatible server (nextword serve, vLLM, llama.cpp's server)",
             options=OPTIONS,
-            # What a server honours is known once it answers (the generator's capabilities).
-            capabilities=None,
+            # The most any server offers; what one honours is known once it answers.
+            capabilities=CAPABILITIES,
+            probed=True,
             check=_check,
         )
     )
