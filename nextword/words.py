@@ -77,6 +77,7 @@ __all__ = [
     "search_words",
     "search_words_from_ids",
     "starts_new_word",
+    "token_starts_word",
     "word_start_mask",
 ]
 
@@ -600,8 +601,6 @@ class _TopNSearch(_Search):
         n = max(beam, 64) if limit is None else min(limit, max(beam, 64))
         self.top_n = _TopNEvaluator(generator, prompt_ids, n)
         self.evaluator = self.top_n  # type: ignore[assignment]
-        self.starts: dict[int, bool] = _STARTS.get(generator, dict)
-        self.piece: Callable[[int], str] | None = None
 
     def start(self) -> None:
         tokens, logps = self.top_n.top(())
@@ -641,16 +640,24 @@ class _TopNSearch(_Search):
         return []
 
     def _is_start(self, token: int) -> bool:
-        known = self.starts.get(token)
-        if known is None:
-            if self.piece is None:
-                self.piece = _piece_reader(self.generator)
-            try:
-                known = starts_new_word(self.piece(token)) or token in self.eos
-            except Exception:  # an id the tokenizer does not know: a word of its own
-                known = True
-            self.starts[token] = known
-        return known
+        return token_starts_word(self.generator, token)
+
+
+def token_starts_word(generator: Generator, token: int) -> bool:
+    """Whether the token ``token`` starts a new word (as :func:`word_start_mask` says), for one
+    token at a time: what a backend without full logits needs, cached per generator."""
+    starts: dict[Any, Any] = _STARTS.get(generator, dict)
+    known = starts.get(token)
+    if known is None:
+        piece = starts.get("piece")
+        if piece is None:
+            piece = starts["piece"] = _piece_reader(generator)
+        try:
+            known = starts_new_word(piece(token)) or token in _eos_ids(generator)
+        except Exception:  # an id the tokenizer does not know: a word of its own
+            known = True
+        starts[token] = known
+    return bool(known)
 
 
 def search_words(
