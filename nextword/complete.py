@@ -327,13 +327,16 @@ def complete_after(
         phase_calls = evaluator.calls
     finally:
         evaluator.close()
-    if not starts and unresolved > 0.0:
+    if not starts and unresolved > 0.0 and getattr(generator, "token_bytes", None) is None:
         raise InvalidInput(
             f"{typed!r} is only spelled here by tokens holding part of a character, and the "
             f"{generator.backend!r} backend gives no token_bytes() to follow them"
         )
     if not starts:
-        raise InvalidInput(f"no token sequence of at most {depth_limit} tokens spells {typed!r} under this model")
+        raise InvalidInput(
+            f"no token sequence of at most {depth_limit} tokens spelling {typed!r} was found within the "
+            "search bounds (beam_width, min_prob, max_tokens)"
+        )
     search = search_words_from_ids(
         generator,
         context,
