@@ -29,7 +29,7 @@ from nextword import (
     ModelLoadError,
     NextwordError,
 )
-from nextword.validation import check_length
+from nextword.validation import check_length, utf8_bytes
 from nextword_hf.loading import load_pretrained, locate
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -126,10 +126,7 @@ class HFGenerator(BaseGenerator):
         return self._eos
 
     def tokenize(self, text: str) -> list[int]:
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise InvalidInput(f"the text is not valid Unicode ({exc.reason} at position {exc.start})") from None
+        utf8_bytes(text)  # invalid Unicode is refused the same way on every backend
         return list(self.tokenizer(text, split_special_tokens=True)["input_ids"])
 
     def detokenize(self, token_ids: Sequence[int]) -> str:
