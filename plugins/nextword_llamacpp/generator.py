@@ -150,6 +150,15 @@ class LlamaCppGenerator(BaseGenerator):
             data = b"".join([self._piece(int(t)) for t in token_ids])
         return data.decode("utf-8", errors="replace")
 
+    def token_bytes(self, token_id: int) -> bytes | None:
+        """The bytes ``token_id`` adds to a text (a split character's share included), or None
+        for a control token (BOS, EOS, ...)."""
+        token = int(token_id)
+        piece = self._piece(token)
+        if llama_cpp.llama_vocab_is_control(self._vocab, token):
+            return None
+        return piece
+
     def next_token_logits(self, token_ids: Sequence[int]) -> npt.NDArray[np.floating]:
         """Raw float32 logits for the token after ``token_ids`` (a fresh array the caller owns);
         always evaluated from position 0, so the result does not depend on earlier calls."""
@@ -192,6 +201,22 @@ class LlamaCppGenerator(BaseGenerator):
             self._truncate(0)
             self._eval(ids, take)
         return out.tolist()
+
+    def sequence_logits(self, token_ids: Sequence[int]) -> npt.NDArray[np.float32]:
+        """Raw logits after every prefix of ``token_ids``, in one pass over the sequence (in
+        chunks, as :meth:`token_logprobs`): row ``i`` is the distribution after
+        ``token_ids[: i + 1]`` (shape ``(len(token_ids), vocab)``, float32)."""
+        ids = self._checked_ids(token_ids)
+        out = np.empty((len(ids), self._n_vocab), dtype=np.float32)
+
+        def take(start: int, rows: npt.NDArray[np.float32]) -> None:
+            out[start : start + rows.shape[0]] = rows
+
+        with self._lock:
+            self._require_open()
+            self._truncate(0)  # cached positions carry no logits: evaluate the whole sequence
+            self._eval(ids, take)
+        return out
 
     def reset_cache(self) -> None:
         """Forget the evaluated tokens; the next call evaluates its sequence from the start."""
