@@ -16,6 +16,7 @@ from nextword.capabilities import Capabilities, Support
 from nextword.config import DecodingConfig
 from nextword.errors import (
     BackendNotFound,
+    Cancelled,
     ContextLengthExceeded,
     EngineError,
     InvalidConfig,
@@ -43,6 +44,7 @@ __all__ = [
     "Completion",
     "ContextLengthExceeded",
     "DecodingConfig",
+    "Cancelled",
     "EngineError",
     "Explanation",
     "Generation",
