@@ -154,8 +154,9 @@ def test_a_list_of_prompts_as_one_batch_equals_them_one_by_one(q8_gen: nextword.
     alone = [q8_gen.generate(p, max_new_tokens=12) for p in PROMPTS]
     batch = q8_gen.generate(PROMPTS, max_new_tokens=12)
     assert [g.sequences for g in batch] == [g.sequences for g in alone]
-    sampled_alone = [q8_gen.generate(p, max_new_tokens=8, do_sample=True, seed=3, num_return_sequences=2) for p in PROMPTS]
-    sampled = q8_gen.generate(PROMPTS, max_new_tokens=8, do_sample=True, seed=3, num_return_sequences=2)
+    sampling = {"max_new_tokens": 8, "do_sample": True, "seed": 3, "num_return_sequences": 2}
+    sampled_alone = [q8_gen.generate(p, **sampling) for p in PROMPTS]
+    sampled = q8_gen.generate(PROMPTS, **sampling)
     assert [g.sequences for g in sampled] == [g.sequences for g in sampled_alone]
 
 
