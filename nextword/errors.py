@@ -15,6 +15,7 @@ __all__ = [
     "InvalidInput",
     "ModelLoadError",
     "NextwordError",
+    "TrainingInterrupted",
     "UnsupportedOption",
 ]
 
@@ -68,3 +69,13 @@ class EngineError(NextwordError):
 class Cancelled(NextwordError):
     """The call was cancelled (by a :class:`nextword.scheduler.CancelScope`, e.g. an asyncio task
     that was cancelled) before its next engine step; the generator stays usable."""
+
+
+class TrainingInterrupted(NextwordError):
+    """A fine-tuning run was stopped by Ctrl-C after a checkpoint was saved; the same call with
+    ``resume=True`` (``--resume``) continues it to the result an uninterrupted run gives."""
+
+    def __init__(self, message: str, *, checkpoint: str = "", step: int = 0) -> None:
+        super().__init__(message)
+        self.checkpoint = checkpoint
+        self.step = step
