@@ -21,6 +21,7 @@ from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaLis
 from transformers.generation.streamers import BaseStreamer
 
 from nextword import BaseGenerator, DecodingConfig, InvalidConfig, InvalidInput, ModelLoadError, NextwordError
+from nextword.cpu import default_threads
 from nextword.validation import check_length
 from nextword_hf.loading import load_pretrained, locate
 from nextword_hf.plugin import CAPABILITIES
@@ -85,16 +86,20 @@ class HFGenerator(BaseGenerator):
         cache: str = "dynamic",
     ) -> HFGenerator:
         """Load ``model`` (hub id, local folder or .gguf file) on ``device`` in ``dtype``;
-        ``cache="static"`` makes ``generate`` use a preallocated KV cache."""
+        ``cache="static"`` makes ``generate`` use a preallocated KV cache. Without ``threads``,
+        torch's thread count is lowered to :func:`nextword.cpu.default_threads` where it is
+        higher (torch counts the machine's cores, not the process's affinity or cgroup quota)."""
         if threads:
             torch.set_num_threads(threads)
+        elif torch.get_num_threads() > default_threads():
+            torch.set_num_threads(default_threads())
         dev = resolve_device(device)
         if dtype == "auto":
             torch_dtype = torch.float16 if dev.type == "cuda" else torch.float32
         else:
             torch_dtype = _DTYPES[dtype]
         tokenizer, hf_model = load_pretrained(locate(model), dtype=torch_dtype, device=str(dev))
-        options = {"device": device, "dtype": dtype, "threads": threads, "cache": cache}
+        options = {"device": device, "dtype": dtype, "threads": threads or torch.get_num_threads(), "cache": cache}
         return cls(model, tokenizer, hf_model, options)
 
     # ---- primitives -------------------------------------------------------------------------

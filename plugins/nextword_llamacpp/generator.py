@@ -37,6 +37,9 @@ from nextword_llamacpp.plugin import CAPABILITIES
 
 __all__ = ["LlamaCppGenerator", "default_threads"]
 
+# How long a generation waits for one of the `parallel` slots before running without a lease.
+_LEASE_WAIT_S = 30.0
+
 
 class LlamaCppGenerator(BaseGenerator):
     """A GGUF model on llama.cpp behind nextword's API.
@@ -67,6 +70,7 @@ class LlamaCppGenerator(BaseGenerator):
         self._n_ctx = n_ctx
         self._pool = pool
         self._scheduler: StepScheduler[Request] = StepScheduler(pool.execute, max_group=pool.n_slots)
+        self._generations = threading.BoundedSemaphore(pool.n_slots)
         self._n_vocab = int(llama.n_vocab())
         vocab = llama_cpp.llama_model_get_vocab(llama.model)
         self._vocab = vocab
@@ -159,8 +163,18 @@ class LlamaCppGenerator(BaseGenerator):
         as a caller whose next step is worth waiting a moment for (so concurrent generations
         share their decodes)."""
         session = self.open_session(prompt_ids)
-        with self._scheduler.participant():
-            yield from sample_tokens(session, prompt_ids, config, n_new, rng, self.eos_token_ids)
+        # At most `parallel` generations at a time, each leasing its slot; a caller past that
+        # waits for one to finish (up to _LEASE_WAIT_S, then it runs unleased rather than risk a
+        # deadlock when one thread interleaves more streams than there are slots).
+        leased = self._generations.acquire(timeout=_LEASE_WAIT_S)
+        session.owner = session if leased else None
+        try:
+            with self._scheduler.participant():
+                yield from sample_tokens(session, prompt_ids, config, n_new, rng, self.eos_token_ids)
+        finally:
+            if leased:
+                self._pool.release(session)
+                self._generations.release()
 
     def generate_ids(
         self, prompts_ids: Sequence[Sequence[int]], config: DecodingConfig, n_new: Sequence[int]
@@ -323,17 +337,18 @@ class _PoolSession:
     when that still holds its tokens; otherwise on the slot holding the longest prefix of them,
     replaying the rest the canonical way (so its numbers are those of an uninterrupted run)."""
 
-    __slots__ = ("generator", "ids", "prompt_len", "slot")
+    __slots__ = ("generator", "ids", "owner", "prompt_len", "slot")
 
     def __init__(self, generator: LlamaCppGenerator, ids: list[int], prompt_len: int, slot: Any = None) -> None:
         self.generator = generator
         self.ids = ids
         self.prompt_len = prompt_len
         self.slot = slot
+        self.owner: object = None  # set while a generation leases the slot serving this session
 
     def logits(self) -> npt.NDArray[np.float32]:
         """Raw float32 logits for the token after everything fed so far (a fresh array)."""
-        need = Need(list(self.ids), self.prompt_len, self.slot)
+        need = Need(list(self.ids), self.prompt_len, self.slot, self.owner)
         result = self.generator._logits(need)
         self.slot = need.hint
         return result

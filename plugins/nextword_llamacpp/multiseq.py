@@ -50,14 +50,16 @@ class Need:
     """A request for the logits after ``ids``, evaluated canonically (``ids[:first]`` as one
     batch, then one token at a time). After execution exactly one of :attr:`result` (a fresh
     float32 array) and :attr:`error` is set. ``hint`` is the slot that served the same caller
-    last time (it is preferred when it holds as much)."""
+    last time (it is preferred when it holds as much). ``owner``, when given, leases the slot
+    that serves it: other requests do not take a leased slot while a free one exists."""
 
-    __slots__ = ("error", "first", "hint", "ids", "result")
+    __slots__ = ("error", "first", "hint", "ids", "owner", "result")
 
-    def __init__(self, ids: list[int], first: int, hint: _Slot | None = None) -> None:
+    def __init__(self, ids: list[int], first: int, hint: _Slot | None = None, owner: object = None) -> None:
         self.ids = ids
         self.first = first
         self.hint = hint
+        self.owner = owner
         self.result: npt.NDArray[np.float32] | None = None
         self.error: BaseException | None = None
 
@@ -98,10 +100,11 @@ Request = Need | Needs | RowsNeed | Job
 class _Slot:
     """One sequence id of the context and what its KV cells hold."""
 
-    __slots__ = ("first", "logits", "seq", "tokens", "used")
+    __slots__ = ("first", "logits", "owner", "seq", "tokens", "used")
 
     def __init__(self, seq: int) -> None:
         self.seq = seq
+        self.owner: object = None  # the generation that leases this slot, if any
         self.tokens: list[int] = []
         self.first = -1  # tokens[:first] were evaluated as one batch; -1: not a canonical state
         self.logits: npt.NDArray[np.float32] | None = None  # after all of tokens, when known
@@ -166,6 +169,7 @@ class SeqPool:
         self._exact_group: int | None = None
         self._closed = False
         self.decodes = 0
+        self.evictions = 0  # leased slots taken by another request (each costs its owner a replay)
 
     @classmethod
     def create(
@@ -260,6 +264,12 @@ class SeqPool:
         for start in range(0, len(needs), len(self._slots)):
             self._serve(needs[start : start + len(self._slots)])
 
+    def release(self, owner: object) -> None:
+        """End ``owner``'s lease (its cells stay, as a cache)."""
+        for slot in self._slots:
+            if slot.owner is owner:
+                slot.owner = None
+
     def clear(self) -> None:
         """Forget every sequence's cells."""
         llama_cpp.llama_memory_clear(self._mem, True)
@@ -296,14 +306,20 @@ class SeqPool:
             )
         self._tick += 1
         free = [s for s in self._slots if s not in claimed]
+        # A slot leased by another generation is taken only when every free slot is leased.
+        own = [s for s in free if s.owner is None or s.owner is need.owner] or free
         slot = max(
-            free,
+            own,
             key=lambda s: (s.reuse(ids, first), s is need.hint, not s.tokens, -s.used),
         )
         have = slot.reuse(ids, first)
         claimed.append(slot)
         slot.used = self._tick
         need.hint = slot
+        if need.owner is not None:
+            if slot.owner is not None and slot.owner is not need.owner:
+                self.evictions += 1
+            slot.owner = need.owner
         if have == len(ids) == len(slot.tokens) and slot.logits is not None:
             need.result = slot.logits.copy()
             return None
