@@ -25,7 +25,7 @@ import llama_cpp
 import numpy as np
 import numpy.typing as npt
 
-from nextword import BaseGenerator
+from nextword import BackendSpec, BaseGenerator
 from nextword.decoding.loop import sample_tokens
 from nextword.decoding_config import DecodingConfig
 from nextword.errors import ContextLengthExceeded, InvalidInput, NextwordError
@@ -33,7 +33,6 @@ from nextword.scheduler import StepScheduler, run_concurrently
 from nextword_llamacpp.gguf_check import GGUFInfo
 from nextword_llamacpp.loading import default_threads, open_model
 from nextword_llamacpp.multiseq import Job, Need, Needs, Request, RowsNeed, SeqPool
-from nextword_llamacpp.plugin import CAPABILITIES
 
 __all__ = ["LlamaCppGenerator", "default_threads"]
 
@@ -55,14 +54,20 @@ class LlamaCppGenerator(BaseGenerator):
     vocabulary); nextword evaluates tokens in a context of its own.
     """
 
-    backend_name = "llamacpp"
-    capabilities = CAPABILITIES
-
     def __init__(
-        self, model: str, llama: Any, info: GGUFInfo, pool: SeqPool, n_ctx: int, options: dict[str, Any]
+        self,
+        model: str,
+        llama: Any,
+        info: GGUFInfo,
+        pool: SeqPool,
+        n_ctx: int,
+        options: dict[str, Any],
+        *,
+        spec: BackendSpec,
     ) -> None:
-        """Wrap a loaded ``llama_cpp.Llama`` and a sequence pool (use :meth:`load` to make them)."""
-        super().__init__(model, options)
+        """Wrap a loaded ``llama_cpp.Llama`` and a sequence pool (use :meth:`load` to make them);
+        ``spec`` is the backend's declaration (:data:`nextword_llamacpp.plugin.SPEC`)."""
+        super().__init__(model, options, spec=spec)
         self.llama = llama
         self.gguf = info
         self._lock = threading.RLock()
@@ -80,17 +85,23 @@ class LlamaCppGenerator(BaseGenerator):
         self._pieces: dict[int, bytes] = {}
 
     @classmethod
-    def load(cls, model: str, **options: Any) -> LlamaCppGenerator:
+    def load(cls, model: str, *, spec: BackendSpec | None = None, **options: Any) -> LlamaCppGenerator:
         """Load ``model`` (a .gguf file, a Hugging Face GPT-2 folder or hub id; see
         :func:`~nextword_llamacpp.locate.locate_gguf`) with the plugin's load options (documented
         in :mod:`nextword_llamacpp.plugin`), through the steps of :func:`~nextword_llamacpp.loading.open_model`.
+        ``spec`` is the backend's declaration the generator reports (default: the plugin's own,
+        as ``nextword.load("llamacpp", ...)`` passes it).
 
         Raises:
             ModelLoadError: the model cannot be found, converted, validated or loaded by llama.cpp.
             InvalidConfig: an option value cannot work with this model or this llama.cpp build.
         """
         opened = open_model(model, **options)
-        return cls(model, opened.llama, opened.info, opened.pool, opened.context_length, opened.options)
+        if spec is None:
+            from nextword_llamacpp.plugin import SPEC
+
+            spec = SPEC
+        return cls(model, opened.llama, opened.info, opened.pool, opened.context_length, opened.options, spec=spec)
 
     # ---- primitives -------------------------------------------------------------------------
 
