@@ -32,6 +32,7 @@ from nextword import (
 from nextword.cpu import default_threads
 from nextword.validation import check_length
 from nextword_hf.loading import load_pretrained, locate
+from nextword_hf.token_bytes import TokenBytes
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -66,6 +67,7 @@ class HFGenerator(BaseGenerator):
         backend's declaration (:data:`nextword_hf.plugin.SPEC`)."""
         super().__init__(model, options, spec=spec)
         self.tokenizer = tokenizer
+        self._token_bytes = TokenBytes(tokenizer)
         self._hf_model = hf_model
         self._closed = False
         self.device = next(hf_model.parameters()).device
@@ -137,6 +139,11 @@ class HFGenerator(BaseGenerator):
             raise InvalidInput(f"the text is not valid Unicode ({exc.reason} at position {exc.start})") from None
         return list(self.tokenizer(text, split_special_tokens=True)["input_ids"])
 
+    def token_bytes(self, token_id: int) -> bytes | None:
+        """The bytes ``token_id`` adds to a text (a split character's share included), or None
+        for a special token or an unknown id."""
+        return self._token_bytes(token_id)
+
     def detokenize(self, token_ids: Sequence[int]) -> str:
         return str(
             self.tokenizer.decode(list(token_ids), skip_special_tokens=False, clean_up_tokenization_spaces=False)
@@ -171,6 +178,13 @@ class HFGenerator(BaseGenerator):
             raise InvalidInput(f"token id {bad} is outside the vocabulary (0 to {n_vocab - 1})")
         check_length(len(ids) - extra, extra, self._n_ctx)
         return ids
+
+    @torch.inference_mode()
+    def sequence_logits(self, token_ids: Sequence[int]) -> npt.NDArray[np.float32]:
+        """Raw logits after every prefix of ``token_ids`` in one forward pass: row ``i`` is the
+        distribution after ``token_ids[: i + 1]`` (shape ``(len(token_ids), vocab)``, float32)."""
+        ids = torch.tensor([list(token_ids)], device=self.device)
+        return self.hf_model(input_ids=ids).logits[0].float().cpu().numpy()
 
     @torch.inference_mode()
     def token_logprobs(self, token_ids: Sequence[int]) -> list[float]:

@@ -147,6 +147,15 @@ class LlamaCppGenerator(BaseGenerator):
             data = b"".join([self._piece(int(t)) for t in token_ids])
         return data.decode("utf-8", errors="replace")
 
+    def token_bytes(self, token_id: int) -> bytes | None:
+        """The bytes ``token_id`` adds to a text (a split character's share included), or None
+        for a control token (BOS, EOS, ...)."""
+        token = int(token_id)
+        piece = self._piece(token)
+        if llama_cpp.llama_vocab_is_control(self._vocab, token):
+            return None
+        return piece
+
     def next_token_logits(self, token_ids: Sequence[int]) -> npt.NDArray[np.floating]:
         """Raw float32 logits for the token after ``token_ids`` (a fresh array the caller owns);
         always evaluated the same way (all of them as one batch from position 0), so the result
@@ -251,6 +260,19 @@ class LlamaCppGenerator(BaseGenerator):
         sizes: list[int] = []
         self._submit(Job(lambda: sizes.append(self._pool.exact_group_size())), batchable=False)
         return sizes[0]
+
+    def sequence_logits(self, token_ids: Sequence[int]) -> npt.NDArray[np.float32]:
+        """Raw logits after every prefix of ``token_ids``, in one pass over the sequence (in
+        chunks, as :meth:`token_logprobs`): row ``i`` is the distribution after
+        ``token_ids[: i + 1]`` (shape ``(len(token_ids), vocab)``, float32)."""
+        ids = self._checked_ids(token_ids)
+        out = np.empty((len(ids), self._n_vocab), dtype=np.float32)
+
+        def take(start: int, rows: npt.NDArray[np.float32]) -> None:
+            out[start : start + rows.shape[0]] = rows
+
+        self._submit(RowsNeed(ids, take), batchable=False)
+        return out
 
     def reset_cache(self) -> None:
         """Forget every cached sequence; the next calls evaluate theirs from the start."""
