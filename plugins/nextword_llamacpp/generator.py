@@ -290,6 +290,12 @@ class LlamaCppGenerator(BaseGenerator):
             self._scheduler.run(Job(self._pool.free), batchable=False)
         self.llama.close()
 
+    def __del__(self) -> None:
+        # A generator dropped without close(): free the pool's context before the model goes.
+        with contextlib.suppress(Exception):
+            if not self._pool.closed:
+                self._pool.free()
+
     # ---- internals --------------------------------------------------------------------------
 
     def _require_open(self) -> None:
