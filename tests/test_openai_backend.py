@@ -116,7 +116,8 @@ def llama_server(tiny_gguf: Any, tmp_path_factory: pytest.TempPathFactory) -> It
 
 @pytest.fixture(scope="module")
 def llama_remote(llama_server: tuple[str, Path]) -> nextword.Generator:
-    return nextword.load("openai", "tiny", base_url=llama_server[0], context_length=256)
+    # Its tokenize endpoint reads special-token names as control tokens: name the local tokenizer.
+    return nextword.load("openai", "tiny", base_url=llama_server[0], context_length=256, tokenizer=str(llama_server[1]))
 
 
 @pytest.mark.slow

@@ -206,6 +206,20 @@ class OpenAIGenerator(BaseGenerator):
                 option="token_prompts",
                 backend=self.backend,
             )
+        return self._text_prompt(text, list(ids))
+
+    def _text_prompt(self, text: str, ids: list[int]) -> str:
+        """``text`` as a prompt for a text-only server, after checking that the server reads it as
+        ``ids`` (with a local tokenizer the two may differ: llama-cpp-python's server reads
+        special-token names in a text as control tokens)."""
+        if self._local is not None and self._dialect.tokenize_path is not None:
+            if self._server_tokenize(text) != ids:
+                raise UnsupportedOption(
+                    f"the {self._dialect.name} server reads this text as other tokens than the model's "
+                    "tokenizer does (special-token names become control tokens there); it cannot run it",
+                    option="prompt",
+                    backend=self.backend,
+                )
         return text
 
     def _body(self, prompt: Any, cfg: DecodingConfig, max_tokens: int) -> dict[str, Any]:
@@ -272,7 +286,7 @@ class OpenAIGenerator(BaseGenerator):
         if n_new == 0:
             empty = Completion("", (), "length")
             return Generation(prompt, tuple(ids), (empty,) * cfg.num_return_sequences, settings)
-        body = self._body(prompt if not self._dialect.token_prompts else ids, cfg, n_new)
+        body = self._body(self._text_prompt(prompt, ids) if not self._dialect.token_prompts else ids, cfg, n_new)
         if not self._dialect.returns_token_ids and cfg.num_return_sequences == 1:
             # No ids from this server: streamed, its chunks are one token each (a few tokens where
             # a character or a possible stop string spans them), which gives the ids back.
@@ -350,7 +364,7 @@ class OpenAIGenerator(BaseGenerator):
         def chunks() -> Iterator[str]:
             if n_new == 0:
                 return
-            body = self._body(prompt if not self._dialect.token_prompts else ids, cfg, n_new)
+            body = self._body(self._text_prompt(prompt, ids) if not self._dialect.token_prompts else ids, cfg, n_new)
             body["stream"] = True
             for event in self._client.stream("/v1/completions", body):
                 for choice in event.get("choices", []):
