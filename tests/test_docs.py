@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
-PAGES = ["tutorial.md", "quickstart.md"]
+PAGES = ["tutorial.md", "quickstart.md", "tutorial-finetune.md"]
 BLOCK = re.compile(r"^```pycon\n(.*?)^```", re.S | re.M)
 
 

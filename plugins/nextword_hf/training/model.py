@@ -37,12 +37,13 @@ def load_base(base: str, device: str) -> tuple[Any, Any]:
 def _detach_gguf_quantizer(model: Any, base: str) -> None:
     """A model read from a .gguf file keeps transformers' GGUF quantizer attached, which refuses
     training and saving. Where every weight was unpacked to float (transformers' fallback when no
-    GGUF matmul kernel is installed) the model is an ordinary dense one: drop the quantizer."""
+    GGUF matmul kernel is installed, and its loader for most architectures) the model is an
+    ordinary dense one: drop the quantizer."""
     quantizer = getattr(model, "hf_quantizer", None)
     if quantizer is None:
         return
-    config = getattr(quantizer, "quantization_config", None)
-    if not getattr(config, "dequantize", False):
+    packed = bool(getattr(quantizer, "packed_modules", None))
+    if packed or not all(p.is_floating_point() for p in model.parameters()):
         raise ModelLoadError(
             f"{base!r} was loaded with packed quantized weights, which cannot be trained; load it dequantized "
             "(without the `kernels` package) or convert it to a model folder first"

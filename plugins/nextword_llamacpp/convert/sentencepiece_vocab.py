@@ -56,7 +56,7 @@ def read_sentencepiece_bpe(src: Path, n_vocab: int, *, space_runs_user_defined: 
             types[i] = _USER_DEFINED
         else:
             types[i] = _NORMAL
-    for i, special in added.items():
+    for i in added:
         if 0 <= i < n_vocab and tokens[i].startswith("[PAD"):
             raise ModelLoadError(f"added token id {i} is missing from the tokenizer's vocabulary")
     if unk_piece in vocab:

@@ -57,7 +57,9 @@ def read_model(src: Path, config: dict[str, Any]) -> SourceModel:
         raise ModelLoadError("the checkpoint has no token embedding (model.embed_tokens.weight)")
     n_vocab = readers[keys["embed_tokens.weight"]].shape(embed)[0]
     q_dim, kv_dim = n_head * head_dim, n_head_kv * head_dim
-    wanted: list[tuple[str, str, tuple[int, ...], bool]] = [("token_embd.weight", "embed_tokens.weight", (n_vocab, n_embd), False)]
+    wanted: list[tuple[str, str, tuple[int, ...], bool]] = [
+        ("token_embd.weight", "embed_tokens.weight", (n_vocab, n_embd), False)
+    ]
     for i in range(n_layer):
         h, b = f"layers.{i}.", f"blk.{i}."
         wanted += [
@@ -108,10 +110,14 @@ def _check_options(config: dict[str, Any], n_layer: int, head_dim: int) -> float
     """Refuse what llama.cpp's gemma3 graph would compute differently; return the global RoPE base."""
     activation = config.get("hidden_activation") or config.get("hidden_act") or "gelu_pytorch_tanh"
     if activation != "gelu_pytorch_tanh":
-        raise ModelLoadError(f"cannot convert a Gemma 3 with hidden_activation={activation!r} (llama.cpp uses tanh GELU)")
+        raise ModelLoadError(
+            f"cannot convert a Gemma 3 with hidden_activation={activation!r} (llama.cpp uses tanh GELU)"
+        )
     for name in ("attn_logit_softcapping", "final_logit_softcapping"):
         if config.get(name) is not None:
-            raise ModelLoadError(f"cannot convert a Gemma 3 with {name}={config[name]!r}: llama.cpp's gemma3 graph has none")
+            raise ModelLoadError(
+                f"cannot convert a Gemma 3 with {name}={config[name]!r}: llama.cpp's gemma3 graph has none"
+            )
     scalar = config.get("query_pre_attn_scalar", head_dim)
     if scalar != head_dim:
         raise ModelLoadError(
@@ -136,5 +142,7 @@ def _check_options(config: dict[str, Any], n_layer: int, head_dim: int) -> float
     for part in (full, local, config.get("rope_scaling") or {}):
         kind = part.get("rope_type", "default") if isinstance(part, dict) else "default"
         if kind != "default":
-            raise ModelLoadError(f"cannot convert a Gemma 3 with RoPE scaling {kind!r} (only unscaled RoPE is supported)")
+            raise ModelLoadError(
+                f"cannot convert a Gemma 3 with RoPE scaling {kind!r} (only unscaled RoPE is supported)"
+            )
     return global_base
