@@ -16,6 +16,7 @@ from nextword.capabilities import Capabilities, Support
 from nextword.decoding_config import DecodingConfig
 from nextword.errors import (
     BackendNotFound,
+    Cancelled,
     ContextLengthExceeded,
     EngineError,
     InvalidConfig,
@@ -46,6 +47,7 @@ __all__ = [
     "Completion",
     "ContextLengthExceeded",
     "DecodingConfig",
+    "Cancelled",
     "EngineError",
     "Explanation",
     "FinetuneOptions",

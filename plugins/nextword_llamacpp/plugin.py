@@ -7,9 +7,20 @@ file, or ``--option`` on the command line):
     Context window in tokens. Default: the model's training context, capped at 4096. For models
     with a learned position table (GPT-2) it may not exceed the training context.
 ``threads``
-    CPU threads, for generation and prompt evaluation alike. Default: half the CPUs the process
-    may use (llama.cpp's physical-core estimate), at least one. More threads than free cores is
-    much slower, not faster: ggml's threads wait for each other at every step.
+    CPU threads, for generation and prompt evaluation alike. Default: one per physical core this
+    process may use, within its cgroup CPU quota (:func:`nextword.cpu.default_threads`; 2 on a
+    2-core machine, where llama-cpp-python's own ``cpu_count() // 2`` gives 1). More threads than
+    free cores is much slower, not faster: ggml's threads wait for each other at every step.
+``parallel``
+    Sequences the context holds, each with its own KV cells: concurrent calls (threads, a batch
+    of prompts, ``num_return_sequences``) decode their steps together, one ``llama_decode`` for
+    all of them. Default: as many as fit 1 GiB of KV cache at ``n_ctx`` tokens each, at most 8.
+``batching``
+    ``exact`` (default): the steps of different sequences share a decode only in groups that
+    were measured (on first use) to give bit-identical logits to a step alone, so a result never
+    depends on what else runs. ``fast``: every active sequence in one decode; faster for weight
+    types whose kernels change with the row count (K-quants), and results may then differ in
+    the last bits from a call alone (see the concurrency docs for the measured divergence).
 ``kv_type``
     Element type of the KV cache, for keys and values alike: ``f16`` (llama.cpp's default),
     ``f32`` (closest to the reference numerics), ``bf16``, or a quantized type (``q8_0``,
@@ -42,6 +53,7 @@ from nextword_llamacpp.options import KV_TYPES, OPTIONS
 
 __all__ = [
     "CAPABILITIES",
+    "SPEC",
     "DEFAULT_MODEL",
     "INSTALL_HINT",
     "KV_TYPES",
@@ -81,23 +93,26 @@ def _load(model: str, **options: Any) -> Any:
             f"llama-cpp-python is installed but cannot be imported ({type(exc).__name__}: {exc}); "
             f"reinstall it with {INSTALL_HINT}"
         ) from exc
-    return LlamaCppGenerator.load(model, **options)
+    return LlamaCppGenerator.load(model, spec=SPEC, **options)
+
+
+#: The backend's one declaration: name, default model, options and capabilities (the
+#: generators it loads report them: the spec is passed on to each).
+SPEC = BackendSpec(
+    name="llamacpp",
+    load=_load,
+    default_model=DEFAULT_MODEL,
+    description="llama.cpp through llama-cpp-python (.gguf files; GPT-2 folders are converted once)",
+    options=OPTIONS,
+    capabilities=CAPABILITIES,
+    check=_check,
+)
 
 
 @hookimpl
 def register_backends(register: Callable[[BackendSpec], None]) -> None:
     """Register the llamacpp backend."""
-    register(
-        BackendSpec(
-            name="llamacpp",
-            load=_load,
-            default_model=DEFAULT_MODEL,
-            description="llama.cpp through llama-cpp-python (.gguf files; GPT-2 folders are converted once)",
-            options=OPTIONS,
-            capabilities=CAPABILITIES,
-            check=_check,
-        )
-    )
+    register(SPEC)
 
 
 @hookimpl
