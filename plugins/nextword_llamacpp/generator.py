@@ -32,8 +32,8 @@ from nextword.errors import (
     EngineError,
     InvalidConfig,
     InvalidInput,
+    InvalidState,
     ModelLoadError,
-    NextwordError,
 )
 from nextword_llamacpp.gguf_check import GGUFInfo
 from nextword_llamacpp.llama_log import captured_llama_log
@@ -291,8 +291,13 @@ class LlamaCppGenerator(BaseGenerator):
             if not self._closed:
                 self._truncate(0)
 
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closed
+
     def close(self) -> None:
-        """Free the model, the context and the batches; later calls raise :class:`NextwordError`."""
+        """Free the model, the context and the batches; later calls raise :class:`InvalidState`."""
         with self._lock:
             if self._closed:
                 return
@@ -310,7 +315,7 @@ class LlamaCppGenerator(BaseGenerator):
 
     def _require_open(self) -> None:
         if self._closed:
-            raise NextwordError("this llamacpp generator has been closed; load the model again")
+            raise InvalidState("this llamacpp generator has been closed; load the model again")
 
     def _checked_ids(self, token_ids: Sequence[int]) -> list[int]:
         """``token_ids`` as a list of ints, checked: not empty, within the vocabulary and the
