@@ -13,7 +13,7 @@ from nextword.api import generate, load, loaded, predict_next, score, stream, un
 from nextword.backend_spec import BackendSpec, OptionSpec
 from nextword.base import BaseGenerator, TextStream
 from nextword.capabilities import Capabilities, Support
-from nextword.config import DecodingConfig
+from nextword.decoding_config import DecodingConfig
 from nextword.errors import (
     BackendNotFound,
     ContextLengthExceeded,
@@ -25,11 +25,12 @@ from nextword.errors import (
     NextwordError,
     UnsupportedOption,
 )
-from nextword.explain import Explanation, explain
+from nextword.explanation import Explanation, explain
 from nextword.hookspecs import hookimpl
 from nextword.protocol import Generator
 from nextword.registry import BackendInfo, backends, register_plugin, unregister_plugin
 from nextword.results import Candidate, Completion, Generation, Prediction, Score, Settings, TokenScore
+from nextword.streams import GenerationStream
 from nextword.words import predict_words
 
 __version__ = "0.1.0"
@@ -47,6 +48,7 @@ __all__ = [
     "EngineError",
     "Explanation",
     "Generation",
+    "GenerationStream",
     "Generator",
     "InvalidConfig",
     "InvalidInput",

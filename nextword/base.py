@@ -20,11 +20,11 @@ import numpy as np
 import numpy.typing as npt
 
 from nextword.capabilities import Capabilities, Support
-from nextword.config import DecodingConfig
 from nextword.decoding.detok import IncrementalDetokenizer, context_for, piece_text
 from nextword.decoding.loop import Session, sample_tokens
 from nextword.decoding.processors import log_softmax, top_indices
 from nextword.decoding.stop import StopMatcher
+from nextword.decoding_config import DecodingConfig
 from nextword.errors import InvalidConfig, InvalidInput, InvalidState
 from nextword.results import Candidate, Completion, FinishReason, Generation, Prediction, Score, Settings, TokenScore
 from nextword.validation import check_length, encode_text

@@ -4,7 +4,8 @@ Language models predict tokens, and a word is often several tokens (``" bi" + "c
 module searches the tree of token continuations for the most likely *complete* next words, using
 only the public primitives ``tokenize``, ``detokenize`` and ``next_token_logits`` (plus
 ``open_session`` when the generator has one, so that a KV-cache backend extends a prefix by one
-token instead of re-reading the prompt).
+token instead of re-reading the prompt, and ``open_branches`` when it can evaluate several
+prefixes in one engine call: see :mod:`nextword.decoding.branches`).
 
 What a word is
     The next word is the first token after the prompt followed by every token up to, not
@@ -52,6 +53,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from nextword.decoding.branches import Branches, SessionBranches, open_branches
 from nextword.decoding.processors import log_softmax, top_indices
 from nextword.errors import InvalidInput
 from nextword.protocol import Generator
@@ -254,8 +256,11 @@ class WordSearch:
     """Everything a word search found, with its mass accounting.
 
     ``words`` are all the complete words examined, most likely first. The identity
-    ``sum(w.prob for w in words) + unexplored_mass == 1`` holds up to float rounding.
-    ``model_calls`` counts the next-token distributions computed (the prompt's included).
+    ``sum(w.prob for w in words) + unexplored_mass + excluded_mass == 1`` holds up to float
+    rounding (``excluded_mass`` is 0 unless the search was restricted by ``allowed``).
+    ``model_calls`` counts the next-token distributions computed (the prompt's included; a
+    batched search may compute a few it then does not need), ``model_batches`` the engine calls
+    that computed them.
     """
 
     prompt: str
@@ -266,6 +271,8 @@ class WordSearch:
     min_prob: float
     max_tokens: int
     settings: Settings
+    excluded_mass: float = 0.0
+    model_batches: int = 0
 
     @property
     def examined_mass(self) -> float:
@@ -285,51 +292,47 @@ class WordSearch:
 
 # ---- the search ----------------------------------------------------------------------------------
 
+#: Most continuations the search asks the backend for in one batched evaluation.
+MAX_BATCH = 32
+
+#: For a path, which tokens may follow it (a mask over the vocabulary), or None for all of them.
+Allowed = Callable[[tuple[int, ...]], "npt.NDArray[np.bool_] | None"]
+
 
 class _Evaluator:
-    """Next-token log-probabilities after ``prompt + path``, counting model calls.
+    """Next-token log-probabilities after ``prompt + path``, through :class:`Branches`.
 
-    With ``open_session`` the state of a prefix is kept until one of its extensions is evaluated,
-    which then costs one fed token (on a KV-cache backend); other extensions open a session of
-    their own. Without it, ``next_token_logits`` is called on the whole sequence.
+    ``batched`` (the backend evaluates several paths in one engine call): on a miss the paths the
+    search is expected to extend next are evaluated in the same call and kept until asked for.
+    The search reads the same rows either way, so its result does not depend on the batching.
+    ``calls`` counts the rows computed, ``batches`` the engine calls.
     """
 
-    def __init__(self, generator: Generator, prompt_ids: Sequence[int]) -> None:
-        self._generator = generator
-        self._prompt = list(prompt_ids)
-        self._open: Callable[[list[int]], Any] | None = getattr(generator, "open_session", None)
-        self._sessions: dict[tuple[int, ...], Any] = {}
-        self._root: Any = None
+    def __init__(self, branches: Branches, batched: bool) -> None:
+        self._branches = branches
+        self._batched = batched
+        self._rows: dict[tuple[int, ...], npt.NDArray[np.floating]] = {}
         self.calls = 0
+        self.batches = 0
 
-    def logprobs(self, path: tuple[int, ...]) -> npt.NDArray[np.float64]:
-        self.calls += 1
-        if self._open is None:
-            logits = self._generator.next_token_logits(self._prompt + list(path))
-        else:
-            session = self._sessions.pop(path[:-1], None) if len(path) > 1 else None
-            if session is not None:
-                session.feed(path[-1])
-            else:
-                # Every path starts from the prompt's state: forked when the session can be
-                # (the prompt is read once), else opened again (a backend that keeps the prompt's
-                # KV cache, like llama.cpp, then evaluates only the path's tokens).
-                if self._root is None:
-                    self._root = self._open(self._prompt)
-                fork = getattr(self._root, "fork", None)
-                session = fork() if fork is not None and path else self._root if not path else None
-                if session is None:
-                    session = self._open(self._prompt)
-                for token in path:
-                    session.feed(token)
-            logits = session.logits()
-            if path:
-                self._sessions[path] = session
-        return log_softmax(np.asarray(logits))
+    def logprobs(
+        self, path: tuple[int, ...], upcoming: Callable[[int], list[tuple[int, ...]]] | None = None
+    ) -> npt.NDArray[np.float64]:
+        row = self._rows.pop(path, None)
+        if row is None:
+            paths = [path]
+            if self._batched and upcoming is not None:
+                paths += [p for p in upcoming(MAX_BATCH - 1) if p != path and p not in self._rows]
+            rows = self._branches.logits(paths)
+            self.calls += len(paths)
+            self.batches += 1
+            self._rows.update(zip(paths[1:], rows[1:], strict=True))
+            row = rows[0]
+        return log_softmax(np.asarray(row))
 
     def close(self) -> None:
-        self._sessions.clear()
-        self._root = None
+        self._rows.clear()
+        self._branches.close()
 
 
 @dataclasses.dataclass
@@ -368,6 +371,192 @@ def _top(logp: npt.NDArray[np.float64], n: int) -> tuple[list[int], list[float]]
     return [int(t) for t in top], [float(logp[t]) for t in top]
 
 
+class _Search:
+    """The state of one best-first word search; :func:`search_words` runs its steps.
+
+    Steps: :meth:`start` (the prompt's distribution, the first-token candidates), then
+    :meth:`next_candidate` / :meth:`extend` until no candidate is left, then :meth:`result`.
+    """
+
+    def __init__(
+        self,
+        generator: Generator,
+        prompt_ids: list[int],
+        k: int,
+        beam: int,
+        floor: float,
+        depth_limit: int,
+        allowed: Allowed | None,
+    ) -> None:
+        self.generator = generator
+        self.k = k
+        self.beam = beam
+        self.floor = floor
+        self.depth_limit = depth_limit
+        self.allowed = allowed
+        self.context = prompt_ids[-1:]
+        self.eos = _eos_ids(generator)
+        self.words: dict[str | tuple[str, tuple[int, ...]], _Word] = {}
+        self.groups: list[_Group] = []
+        self.heap: list[tuple[float, int, _Group]] = []
+        self.extended = collections.Counter[int]()  # prefixes extended, per length
+        self.order = itertools.count()  # breaks ties in the heap: first pushed, first popped
+        self.excluded = 0.0  # mass of the tokens ``allowed`` ruled out
+        branches = open_branches(generator, prompt_ids)
+        self.evaluator = _Evaluator(branches, batched=not isinstance(branches, SessionBranches))
+
+    # -- step 1: the prompt's distribution ----------------------------------------------------
+
+    def start(self) -> None:
+        """Evaluate the prompt; its most likely tokens become the first candidates."""
+        root = self.evaluator.logprobs(())
+        starts = word_start_mask(self.generator, root.shape[-1])
+        self.ends_weight = starts.astype(np.float64)  # p @ ends_weight: the mass of the word starts
+        self.conts_weight = 1.0 - self.ends_weight
+        self.hide_starts = np.where(starts, -np.inf, 0.0)  # added to log-probs: continuations only
+        logp = self._restrict((), root, 0.0)
+        tokens, logps = _top(logp, self.beam)
+        self._add_group(_Group(1, (), 0.0, tokens, logps, float(np.sum(np.exp(logp)))))
+
+    # -- step 2: the most likely candidate, unless the search is over ---------------------------
+
+    def next_candidate(self) -> tuple[_Group, int, float] | None:
+        """Pop the most likely candidate prefix worth extending: ``(group, token, logprob)``;
+        None once no candidate can change the top ``k`` or pass the bounds."""
+        while self.heap:
+            _, _, group = heapq.heappop(self.heap)
+            token, logp = group.tokens[group.next], group.logps[group.next]
+            group.next += 1
+            path_logprob = group.logprob + logp
+            prob = math.exp(path_logprob)
+            if prob <= 0.0 or prob < self.floor or path_logprob <= self.kth_best():
+                return None  # every other candidate is at most as likely
+            if self.extended[group.depth] >= self.beam:
+                continue  # this length's beam is full: the group's other candidates stay unexplored
+            if group.next < len(group.tokens):
+                heapq.heappush(self.heap, (-group.peek(), next(self.order), group))
+            group.taken += prob
+            return group, token, path_logprob
+        return None
+
+    # -- step 3: extend it (completes one word, adds its continuations as candidates) -----------
+
+    def extend(self, group: _Group, token: int, path_logprob: float) -> None:
+        """Evaluate the prefix ``group.path + token``: the word it spells ends with the mass of
+        the word starts; its continuations become candidates of the next length."""
+        path = (*group.path, token)
+        if group.depth == 1 and token in self.eos:
+            self._add_word(path, path_logprob)  # end of text: a word of its own, nothing follows
+            return
+        self.extended[group.depth] += 1
+        logp = self._restrict(path, self.evaluator.logprobs(path, self.upcoming), path_logprob)
+        p = np.exp(logp)
+        end_mass = float(p @ self.ends_weight)
+        if end_mass > 0.0:
+            self._add_word(path, path_logprob + math.log(end_mass))
+        if group.depth < self.depth_limit:
+            children, child_logps = _top(logp + self.hide_starts, self.beam)
+        else:
+            children, child_logps = [], []
+        cont_mass = math.exp(path_logprob) * float(p @ self.conts_weight)
+        self._add_group(_Group(group.depth + 1, path, path_logprob, children, child_logps, cont_mass))
+
+    def upcoming(self, n: int) -> list[tuple[int, ...]]:
+        """The next ``n`` prefixes the search would extend if no new word raised the ``k``-th
+        best probability and no new candidate came first (what a batch evaluates ahead). Only
+        as many as the words still missing from the top ``k``: each extension adds at most one."""
+        n = min(n, self.k - len(self.words) - 1)
+        out: list[tuple[int, ...]] = []
+        if n <= 0:
+            return out
+        sim = [(negp, order, group.next, group) for negp, order, group in self.heap]  # still a heap
+        counts = collections.Counter(self.extended)
+        kth = self.kth_best()
+        while sim and len(out) < n:
+            _, order, i, group = heapq.heappop(sim)
+            path_logprob = group.logprob + group.logps[i]
+            prob = math.exp(path_logprob)
+            if prob <= 0.0 or prob < self.floor or path_logprob <= kth:
+                break
+            if counts[group.depth] >= self.beam:
+                continue
+            if i + 1 < len(group.tokens):
+                heapq.heappush(sim, (-math.exp(group.logprob + group.logps[i + 1]), order, i + 1, group))
+            token = group.tokens[i]
+            if group.depth == 1 and token in self.eos:
+                continue
+            counts[group.depth] += 1
+            out.append((*group.path, token))
+        return out
+
+    # -- step 4: the result ---------------------------------------------------------------------
+
+    def result(self, prompt: str, max_tokens: int) -> WordSearch:
+        """Every word examined, most likely first, with the mass accounting."""
+        unexplored = math.fsum(g.total - g.taken for g in self.groups)
+        examined = sorted(self.words.values(), key=lambda w: (-w.logprob, w.text, w.paths[0][0]))
+        return WordSearch(
+            prompt=prompt,
+            words=tuple(
+                ExaminedWord(
+                    text=w.text,
+                    prob=math.exp(w.logprob),
+                    logprob=w.logprob,
+                    paths=tuple((p, math.exp(lp)) for p, lp in sorted(w.paths, key=lambda x: (-x[1], x[0]))),
+                )
+                for w in examined
+            ),
+            unexplored_mass=max(0.0, unexplored),
+            model_calls=self.evaluator.calls,
+            beam_width=self.beam,
+            min_prob=self.floor,
+            max_tokens=max_tokens,
+            settings=self.generator.settings,
+            excluded_mass=self.excluded,
+            model_batches=self.evaluator.batches,
+        )
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    def kth_best(self) -> float:
+        """Log-probability of the ``k``-th best word found so far (-inf while fewer)."""
+        if len(self.words) < self.k:
+            return -math.inf
+        return heapq.nlargest(self.k, (w.logprob for w in self.words.values()))[-1]
+
+    def _restrict(
+        self, path: tuple[int, ...], logp: npt.NDArray[np.float64], path_logprob: float
+    ) -> npt.NDArray[np.float64]:
+        """``logp`` with the tokens ``allowed`` rules out after ``path`` set to -inf (their mass
+        counted as excluded)."""
+        if self.allowed is None:
+            return logp
+        mask = self.allowed(path)
+        if mask is None:
+            return logp
+        mask = np.asarray(mask, dtype=np.bool_)
+        if mask.shape != logp.shape:
+            raise InvalidInput(f"allowed({path}) gave a mask of shape {mask.shape}, expected {logp.shape}")
+        self.excluded += math.exp(path_logprob) * float(np.exp(logp[~mask]).sum())
+        return np.where(mask, logp, -np.inf)
+
+    def _add_group(self, group: _Group) -> None:
+        self.groups.append(group)
+        if group.tokens:
+            heapq.heappush(self.heap, (-group.peek(), next(self.order), group))
+
+    def _add_word(self, path: tuple[int, ...], logprob: float) -> None:
+        text = _text_after(self.generator, self.context, path)
+        # Distinct byte sequences with an incomplete character all read U+FFFD: never merge those.
+        key: str | tuple[str, tuple[int, ...]] = (text, path) if _REPLACEMENT in text else text
+        word = self.words.get(key)
+        if word is None:
+            self.words[key] = _Word(text, logprob, [(path, logprob)])
+        else:
+            word.logprob = float(np.logaddexp(word.logprob, logprob))
+            word.paths.append((path, logprob))
+
+
 def search_words(
     generator: Generator,
     prompt: str,
@@ -376,6 +565,7 @@ def search_words(
     beam_width: int | None = None,
     min_prob: float = 0.0,
     max_tokens: int = DEFAULT_MAX_TOKENS,
+    allowed: Allowed | None = None,
 ) -> WordSearch:
     """Search for the ``k`` most likely next words after ``prompt`` (uncached; see
     :func:`predict_words`), returning every word examined and the mass accounting.
@@ -385,6 +575,9 @@ def search_words(
     spells, with probability ``P(prefix) * p(end | prefix)``, and makes its continuations (the
     tokens that do not start a new word) candidate prefixes. The first tokens after the prompt
     are the initial candidates; an end-of-text token among them is a complete word at no cost.
+    On a backend that evaluates several continuations at once
+    (:class:`~nextword.decoding.branches.BranchingGenerator`), the prefixes the search is about
+    to extend are evaluated together, in one engine call; the result is the same.
 
     It stops when the next candidate is no more likely than the ``k``-th best word found (no
     word below it can be more likely: the top ``k`` are then exact), or when no candidate is
@@ -397,11 +590,17 @@ def search_words(
     * ``max_tokens``: a word has at most this many tokens; prompt plus word must also fit the
       context window.
 
+    ``allowed`` (optional) restricts the words: ``allowed(path)`` is a boolean mask over the
+    vocabulary of the tokens that may follow the token path ``path`` (``()`` for the first
+    token), or None for no restriction. A word-start token ruled out after ``path`` means the
+    word may not end there. The mass of the tokens ruled out is ``excluded_mass``.
+
     ``unexplored_mass`` is the total probability of the candidate prefixes that were *not*
     extended (pruned by a bound, or left when the search stopped). Every next word either is one
-    of ``words`` through an examined token path, or begins with one of those prefixes, so::
+    of ``words`` through an examined token path, or begins with one of those prefixes (or was
+    ruled out by ``allowed``), so::
 
-        sum(word.prob for word in words) + unexplored_mass == 1   (up to float rounding)
+        sum(word.prob for word in words) + unexplored_mass + excluded_mass == 1   (up to rounding)
 
     and the true probability of any word is at most its examined probability plus
     ``unexplored_mass`` (another spelling of it may hide in an unexplored prefix). A word not
@@ -416,98 +615,14 @@ def search_words(
     prompt_ids = _encode(generator, prompt)
     check_length(len(prompt_ids), 1, generator.context_length)
     room = generator.context_length - len(prompt_ids)  # most tokens a word can have here
-    depth_limit = min(depth_limit, room)
-
-    evaluator = _Evaluator(generator, prompt_ids)
+    search = _Search(generator, prompt_ids, k, beam, floor, min(depth_limit, room), allowed)
     try:
-        root = evaluator.logprobs(())
-        starts = word_start_mask(generator, root.shape[-1])
-        ends_weight = starts.astype(np.float64)  # p @ ends_weight: the mass of the word starts
-        conts_weight = 1.0 - ends_weight
-        hide_starts = np.where(starts, -np.inf, 0.0)  # added to log-probs: continuations only
-        eos = _eos_ids(generator)
-        words: dict[str | tuple[str, tuple[int, ...]], _Word] = {}
-        groups: list[_Group] = []
-        heap: list[tuple[float, int, _Group]] = []
-        extended = collections.Counter[int]()
-        order = itertools.count()  # breaks ties in the heap: first pushed, first popped
-        context = prompt_ids[-1:]
-
-        def add_group(group: _Group) -> None:
-            groups.append(group)
-            if group.tokens:
-                heapq.heappush(heap, (-group.peek(), next(order), group))
-
-        def add_word(path: tuple[int, ...], logprob: float) -> None:
-            text = _text_after(generator, context, path)
-            # Distinct byte sequences with an incomplete character all read U+FFFD: never merge those.
-            key: str | tuple[str, tuple[int, ...]] = (text, path) if _REPLACEMENT in text else text
-            word = words.get(key)
-            if word is None:
-                words[key] = _Word(text, logprob, [(path, logprob)])
-            else:
-                word.logprob = float(np.logaddexp(word.logprob, logprob))
-                word.paths.append((path, logprob))
-
-        def kth_best() -> float:
-            if len(words) < k:
-                return -math.inf
-            return heapq.nlargest(k, (w.logprob for w in words.values()))[-1]
-
-        first_tokens, first_logps = _top(root, beam)
-        add_group(_Group(1, (), 0.0, first_tokens, first_logps, float(np.sum(np.exp(root)))))
-        while heap:
-            _, _, group = heapq.heappop(heap)
-            token, logp = group.tokens[group.next], group.logps[group.next]
-            group.next += 1
-            path_logprob = group.logprob + logp
-            prob = math.exp(path_logprob)
-            if prob <= 0.0 or prob < floor or path_logprob <= kth_best():
-                break  # every other candidate is at most as likely
-            if extended[group.depth] >= beam:
-                continue  # this length's beam is full: the group's other candidates stay unexplored
-            if group.next < len(group.tokens):
-                heapq.heappush(heap, (-group.peek(), next(order), group))
-            path = (*group.path, token)
-            group.taken += prob
-            if group.depth == 1 and token in eos:
-                add_word(path, path_logprob)  # end of text: a word of its own, nothing follows
-                continue
-            extended[group.depth] += 1
-            logp_next = evaluator.logprobs(path)
-            p_next = np.exp(logp_next)
-            end_mass = float(p_next @ ends_weight)
-            if end_mass > 0.0:
-                add_word(path, path_logprob + math.log(end_mass))
-            if group.depth < depth_limit:
-                children, child_logps = _top(logp_next + hide_starts, beam)
-            else:
-                children, child_logps = [], []
-            cont_mass = prob * float(p_next @ conts_weight)
-            add_group(_Group(group.depth + 1, path, path_logprob, children, child_logps, cont_mass))
-        unexplored = math.fsum(g.total - g.taken for g in groups)
+        search.start()
+        while (candidate := search.next_candidate()) is not None:
+            search.extend(*candidate)
     finally:
-        evaluator.close()
-
-    examined = sorted(words.values(), key=lambda w: (-w.logprob, w.text, w.paths[0][0]))
-    return WordSearch(
-        prompt=prompt,
-        words=tuple(
-            ExaminedWord(
-                text=w.text,
-                prob=math.exp(w.logprob),
-                logprob=w.logprob,
-                paths=tuple((p, math.exp(lp)) for p, lp in sorted(w.paths, key=lambda x: (-x[1], x[0]))),
-            )
-            for w in examined
-        ),
-        unexplored_mass=max(0.0, unexplored),
-        model_calls=evaluator.calls,
-        beam_width=beam,
-        min_prob=floor,
-        max_tokens=max_tokens,
-        settings=generator.settings,
-    )
+        search.evaluator.close()
+    return search.result(prompt, max_tokens)
 
 
 def predict_words(

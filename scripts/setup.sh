@@ -17,6 +17,17 @@ python -m pip install --quiet torch==2.13.0
 # llama.cpp's native build crashes on quantized models on some CPUs: build it portable.
 CMAKE_ARGS="-DGGML_NATIVE=OFF" python -m pip install --quiet -e ".[dev]"
 
+# A headless browser for the test that reads explain's HTML page back (tests/test_korean.py).
+# Installed with apt when we can (root on Debian/Ubuntu, as in CI); otherwise say how.
+if ! command -v chromium-headless-shell >/dev/null && ! command -v chromium >/dev/null; then
+    if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium-headless-shell >/dev/null
+    else
+        echo "note: no headless Chromium; the browser test needs: sudo apt-get install chromium-headless-shell" >&2
+    fi
+fi
+
 if [ "${NEXTWORD_SKIP_MAIN_JOB:-0}" = "1" ]; then
     exit 0
 fi

@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import nextword_llamacpp.convert as convert_mod
+import nextword_llamacpp.convert.checkpoint as checkpoint_mod
 import numpy as np
 import pytest
 from nextword_llamacpp.convert import GGUF_TYPES, VerifyReport, convert, verify
@@ -556,7 +556,7 @@ def test_interrupted_conversion_leaves_nothing(
     """An interruption half-way through the tensors removes the temp file and keeps an older output."""
     out = tmp_path / "m.gguf"
     out.write_bytes(b"previous good file")
-    real_load = convert_mod._SafetensorsReader.load
+    real_load = checkpoint_mod.SafetensorsReader.load
     calls = {"n": 0}
 
     def flaky_load(self: Any, key: str) -> np.ndarray:
@@ -566,7 +566,7 @@ def test_interrupted_conversion_leaves_nothing(
             raise error("interrupted")
         return real_load(self, key)
 
-    monkeypatch.setattr(convert_mod._SafetensorsReader, "load", flaky_load)
+    monkeypatch.setattr(checkpoint_mod.SafetensorsReader, "load", flaky_load)
     with pytest.raises(error):
         convert(tiny_gpt2, out, type="q8_0")
     assert out.read_bytes() == b"previous good file"

@@ -12,7 +12,7 @@ from collections.abc import Collection, Sequence
 import numpy as np
 import numpy.typing as npt
 
-from nextword.config import DecodingConfig
+from nextword.decoding_config import DecodingConfig
 from nextword.errors import EngineError, InvalidConfig
 
 __all__ = [
@@ -32,18 +32,24 @@ NEG_INF = -np.inf
 
 
 def log_softmax(logits: FloatArray) -> npt.NDArray[np.float64]:
-    """Log-probabilities (float64) of a 1-D logits vector; -inf logits get -inf."""
+    """Log-probabilities (float64) along the last axis: of a logits vector, or of each row of a
+    (positions, vocabulary) array. -inf logits get -inf; in a row where some scores overflowed
+    to +inf, those share all the probability. NaN scores raise :class:`EngineError`."""
     x = np.asarray(logits, dtype=np.float64)
     if np.isnan(x).any():
         raise EngineError("the model returned NaN scores; the model file or the engine is broken")
-    m = np.max(x)
-    if m == np.inf:  # scores that overflowed: the +inf ones share all the probability
+    m = np.max(x, axis=-1, keepdims=True)
+    overflowed = np.isposinf(m)
+    m = np.where(overflowed | np.isneginf(m), 0.0, m)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        shifted = x - m
+        out = shifted - np.log(np.sum(np.exp(shifted), axis=-1, keepdims=True))
+    if overflowed.any():
         top = np.isposinf(x)
-        out = np.full(x.shape, -np.inf)
-        out[top] = -np.log(np.count_nonzero(top))
-        return out
-    shifted = x - m
-    return shifted - np.log(np.sum(np.exp(shifted)))
+        n_top = np.count_nonzero(top, axis=-1, keepdims=True)
+        shared = np.where(top, -np.log(np.maximum(n_top, 1)), -np.inf)
+        out = np.where(overflowed, shared, out)
+    return out
 
 
 def top_indices(scores: FloatArray, n: int) -> npt.NDArray[np.intp]:

@@ -32,6 +32,7 @@ from transformers import (
 from transformers.generation.streamers import BaseStreamer
 
 from nextword import BaseGenerator, DecodingConfig, InvalidConfig, InvalidInput, InvalidState, ModelLoadError
+from nextword.validation import check_length
 from nextword_hf.loading import load_pretrained, locate
 from nextword_hf.plugin import CAPABILITIES
 
@@ -82,7 +83,7 @@ class HFGenerator(BaseGenerator):
 
     @property
     def hf_model(self) -> Any:
-        """The transformers model; :class:`~nextword.NextwordError` once the generator is closed."""
+        """The transformers model; :class:`~nextword.InvalidState` once the generator is closed."""
         if self._closed:
             raise InvalidState(f"this {self.backend} generator for {self.model!r} was closed; load the model again")
         return self._hf_model
@@ -141,6 +142,26 @@ class HFGenerator(BaseGenerator):
     def open_session(self, prompt_ids: Sequence[int]) -> _KVSession:
         """A KV-cache state: each :meth:`~_KVSession.feed` costs one token of compute."""
         return _KVSession(self, prompt_ids)
+
+    def open_branches(self, prompt_ids: Sequence[int]) -> _Branches:
+        """Continuations of ``prompt_ids`` evaluated together: one forward pass of all the
+        paths (right-padded) over copies of the prompt's KV cache (see
+        :mod:`nextword.decoding.branches`)."""
+        ids = self._checked_ids(prompt_ids)
+        return _Branches(self, ids)
+
+    def _checked_ids(self, token_ids: Sequence[int], *, extra: int = 0) -> list[int]:
+        """``token_ids`` as ints within the vocabulary; with ``extra`` more, within the context."""
+        try:
+            ids = [int(t) for t in token_ids]
+        except (TypeError, ValueError):
+            raise InvalidInput("token ids must be a sequence of integers") from None
+        n_vocab = int(self.hf_model.get_output_embeddings().weight.shape[0])
+        bad = next((t for t in ids if not 0 <= t < n_vocab), None)
+        if bad is not None:
+            raise InvalidInput(f"token id {bad} is outside the vocabulary (0 to {n_vocab - 1})")
+        check_length(len(ids) - extra, extra, self._n_ctx)
+        return ids
 
     @torch.inference_mode()
     def token_logprobs(self, token_ids: Sequence[int]) -> list[float]:
@@ -355,6 +376,65 @@ class _KVSession:
         other._past = copy.deepcopy(self._past)
         other._logits = logits
         return other
+
+
+class _Branches:
+    """The prompt's KV cache, from which continuations are evaluated in one batched forward
+    pass (see :class:`nextword.decoding.branches.Branches`)."""
+
+    def __init__(self, generator: HFGenerator, prompt_ids: list[int]) -> None:
+        if not prompt_ids:
+            raise InvalidInput("at least one prompt token id is needed")
+        self._generator = generator
+        self._prompt = prompt_ids
+        self._past: Any = None
+        self._root: npt.NDArray[np.floating] | None = None
+
+    @torch.inference_mode()
+    def logits(self, paths: Sequence[Sequence[int]]) -> npt.NDArray[np.floating]:
+        gen = self._generator
+        rows = [gen._checked_ids([*self._prompt, *p], extra=len(p))[len(self._prompt) :] for p in paths]
+        with gen._lock:
+            if self._past is None:
+                ids = torch.tensor([self._prompt], device=gen.device)
+                out = gen.hf_model(input_ids=ids, use_cache=True)
+                self._past = out[gen.cache_kwarg]
+                self._root = out.logits[0, -1].float().cpu().numpy()
+            assert self._root is not None
+            result = np.empty((len(rows), self._root.shape[-1]), dtype=np.float32)
+            todo = [i for i, r in enumerate(rows) if r]
+            for i, r in enumerate(rows):
+                if not r:
+                    result[i] = self._root
+            if todo:
+                result[todo] = self._forward([rows[i] for i in todo])
+        return result
+
+    def _forward(self, rows: list[list[int]]) -> npt.NDArray[np.float32]:
+        """Logits after each row (one forward pass, rows right-padded, the prompt's cache copied
+        once per row)."""
+        gen = self._generator
+        width = max(len(r) for r in rows)
+        input_ids = torch.full((len(rows), width), gen._pad, dtype=torch.long)
+        for i, r in enumerate(rows):
+            input_ids[i, : len(r)] = torch.tensor(r)
+        past = copy.deepcopy(self._past)
+        if len(rows) > 1:
+            past.batch_repeat_interleave(len(rows))
+        kwargs: dict[str, Any] = {gen.cache_kwarg: past, "use_cache": True}
+        if any(len(r) != width for r in rows):
+            mask = torch.zeros((len(rows), len(self._prompt) + width), dtype=torch.long)
+            for i, r in enumerate(rows):
+                mask[i, : len(self._prompt) + len(r)] = 1
+            kwargs["attention_mask"] = mask.to(gen.device)
+        out = gen.hf_model(input_ids=input_ids.to(gen.device), **kwargs)
+        last = torch.tensor([len(r) - 1 for r in rows], device=out.logits.device)
+        picked = out.logits[torch.arange(len(rows), device=out.logits.device), last]
+        return picked.float().cpu().numpy()
+
+    def close(self) -> None:
+        self._past = None
+        self._root = None
 
 
 class _QueueStreamer(BaseStreamer):

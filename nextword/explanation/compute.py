@@ -1,0 +1,105 @@
+"""Computing an explanation: score every token of a text against the model's full next-token
+distribution and group the tokens into words. Rendering lives in the sibling modules."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from nextword.decoding.detok import IncrementalDetokenizer, piece_text
+from nextword.decoding.processors import log_softmax, top_indices
+from nextword.errors import InvalidInput
+from nextword.explanation.records import Alternative, Explanation, TokenExplanation, WordExplanation
+from nextword.protocol import Generator
+from nextword.validation import check_length, encode_text
+from nextword.words import word_start_mask
+
+__all__ = ["explain"]
+
+_LN2 = math.log(2.0)
+
+
+def explain(generator: Generator, text: str, *, top: int = 5) -> Explanation:
+    """Explain ``text`` token by token and word by word under ``generator``'s model.
+
+    Each token after the first is scored against the full next-token distribution given the
+    tokens before it, exactly as :meth:`~nextword.protocol.Generator.predict_next` would on that
+    prefix (probability, log-probability, rank, surprisal, the ``top`` most likely alternatives).
+    Words follow the rule of :func:`nextword.words.starts_new_word`; a token the tokenizer added
+    before the text (a BOS token) is a word of its own.
+
+    Costs one next-token distribution per token (through ``open_session`` when the generator has
+    it, so a KV-cache backend reads each token once). Raises
+    :class:`~nextword.errors.InvalidInput` for an empty text or a bad ``top`` and
+    :class:`~nextword.errors.ContextLengthExceeded` when the text does not fit the context window.
+    """
+    if isinstance(top, bool) or not isinstance(top, int) or top < 0:
+        raise InvalidInput(f"top must be a non-negative integer, got {top!r}")
+    generator.capabilities.require("predict_next", generator.backend)
+    ids = encode_text(generator, text, "text")
+    check_length(len(ids), 0, generator.context_length, "text")
+
+    texts = _token_texts(generator, ids)
+    tokens = [TokenExplanation(0, ids[0], texts[0], None, None, None, None)]
+    starts: npt.NDArray[np.bool_] | None = None
+    word_start = [True]
+    for i, logp in enumerate(_distributions(generator, ids), start=1):
+        if starts is None:
+            starts = word_start_mask(generator, logp.shape[-1])
+        token = ids[i]
+        lp = float(logp[token])
+        rank = 1 + int(np.count_nonzero(logp > lp)) + int(np.count_nonzero(logp[:token] == lp))
+        alternatives = tuple(
+            Alternative(int(t), piece_text(generator.detokenize, ids[i - 1 : i], int(t)), float(math.exp(logp[t])))
+            for t in top_indices(logp, top)
+        )
+        tokens.append(TokenExplanation(i, token, texts[i], math.exp(lp), lp, rank, -lp / _LN2, alternatives))
+        word_start.append(bool(starts[token]) if token < starts.shape[-1] else True)
+    if len(ids) > 1 and _added_first_token(generator, ids, text):
+        word_start[1] = True  # the first token was added by the tokenizer (BOS): a word of its own
+    return Explanation(
+        text=text, tokens=tuple(tokens), words=_words(tokens, word_start), top=top, settings=generator.settings
+    )
+
+
+def _added_first_token(generator: Generator, ids: Sequence[int], text: str) -> bool:
+    """Whether the tokenizer put a token of its own (a BOS token) before the text."""
+    return generator.detokenize(list(ids)) != text and generator.detokenize(list(ids[1:])) == text
+
+
+def _distributions(generator: Generator, ids: Sequence[int]) -> Iterator[npt.NDArray[np.float64]]:
+    """Log-probabilities of the token after ``ids[:i]``, for i = 1 .. len(ids) - 1."""
+    open_session = getattr(generator, "open_session", None)
+    if open_session is None:
+        for i in range(1, len(ids)):
+            yield log_softmax(np.asarray(generator.next_token_logits(list(ids[:i]))))
+        return
+    session = open_session(list(ids[:1]))
+    for i in range(1, len(ids)):
+        yield log_softmax(np.asarray(session.logits()))
+        if i + 1 < len(ids):
+            session.feed(ids[i])
+
+
+def _token_texts(generator: Generator, ids: Sequence[int]) -> list[str]:
+    detok = IncrementalDetokenizer(generator.detokenize)
+    texts = [detok.add(t) for t in ids]
+    texts[-1] += detok.flush()
+    return texts
+
+
+def _words(tokens: Sequence[TokenExplanation], word_start: Sequence[bool]) -> tuple[WordExplanation, ...]:
+    bounds = [i for i, s in enumerate(word_start) if s] + [len(tokens)]
+    words = []
+    for start, end in zip(bounds[:-1], bounds[1:], strict=True):
+        group = tokens[start:end]
+        text = "".join(t.text for t in group)
+        if all(t.logprob is not None for t in group):
+            logprob = math.fsum(t.logprob for t in group if t.logprob is not None)
+            words.append(WordExplanation(text, start, end, math.exp(logprob), -logprob / _LN2))
+        else:
+            words.append(WordExplanation(text, start, end, None, None))
+    return tuple(words)

@@ -1,0 +1,51 @@
+"""An explanation as JSON data and back."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+from nextword.decoding_config import DecodingConfig
+from nextword.errors import InvalidInput
+from nextword.explanation.records import Alternative, Explanation, TokenExplanation, WordExplanation
+from nextword.results import Settings
+
+__all__ = ["from_json", "to_json"]
+
+
+def to_json(expl: Explanation) -> dict[str, Any]:
+    """A JSON-friendly dict of the explanation (settings included); :func:`from_json` reads it back."""
+    return {
+        "text": expl.text,
+        "top": expl.top,
+        "tokens": [dataclasses.asdict(t) for t in expl.tokens],
+        "words": [dataclasses.asdict(w) for w in expl.words],
+        "total_surprisal_bits": expl.total_surprisal_bits,
+        "perplexity": expl.perplexity if math.isfinite(expl.perplexity) else None,
+        "settings": expl.settings.to_dict(),
+    }
+
+
+def from_json(data: dict[str, Any]) -> Explanation:
+    """The :class:`Explanation` that :func:`to_json` wrote (derived totals are recomputed)."""
+    try:
+        tokens = tuple(
+            TokenExplanation(
+                **{k: v for k, v in t.items() if k != "alternatives"},
+                alternatives=tuple(Alternative(**a) for a in t["alternatives"]),
+            )
+            for t in data["tokens"]
+        )
+        words = tuple(WordExplanation(**w) for w in data["words"])
+        s = data["settings"]
+        settings = Settings(
+            backend=s["backend"],
+            model=s["model"],
+            options=dict(s.get("options", {})),
+            decoding=DecodingConfig.from_options(None, **s.get("decoding", {})),
+            sources=dict(s.get("sources", {})),
+        )
+        return Explanation(text=data["text"], tokens=tokens, words=words, top=data["top"], settings=settings)
+    except (KeyError, TypeError) as exc:
+        raise InvalidInput(f"not an explanation written by nextword.explanation.to_json: {exc}") from None

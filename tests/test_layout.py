@@ -1,0 +1,109 @@
+"""The package layout: every module imports on its own (no import cycle), and no module is hidden
+behind a function of the same name."""
+
+from __future__ import annotations
+
+import pkgutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import nextword
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _modules() -> list[str]:
+    names: list[str] = []
+    for package, path in (("nextword", ROOT / "nextword"), *((p.name, p) for p in (ROOT / "plugins").iterdir())):
+        if not (path / "__init__.py").is_file():
+            continue
+        names.append(package)
+        names.extend(m.name for m in pkgutil.walk_packages([str(path)], prefix=f"{package}."))
+    return sorted(n for n in names if not n.endswith(".__main__"))  # __main__ runs the CLI
+
+
+MODULES = _modules()
+
+
+@pytest.mark.slow
+def test_every_module_imports_on_its_own() -> None:
+    """Each module is imported first in a fresh interpreter: a cycle between two modules fails
+    when one of them is the first imported, so importing them all in one process would hide it."""
+    assert "nextword.cli" in MODULES and "nextword_llamacpp.plugin" in MODULES
+    script = (
+        "import importlib, subprocess, sys\n"
+        "failed = []\n"
+        "for name in sys.argv[1:]:\n"
+        "    r = subprocess.run([sys.executable, '-c', f'import {name}'], capture_output=True, text=True)\n"
+        "    if r.returncode:\n"
+        "        failed.append(name + ': ' + r.stderr.strip().splitlines()[-1])\n"
+        "print('\\n'.join(failed))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script, *MODULES], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "", f"modules that fail to import first:\n{result.stdout}"
+
+
+@pytest.mark.parametrize("name", ["explain", "generate", "predict_next", "score", "stream", "load"])
+def test_public_functions_do_not_hide_modules(name: str) -> None:
+    """``nextword.<function>`` is the function, and no submodule of that name exists to be shadowed."""
+    assert callable(getattr(nextword, name))
+    assert f"nextword.{name}" not in MODULES
+
+
+def test_explanation_module_is_reachable() -> None:
+    import nextword.explanation as explanation
+
+    assert explanation.explain is nextword.explain
+    assert callable(explanation.to_html) and callable(explanation.render_terminal)
+
+
+def test_llamacpp_plugin_does_not_import_the_converter() -> None:
+    """Registering the llamacpp backend (and its ``convert`` command's type list) reads only the
+    converter's list of types, not the converter."""
+    code = (
+        "import sys, nextword, nextword_llamacpp.plugin, nextword_llamacpp.commands\n"
+        "nextword.backends()\n"
+        "loaded = sorted(m for m in sys.modules if m.startswith('nextword_llamacpp.convert'))\n"
+        "print(' '.join(loaded))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.split() == ["nextword_llamacpp.convert", "nextword_llamacpp.convert.gguf_types"]
+
+
+def test_cli_commands_are_module_level_objects() -> None:
+    """Each built-in command is a module-level click command of its own module, added to the group."""
+    import click
+
+    from nextword.cli import cli, generation, inspection, words
+
+    for module, name in [
+        (generation, "generate"),
+        (words, "predict"),
+        (words, "explain"),
+        (inspection, "backends"),
+        (inspection, "config"),
+    ]:
+        command = getattr(module, name)
+        assert isinstance(command, click.Command) and cli.commands[name] is command
+
+
+def test_renamed_modules_keep_their_old_import_paths() -> None:
+    """Modules renamed for what they hold still answer to their former names."""
+    from nextword import config, sources
+    from nextword.decoding_config import DecodingConfig
+    from nextword.model_location import hub_reachable, looks_like_path
+
+    assert config.DecodingConfig is DecodingConfig is nextword.DecodingConfig
+    assert sources.looks_like_path is looks_like_path and sources.hub_reachable is hub_reachable
+
+
+def test_stream_returns_a_public_type(hf_gen: nextword.Generator) -> None:
+    stream = nextword.stream(
+        "I love cats", backend="hf", model=hf_gen.model, options={"device": "cpu"}, max_new_tokens=3
+    )
+    assert isinstance(stream, nextword.GenerationStream)
+    assert stream.text() == stream.result.text and stream.result.settings.backend == "hf"
