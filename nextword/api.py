@@ -6,6 +6,8 @@ once (later calls with the same settings reuse it) and attaches the settings to 
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import dataclasses
 import os
 import threading
@@ -232,18 +234,27 @@ def _cached_load(key: _Key, spec: BackendSpec, model: str, options: dict[str, An
 def _load_model(spec: BackendSpec, model: str, options: dict[str, Any]) -> Generator:
     try:
         generator = spec.load(model, **options)
-    except NextwordError:
+    except (NextwordError, KeyboardInterrupt):
         raise
-    except Exception as exc:
-        raise ModelLoadError(
-            f"the {spec.name!r} backend could not load model {model!r}: {type(exc).__name__}: {exc}"
-        ) from exc
+    except BaseException as exc:  # a backend's bug, or even its sys.exit(), is a load failure
+        what = f"called sys.exit({exc.code!r})" if isinstance(exc, SystemExit) else f"{type(exc).__name__}: {exc}"
+        raise ModelLoadError(f"the {spec.name!r} backend could not load model {model!r}: {what}") from exc
     if not isinstance(generator, Generator):
         raise ModelLoadError(
             f"the {spec.name!r} backend returned {type(generator).__name__}, which does not "
             "implement the nextword.Generator protocol"
         )
     return generator
+
+
+def _close_at_exit() -> None:
+    """Close the cached generators while the interpreter is still whole: engines finalized during
+    its teardown (llama-cpp-python's ``Llama.__del__``) print tracebacks."""
+    with contextlib.suppress(Exception):
+        unload()
+
+
+atexit.register(_close_at_exit)
 
 
 def _canonical(model: str) -> str:
