@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -85,15 +88,46 @@ def _from_pretrained(
         model_kwargs["config"] = config
     elif source.gguf_file:
         model_kwargs.update(_gguf_config_overrides(Path(source.location) / source.gguf_file))
-    tokenizer = AutoTokenizer.from_pretrained(source.location, local_files_only=local_files_only, **kwargs)
-    loaded: Any = AutoModelForCausalLM.from_pretrained(
-        source.location, local_files_only=local_files_only, dtype=dtype, output_loading_info=True, **model_kwargs
-    )
+    with _quiet_transformers():
+        tokenizer = AutoTokenizer.from_pretrained(source.location, local_files_only=local_files_only, **kwargs)
+        loaded: Any = AutoModelForCausalLM.from_pretrained(
+            source.location, local_files_only=local_files_only, dtype=dtype, output_loading_info=True, **model_kwargs
+        )
     model, report = loaded
     check_load_report(report, source.shown)
     if not getattr(model.config, "is_decoder", True) and getattr(model.config, "is_encoder_decoder", False):
         raise InvalidConfig(f"{source.shown!r} is not a causal language model")
     return tokenizer, model.to(device).eval()
+
+
+_QUIET = threading.Lock()
+_quiet_state: list[Any] = []  # [loads in progress, saved verbosity, saved progress-bar flag]
+
+
+@contextlib.contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """transformers' progress bars and load report off while loading: nextword reports problems
+    itself (one error line in the CLI). Loads may overlap; the last one to finish restores the
+    settings found by the first."""
+    from transformers.utils import logging as hf_logging
+
+    with _QUIET:
+        if not _quiet_state:
+            _quiet_state.extend([0, hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()])
+            hf_logging.set_verbosity_error()
+            hf_logging.disable_progress_bar()
+        _quiet_state[0] += 1
+    try:
+        yield
+    finally:
+        with _QUIET:
+            _quiet_state[0] -= 1
+            if _quiet_state[0] == 0:
+                _, verbosity, bars = _quiet_state
+                _quiet_state.clear()
+                hf_logging.set_verbosity(verbosity)
+                if bars:
+                    hf_logging.enable_progress_bar()
 
 
 def _gguf_config_overrides(path: Path) -> dict[str, Any]:
