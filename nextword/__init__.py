@@ -23,6 +23,7 @@ from nextword.errors import (
     InvalidState,
     ModelLoadError,
     NextwordError,
+    TrainingInterrupted,
     UnsupportedOption,
 )
 from nextword.explanation import Explanation, explain
@@ -31,6 +32,7 @@ from nextword.protocol import Generator
 from nextword.registry import BackendInfo, backends, register_plugin, unregister_plugin
 from nextword.results import Candidate, Completion, Generation, Prediction, Score, Settings, TokenScore
 from nextword.streams import GenerationStream
+from nextword.tuning import FinetuneOptions, FinetuneReport, finetune
 from nextword.words import predict_words
 
 __version__ = "0.1.0"
@@ -47,6 +49,8 @@ __all__ = [
     "DecodingConfig",
     "EngineError",
     "Explanation",
+    "FinetuneOptions",
+    "FinetuneReport",
     "Generation",
     "GenerationStream",
     "Generator",
@@ -62,9 +66,11 @@ __all__ = [
     "Support",
     "TextStream",
     "TokenScore",
+    "TrainingInterrupted",
     "UnsupportedOption",
     "backends",
     "explain",
+    "finetune",
     "generate",
     "hookimpl",
     "load",

@@ -12,6 +12,7 @@ import sys
 
 import click
 
+from nextword.cli.finetune import finetune
 from nextword.cli.generation import generate
 from nextword.cli.inspection import backends, config
 from nextword.cli.words import explain, predict
@@ -30,7 +31,7 @@ def cli() -> None:
     """nextword: next-word prediction and text generation with pluggable backends."""
 
 
-for _command in (generate, predict, explain, backends, config):
+for _command in (generate, predict, explain, backends, config, finetune):
     cli.add_command(_command)
 
 

@@ -106,3 +106,31 @@ def register_commands(cli: Any) -> None:
     from nextword_llamacpp.commands import convert_command
 
     cli.add_command(convert_command)
+
+
+def _export_gguf(model_dir: Any, out_path: Any, kind: str) -> Any:
+    from nextword_llamacpp.convert import convert
+
+    return convert(model_dir, out_path, type=kind)
+
+
+def _verify_gguf(model_dir: Any, gguf_path: Any) -> Any:
+    from nextword_llamacpp.convert import verify
+
+    return verify(model_dir, gguf_path)
+
+
+def _check_export() -> str | None:
+    for module in ("gguf", "llama_cpp", "torch", "transformers"):
+        if importlib.util.find_spec(module) is None:
+            return f"{module} is not installed; GGUF export and its check need nextword[hf,llamacpp]"
+    return None
+
+
+@hookimpl
+def register_exporters(register: Callable[[Any], None]) -> None:
+    """Register GGUF export (nextword's converter, then its verify report against the folder)."""
+    from nextword.tuning import ExporterSpec
+    from nextword_llamacpp.convert import GGUF_TYPES
+
+    register(ExporterSpec(name="gguf", types=GGUF_TYPES, export=_export_gguf, verify=_verify_gguf, check=_check_export))
