@@ -15,6 +15,7 @@ import click
 from nextword.cli.finetune import finetune
 from nextword.cli.generation import generate
 from nextword.cli.inspection import backends, config
+from nextword.cli.signals import Terminated, exit_status, termination_signals_raise
 from nextword.cli.words import explain, predict
 from nextword.errors import NextwordError
 from nextword.registry import add_plugin_commands
@@ -77,9 +78,10 @@ def main(argv: list[str] | None = None) -> int:
         click.secho("error: standard output is closed; nothing can be written", fg="red", err=True)
         return 1
     try:
-        _add_plugin_commands()
-        cli.main(args=argv, prog_name="nextword", standalone_mode=False)
-        sys.stdout.flush()  # a full disk or closed pipe shows here, not at interpreter exit
+        with termination_signals_raise():
+            _add_plugin_commands()
+            cli.main(args=argv, prog_name="nextword", standalone_mode=False)
+            sys.stdout.flush()  # a full disk or closed pipe shows here, not at interpreter exit
     except OSError as exc:
         if exc.errno not in _OUTPUT_ERRNOS:
             raise
@@ -87,15 +89,19 @@ def main(argv: list[str] | None = None) -> int:
     except NextwordError as exc:
         click.secho(f"error: {exc}", fg="red", err=True)
         return 1
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as exc:
+        interrupted = exc.__context__  # click turns Ctrl-C inside a command into Abort
+        if isinstance(interrupted, KeyboardInterrupt):
+            click.echo(str(interrupted) if isinstance(interrupted, Terminated) else "interrupted", err=True)
+            return exit_status(interrupted)
         click.echo("aborted", err=True)
         return 130
     except click.ClickException as exc:
         exc.show()
         return exc.exit_code
-    except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
-        return 130
+    except KeyboardInterrupt as exc:
+        click.echo(str(exc) if isinstance(exc, Terminated) else "interrupted", err=True)
+        return exit_status(exc)
     except Exception as exc:  # a bug (nextword's or a plugin's): one line, the traceback on request
         if os.environ.get(DEBUG_ENV, "").strip() == "1":
             raise
