@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal, overload
 
 from nextword.backend_spec import BackendSpec
+from nextword.complete import CompleteMode, predict_or_complete
 from nextword.decoding_config import DecodingConfig
 from nextword.errors import InvalidInput, ModelLoadError, NextwordError
 from nextword.protocol import Generator
@@ -22,7 +23,6 @@ from nextword.registry import get_backend
 from nextword.results import Generation, Prediction, Score, Settings
 from nextword.settings import Resolved, decoding_from, resolve
 from nextword.streams import GenerationStream
-from nextword.words import predict_words
 
 __all__ = ["generate", "load", "loaded", "predict_next", "score", "stream", "unload"]
 
@@ -137,6 +137,7 @@ def predict_next(
     k: int = 5,
     *,
     unit: Literal["word", "token"] = "word",
+    complete: CompleteMode = "auto",
     beam_width: int | None = None,
     min_prob: float = 0.0,
     backend: str | None = None,
@@ -150,13 +151,23 @@ def predict_next(
     the search bounds ``beam_width`` and ``min_prob`` (see :func:`nextword.words.predict_words`);
     the probability mass not explored is reported as ``unexplored_mass``. Works on every backend
     that provides next-token logits.
+
+    A prompt that ends inside a word ("I love ca") gets the completions of that word (token
+    healing; see :func:`nextword.complete.predict_or_complete`): each candidate is the whole word
+    with ``remaining`` set to what is still to type, its probability conditioned on the word
+    starting with the typed characters (``Prediction.typed``). ``complete`` chooses the reading:
+    ``"word"`` (complete the word), ``"next"`` (the next whole word) or ``"auto"``.
     """
     generator, settings = _load(resolve(backend, model, options))
     if unit == "word":
-        prediction = predict_words(generator, prompt, k, beam_width=beam_width, min_prob=min_prob)
+        prediction = predict_or_complete(
+            generator, prompt, k, complete=complete, beam_width=beam_width, min_prob=min_prob
+        )
     elif unit == "token":
         if beam_width is not None or min_prob:
             raise InvalidInput("beam_width and min_prob bound the word search; they do not apply to unit='token'")
+        if complete != "auto":
+            raise InvalidInput("complete applies to word predictions; it does not apply to unit='token'")
         prediction = generator.predict_next(prompt, k, unit="token")
     else:
         raise InvalidInput(f"unit must be 'word' or 'token', got {unit!r}")
@@ -244,6 +255,11 @@ def _load_model(spec: BackendSpec, model: str, options: dict[str, Any]) -> Gener
             f"the {spec.name!r} backend returned {type(generator).__name__}, which does not "
             "implement the nextword.Generator protocol"
         )
+    try:
+        spec.check_generator(generator)
+    except ModelLoadError:
+        generator.close()
+        raise
     return generator
 
 

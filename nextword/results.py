@@ -121,6 +121,9 @@ class Candidate:
     token_ids: tuple[int, ...]
     prob: float
     logprob: float
+    remaining: str | None = None
+    """For the completion of a word being typed: the characters of ``text`` still to type (``text``
+    is the whole word, the typed part included); None otherwise."""
 
     @property
     def token_id(self) -> int:
@@ -138,6 +141,13 @@ class Prediction:
     unit: Literal["token", "word"] = "token"
     unexplored_mass: float = 0.0
     """Probability mass not covered by any candidate that was examined (word predictions only)."""
+    typed: str | None = None
+    """For the completion of a word being typed: its typed part as the model writes it (``" ca"``
+    for ``"I love ca"``); the probabilities are then conditioned on the word starting with it.
+    None for a next-word or next-token prediction."""
+    prefix_prob: float | None = None
+    """For a completion: the probability (as far as examined) that the next word starts with
+    ``typed`` at all, before conditioning."""
 
     def __iter__(self) -> Iterator[Candidate]:
         return iter(self.candidates)

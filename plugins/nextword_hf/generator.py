@@ -31,10 +31,18 @@ from transformers import (
 )
 from transformers.generation.streamers import BaseStreamer
 
-from nextword import BaseGenerator, DecodingConfig, InvalidConfig, InvalidInput, InvalidState, ModelLoadError
+from nextword import (
+    BackendSpec,
+    BaseGenerator,
+    DecodingConfig,
+    InvalidConfig,
+    InvalidInput,
+    InvalidState,
+    ModelLoadError,
+)
 from nextword.validation import check_length
 from nextword_hf.loading import load_pretrained, locate
-from nextword_hf.plugin import CAPABILITIES
+from nextword_hf.token_bytes import TokenBytes
 
 STREAM_LOOKAHEAD = 4
 """Most tokens a stream generates ahead of its reader before it pauses and frees the model."""
@@ -55,15 +63,24 @@ def resolve_device(device: str) -> torch.device:
     return dev
 
 
+def _plugin_spec() -> BackendSpec:
+    """The plugin's declaration, for a generator loaded directly rather than through nextword."""
+    from nextword_hf.plugin import SPEC
+
+    return SPEC
+
+
 class HFGenerator(BaseGenerator):
     """A transformers causal LM behind nextword's API."""
 
-    backend_name = "hf"
-    capabilities = CAPABILITIES
-
-    def __init__(self, model: str, tokenizer: Any, hf_model: Any, options: dict[str, Any]) -> None:
-        super().__init__(model, options)
+    def __init__(
+        self, model: str, tokenizer: Any, hf_model: Any, options: dict[str, Any], *, spec: BackendSpec
+    ) -> None:
+        """Wrap a loaded tokenizer and model (use :meth:`load` to make them); ``spec`` is the
+        backend's declaration (:data:`nextword_hf.plugin.SPEC`)."""
+        super().__init__(model, options, spec=spec)
         self.tokenizer = tokenizer
+        self._token_bytes = TokenBytes(tokenizer)
         self._hf_model = hf_model
         self._closed = False
         self.device = next(hf_model.parameters()).device
@@ -97,9 +114,12 @@ class HFGenerator(BaseGenerator):
         dtype: str = "float32",
         threads: int | None = None,
         cache: str = "dynamic",
+        spec: BackendSpec | None = None,
     ) -> HFGenerator:
         """Load ``model`` (hub id, local folder or .gguf file) on ``device`` in ``dtype``;
-        ``cache="static"`` makes ``generate`` use a preallocated KV cache."""
+        ``cache="static"`` makes ``generate`` use a preallocated KV cache. ``spec`` is the
+        backend's declaration the generator reports (default: the plugin's own, as
+        ``nextword.load("hf", ...)`` passes it)."""
         if threads:
             torch.set_num_threads(threads)
         dev = resolve_device(device)
@@ -109,7 +129,7 @@ class HFGenerator(BaseGenerator):
             torch_dtype = _DTYPES[dtype]
         tokenizer, hf_model = load_pretrained(locate(model), dtype=torch_dtype, device=str(dev))
         options = {"device": device, "dtype": dtype, "threads": threads, "cache": cache}
-        return cls(model, tokenizer, hf_model, options)
+        return cls(model, tokenizer, hf_model, options, spec=spec or _plugin_spec())
 
     # ---- primitives -------------------------------------------------------------------------
 
@@ -127,6 +147,11 @@ class HFGenerator(BaseGenerator):
         except UnicodeEncodeError as exc:
             raise InvalidInput(f"the text is not valid Unicode ({exc.reason} at position {exc.start})") from None
         return list(self.tokenizer(text, split_special_tokens=True)["input_ids"])
+
+    def token_bytes(self, token_id: int) -> bytes | None:
+        """The bytes ``token_id`` adds to a text (a split character's share included), or None
+        for a special token or an unknown id."""
+        return self._token_bytes(token_id)
 
     def detokenize(self, token_ids: Sequence[int]) -> str:
         return str(
@@ -162,6 +187,13 @@ class HFGenerator(BaseGenerator):
             raise InvalidInput(f"token id {bad} is outside the vocabulary (0 to {n_vocab - 1})")
         check_length(len(ids) - extra, extra, self._n_ctx)
         return ids
+
+    @torch.inference_mode()
+    def sequence_logits(self, token_ids: Sequence[int]) -> npt.NDArray[np.float32]:
+        """Raw logits after every prefix of ``token_ids`` in one forward pass: row ``i`` is the
+        distribution after ``token_ids[: i + 1]`` (shape ``(len(token_ids), vocab)``, float32)."""
+        ids = torch.tensor([list(token_ids)], device=self.device)
+        return self.hf_model(input_ids=ids).logits[0].float().cpu().numpy()
 
     @torch.inference_mode()
     def token_logprobs(self, token_ids: Sequence[int]) -> list[float]:

@@ -24,7 +24,7 @@ import llama_cpp
 import numpy as np
 import numpy.typing as npt
 
-from nextword import BaseGenerator
+from nextword import BackendSpec, BaseGenerator
 from nextword.errors import (
     ContextLengthExceeded,
     EngineError,
@@ -33,7 +33,6 @@ from nextword.errors import (
 )
 from nextword_llamacpp.gguf_check import GGUFInfo
 from nextword_llamacpp.loading import default_threads, open_model
-from nextword_llamacpp.plugin import CAPABILITIES
 
 __all__ = ["LlamaCppGenerator", "default_threads"]
 
@@ -55,12 +54,12 @@ class LlamaCppGenerator(BaseGenerator):
     call :meth:`reset_cache` afterwards.
     """
 
-    backend_name = "llamacpp"
-    capabilities = CAPABILITIES
-
-    def __init__(self, model: str, llama: Any, info: GGUFInfo, n_ctx: int, options: dict[str, Any]) -> None:
-        """Wrap a loaded ``llama_cpp.Llama`` (use :meth:`load` to make one)."""
-        super().__init__(model, options)
+    def __init__(
+        self, model: str, llama: Any, info: GGUFInfo, n_ctx: int, options: dict[str, Any], *, spec: BackendSpec
+    ) -> None:
+        """Wrap a loaded ``llama_cpp.Llama`` (use :meth:`load` to make one); ``spec`` is the
+        backend's declaration (:data:`nextword_llamacpp.plugin.SPEC`)."""
+        super().__init__(model, options, spec=spec)
         self.llama = llama
         self.gguf = info
         self._lock = threading.RLock()
@@ -89,17 +88,23 @@ class LlamaCppGenerator(BaseGenerator):
         self._many = _Batch(self._n_batch)
 
     @classmethod
-    def load(cls, model: str, **options: Any) -> LlamaCppGenerator:
+    def load(cls, model: str, *, spec: BackendSpec | None = None, **options: Any) -> LlamaCppGenerator:
         """Load ``model`` (a .gguf file, a Hugging Face GPT-2 folder or hub id; see
         :func:`~nextword_llamacpp.locate.locate_gguf`) with the plugin's load options (documented
         in :mod:`nextword_llamacpp.plugin`), through the steps of :func:`~nextword_llamacpp.loading.open_model`.
+        ``spec`` is the backend's declaration the generator reports (default: the plugin's own,
+        as ``nextword.load("llamacpp", ...)`` passes it).
 
         Raises:
             ModelLoadError: the model cannot be found, converted, validated or loaded by llama.cpp.
             InvalidConfig: an option value cannot work with this model or this llama.cpp build.
         """
         opened = open_model(model, **options)
-        return cls(model, opened.llama, opened.info, opened.context_length, opened.options)
+        if spec is None:
+            from nextword_llamacpp.plugin import SPEC
+
+            spec = SPEC
+        return cls(model, opened.llama, opened.info, opened.context_length, opened.options, spec=spec)
 
     # ---- primitives -------------------------------------------------------------------------
 
@@ -145,6 +150,15 @@ class LlamaCppGenerator(BaseGenerator):
             data = b"".join([self._piece(int(t)) for t in token_ids])
         return data.decode("utf-8", errors="replace")
 
+    def token_bytes(self, token_id: int) -> bytes | None:
+        """The bytes ``token_id`` adds to a text (a split character's share included), or None
+        for a control token (BOS, EOS, ...)."""
+        token = int(token_id)
+        piece = self._piece(token)
+        if llama_cpp.llama_vocab_is_control(self._vocab, token):
+            return None
+        return piece
+
     def next_token_logits(self, token_ids: Sequence[int]) -> npt.NDArray[np.floating]:
         """Raw float32 logits for the token after ``token_ids`` (a fresh array the caller owns);
         always evaluated from position 0, so the result does not depend on earlier calls."""
@@ -187,6 +201,22 @@ class LlamaCppGenerator(BaseGenerator):
             self._truncate(0)
             self._eval(ids, take)
         return out.tolist()
+
+    def sequence_logits(self, token_ids: Sequence[int]) -> npt.NDArray[np.float32]:
+        """Raw logits after every prefix of ``token_ids``, in one pass over the sequence (in
+        chunks, as :meth:`token_logprobs`): row ``i`` is the distribution after
+        ``token_ids[: i + 1]`` (shape ``(len(token_ids), vocab)``, float32)."""
+        ids = self._checked_ids(token_ids)
+        out = np.empty((len(ids), self._n_vocab), dtype=np.float32)
+
+        def take(start: int, rows: npt.NDArray[np.float32]) -> None:
+            out[start : start + rows.shape[0]] = rows
+
+        with self._lock:
+            self._require_open()
+            self._truncate(0)  # cached positions carry no logits: evaluate the whole sequence
+            self._eval(ids, take)
+        return out
 
     def reset_cache(self) -> None:
         """Forget the evaluated tokens; the next call evaluates its sequence from the start."""
