@@ -17,7 +17,7 @@ import difflib
 import importlib.metadata
 import threading
 import traceback
-from typing import Any
+from typing import Any, TypeVar
 
 import pluggy
 
@@ -31,12 +31,15 @@ __all__ = [
     "BackendInfo",
     "add_plugin_commands",
     "backends",
+    "collect_registrations",
     "get_backend",
     "plugin_manager",
     "register_plugin",
 ]
 
 ENTRY_POINT_GROUP = "nextword"
+
+_T = TypeVar("_T")
 
 BUILTIN_DISTRIBUTION = "nextword"
 """The distribution whose entry points are the built-in plugins."""
@@ -211,6 +214,17 @@ class _Registry:
                 self._checked[spec.name] = f"availability check failed: {_failure(exc)}"
         return self._checked[spec.name]
 
+    def _registration_hooks(self) -> list[str]:
+        """The hooks other than backends' and commands' that take ``register=``."""
+        names = []
+        for name in dir(self.pm.hook):
+            caller = getattr(self.pm.hook, name)
+            spec = getattr(caller, "spec", None)
+            if spec is not None and name not in ("register_backends", "register_commands"):
+                if "register" in spec.argnames:
+                    names.append(name)
+        return names
+
     def add_commands(self, cli: Any) -> None:
         """Run every plugin's ``register_commands`` hook on the click group ``cli``, one plugin at a
         time: a plugin whose hook fails adds no command, and one that replaces a command already
@@ -238,8 +252,44 @@ class _Registry:
                     f"it registers the command name(s) {', '.join(replaced)}, already taken (the first keeps it)"
                 )
 
+    def collect(self, hook: str, kind: type[_T]) -> dict[str, _T]:
+        """What every plugin registers through the hook ``hook`` (called ``register=...``), by
+        name, calling the plugins one at a time, built-ins first: a plugin whose hook fails,
+        registers something not a ``kind`` or a name already taken adds nothing, and the
+        problem is reported by :meth:`infos`."""
+        self.discover()
+        impls = getattr(self.pm.hook, hook).get_hookimpls()
+        impls.sort(key=lambda impl: self.pm.get_name(impl.plugin) not in self._builtin)
+        out: dict[str, tuple[_T, str]] = {}
+        for impl in impls:
+            plugin = self.pm.get_name(impl.plugin) or repr(impl.plugin)
+            found: list[object] = []
+            try:
+                impl.function(register=found.append)
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:
+                self._command_problems[plugin] = f"{hook} failed: {_failure(exc)}"
+                continue
+            wrong = [type(spec).__name__ for spec in found if not isinstance(spec, kind)]
+            names = [getattr(spec, "name", None) for spec in found]
+            taken = [n for n in names if n in out or names.count(n) > 1]
+            if wrong or taken:
+                self._command_problems[plugin] = (
+                    f"{hook} registered {wrong[0]}, not a {kind.__name__}"
+                    if wrong
+                    else f"{hook} registered the name {taken[0]!r}, already taken (the first keeps it)"
+                )
+                continue
+            for spec in found:
+                if isinstance(spec, kind):  # all are (checked above); narrows the type
+                    out[getattr(spec, "name")] = (spec, plugin)  # noqa: B009
+        return {name: spec for name, (spec, _) in out.items()}
+
     def infos(self) -> list[BackendInfo]:
         self.discover()
+        for hook in self._registration_hooks():  # trainers, exporters...: their failures show too
+            self.collect(hook, object)
         out = []
         for name, (spec, plugin) in sorted(self._specs.items()):
             reason = self._check(spec)
@@ -279,6 +329,13 @@ def add_plugin_commands(cli: Any) -> None:
     """Add the commands plugins register to the click group ``cli`` (see :class:`_Registry.add_commands`):
     a plugin's failure never breaks the other commands or ``--help``."""
     _REGISTRY.add_commands(cli)
+
+
+def collect_registrations(hook: str, kind: type[_T]) -> dict[str, _T]:
+    """Everything plugins register through the hook named ``hook`` that takes ``register=``
+    (trainers, exporters, ...), by name, with plugin failures contained as for backends: see
+    :meth:`_Registry.collect`."""
+    return _REGISTRY.collect(hook, kind)
 
 
 def backends() -> list[BackendInfo]:

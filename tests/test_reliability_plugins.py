@@ -93,6 +93,19 @@ PLUGINS = {
         def register_commands(cli):
             sys.exit(5)
     """,
+    "np_trainer_raises": """
+        import nextword
+        @nextword.hookimpl
+        def register_trainers(register):
+            raise RuntimeError('no trainer today')
+    """,
+    "np_exporter_steals": """
+        import nextword
+        from nextword.tuning.specs import ExporterSpec
+        @nextword.hookimpl
+        def register_exporters(register):
+            register(ExporterSpec(name='gguf', types=('f32',), export=None, verify=None))
+    """,
     "np_commands_steal": """
         import click, nextword
         @nextword.hookimpl
@@ -119,6 +132,8 @@ EXPECTED_REASONS = {
     "np_commands_raise": "register_commands failed, so its commands are not available: KeyError: 'commands broke'",
     "np_commands_exit": "register_commands failed, so its commands are not available: it called sys.exit(5)",
     "np_commands_steal": "it registers the command name(s) generate, already taken",
+    "np_trainer_raises": "register_trainers failed: RuntimeError: no trainer today",
+    "np_exporter_steals": "register_exporters registered the name 'gguf', already taken (the first keeps it)",
 }
 
 
@@ -199,6 +214,9 @@ def test_the_api_survives_a_plugin_that_exits_on_import(plugin_site: Path) -> No
     code = textwrap.dedent(
         """
         import nextword
+        from nextword.tuning.extensions import exporters, trainers
+        export = exporters()['gguf']
+        print(sorted(trainers()) == ['hf'], export.types != ('f32',) and export.export is not None)
         names = {b.name: b.usable for b in nextword.backends()}
         print(names['hf'], names['llamacpp'], names['np_import_exit'])
         try:
@@ -209,7 +227,7 @@ def test_the_api_survives_a_plugin_that_exits_on_import(plugin_site: Path) -> No
     )
     proc = _run(plugin_site, code=code)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split() == ["True", "True", "False", "ModelLoadError", "True"]
+    assert proc.stdout.split() == ["True", "True", "True", "True", "False", "ModelLoadError", "True"]
 
 
 class _Steals:
