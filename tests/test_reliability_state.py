@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 import nextword
-from nextword import BackendSpec, hookimpl
+from nextword import BackendSpec, Capabilities, Support, hookimpl
 from nextword.api import _canonical
 from nextword.testing.pytest_fixtures import require_module
 from tests.thirdparty.bytelm import ByteBigramGenerator
@@ -194,15 +194,18 @@ class _SlowPlugin:
     def __init__(self) -> None:
         self.entered = threading.Event()
         self.release = threading.Event()
+        self.spec = BackendSpec(
+            name="slowload", load=self._load, default_model="1", capabilities=Capabilities.all(Support.EMULATED)
+        )
 
     @hookimpl
     def register_backends(self, register: Callable[[BackendSpec], None]) -> None:
-        register(BackendSpec(name="slowload", load=self._load, default_model="m"))
+        register(self.spec)
 
     def _load(self, model: str, **options: Any) -> ByteBigramGenerator:
         self.entered.set()
         self.release.wait(timeout=60)
-        return ByteBigramGenerator(model)
+        return ByteBigramGenerator(model, spec=self.spec)
 
 
 def test_a_loading_model_does_not_block_calls_on_loaded_models(bytelm_plugin: str) -> None:
