@@ -16,6 +16,7 @@ from nextword.capabilities import Capabilities, Support
 from nextword.decoding_config import DecodingConfig
 from nextword.errors import (
     BackendNotFound,
+    Cancelled,
     ContextLengthExceeded,
     EngineError,
     InvalidConfig,
@@ -28,7 +29,7 @@ from nextword.errors import (
 )
 from nextword.explanation import Explanation, explain
 from nextword.hookspecs import hookimpl
-from nextword.protocol import Generator
+from nextword.protocol import ForkableSession, Generator, SupportsSessions
 from nextword.registry import BackendInfo, backends, register_plugin, unregister_plugin
 from nextword.results import Candidate, Completion, Generation, Prediction, Score, Settings, TokenScore
 from nextword.streams import GenerationStream
@@ -47,7 +48,9 @@ __all__ = [
     "Completion",
     "ContextLengthExceeded",
     "DecodingConfig",
+    "Cancelled",
     "EngineError",
+    "ForkableSession",
     "Explanation",
     "FinetuneOptions",
     "FinetuneReport",
@@ -64,6 +67,7 @@ __all__ = [
     "Score",
     "Settings",
     "Support",
+    "SupportsSessions",
     "TextStream",
     "TokenScore",
     "TrainingInterrupted",

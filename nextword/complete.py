@@ -42,6 +42,7 @@ import numpy as np
 import numpy.typing as npt
 
 from nextword.decoding.branches import open_branches
+from nextword.decoding.detok import text_after
 from nextword.decoding.processors import log_softmax
 from nextword.errors import InvalidInput
 from nextword.explanation.compute import _added_first_token
@@ -56,7 +57,6 @@ from nextword.words import (
     _Evaluator,
     _PerGenerator,
     _piece_reader,
-    _text_after,
     predict_words,
     search_words_from_ids,
     word_start_mask,
@@ -107,8 +107,8 @@ def partial_word(generator: Generator, prompt: str) -> tuple[list[int], list[int
                 "end-of-text token to stand for the start of the text; give some context"
             )
         context = [eos[0]]
-        return context, word, _text_after(generator, [], word)
-    return context, word, _text_after(generator, context[-1:], word)
+        return context, word, text_after(generator.detokenize, [], word)
+    return context, word, text_after(generator.detokenize, context[-1:], word)
 
 
 def _vocab_size(generator: Generator, ids: Sequence[int]) -> int:

@@ -54,6 +54,7 @@ import numpy as np
 import numpy.typing as npt
 
 from nextword.decoding.branches import Branches, SessionBranches, open_branches
+from nextword.decoding.detok import text_after
 from nextword.decoding.processors import log_softmax, top_indices
 from nextword.errors import InvalidInput
 from nextword.protocol import Generator
@@ -209,21 +210,7 @@ def _piece_reader(generator: Generator) -> Callable[[int], str]:
 
 
 def _eos_ids(generator: Generator) -> frozenset[int]:
-    eos = getattr(generator, "eos_token_ids", None)
-    try:
-        return frozenset(int(t) for t in eos) if eos else frozenset()
-    except TypeError:
-        return frozenset()
-
-
-def _text_after(generator: Generator, context: Sequence[int], ids: Sequence[int]) -> str:
-    """The text ``ids`` add after ``context`` (so a leading space survives SentencePiece decoding)."""
-    if context:
-        head = generator.detokenize(list(context))
-        full = generator.detokenize([*context, *ids])
-        if full.startswith(head):
-            return full[len(head) :]
-    return generator.detokenize(list(ids))
+    return frozenset(int(t) for t in generator.eos_token_ids)
 
 
 # ---- results -------------------------------------------------------------------------------------
@@ -559,7 +546,7 @@ class _Search:
             heapq.heappush(self.heap, (-group.peek(), next(self.order), group))
 
     def _add_word(self, path: tuple[int, ...], logprob: float) -> None:
-        text = _text_after(self.generator, self.context, path)
+        text = text_after(self.generator.detokenize, self.context, path)
         # Distinct byte sequences with an incomplete character all read U+FFFD: never merge those.
         key: str | tuple[str, tuple[int, ...]] = (text, path) if _REPLACEMENT in text else text
         word = self.words.get(key)

@@ -106,6 +106,45 @@ class GeneratorConformance:
         assert result.settings.decoding.max_new_tokens == 5
         assert result.settings.backend == generator.backend
 
+    # ---- tokenizer contract ------------------------------------------------------------------
+
+    def _added_prefix(self, generator: Generator, ids: list[int], text: str) -> int:
+        """How many leading ids the tokenizer added before ``text`` (0, or 1 for a BOS token)."""
+        if generator.detokenize(ids) == text:
+            return 0
+        assert generator.detokenize(ids[1:]) == text, f"tokenize/detokenize do not round-trip {text!r}"
+        return 1
+
+    def test_special_tokens_render_as_text(self, generator: Generator) -> None:
+        """``detokenize`` of a special (end-of-text) token gives its text, not nothing."""
+        for token in sorted(generator.eos_token_ids):
+            assert generator.detokenize([token]) != "", f"end-of-text token {token} renders as an empty string"
+
+    def test_special_token_names_in_a_prompt_are_plain_text(self, generator: Generator) -> None:
+        """A prompt that spells a special token's name is text: it never becomes the control
+        token, and it reads back unchanged."""
+        names = {generator.detokenize([t]) for t in generator.eos_token_ids} | {"<|endoftext|>", "</s>", "<eos>"}
+        for name in sorted(n for n in names if n.strip()):
+            text = f"Say {name} twice: {name}."
+            ids = generator.tokenize(text)
+            added = self._added_prefix(generator, ids, text)
+            assert not set(ids[added:]) & set(generator.eos_token_ids), f"{name!r} in the text became a control token"
+
+    def test_bos_only_where_the_model_adds_it(self, generator: Generator) -> None:
+        """A tokenizer that adds a BOS token adds the same one, once, at the start of every text,
+        and never one inside a text; one that adds none adds nothing."""
+        first: set[int] = set()
+        added_counts = set()
+        for prompt in self.prompts:
+            ids = generator.tokenize(prompt)
+            added = self._added_prefix(generator, ids, prompt)
+            added_counts.add(added)
+            if added:
+                first.add(ids[0])
+                assert generator.tokenize(prompt + " " + prompt).count(ids[0]) == 1
+        assert len(added_counts) == 1, "a BOS token is added to some prompts and not to others"
+        assert len(first) <= 1, "different prompts got different BOS tokens"
+
     # ---- greedy -----------------------------------------------------------------------------
 
     def test_greedy_is_deterministic(self, generator: Generator) -> None:

@@ -40,7 +40,8 @@ from nextword import (
     InvalidState,
     ModelLoadError,
 )
-from nextword.validation import check_length
+from nextword.cpu import default_threads
+from nextword.validation import check_length, utf8_bytes
 from nextword_hf.loading import load_pretrained, locate
 from nextword_hf.token_bytes import TokenBytes
 
@@ -117,18 +118,22 @@ class HFGenerator(BaseGenerator):
         spec: BackendSpec | None = None,
     ) -> HFGenerator:
         """Load ``model`` (hub id, local folder or .gguf file) on ``device`` in ``dtype``;
-        ``cache="static"`` makes ``generate`` use a preallocated KV cache. ``spec`` is the
-        backend's declaration the generator reports (default: the plugin's own, as
-        ``nextword.load("hf", ...)`` passes it)."""
+        ``cache="static"`` makes ``generate`` use a preallocated KV cache. Without ``threads``,
+        torch's thread count is lowered to :func:`nextword.cpu.default_threads` where it is
+        higher (torch counts the machine's cores, not the process's affinity or cgroup quota).
+        ``spec`` is the backend's declaration the generator reports (default: the plugin's own,
+        as ``nextword.load("hf", ...)`` passes it)."""
         if threads:
             torch.set_num_threads(threads)
+        elif torch.get_num_threads() > default_threads():
+            torch.set_num_threads(default_threads())
         dev = resolve_device(device)
         if dtype == "auto":
             torch_dtype = torch.float16 if dev.type == "cuda" else torch.float32
         else:
             torch_dtype = _DTYPES[dtype]
         tokenizer, hf_model = load_pretrained(locate(model), dtype=torch_dtype, device=str(dev))
-        options = {"device": device, "dtype": dtype, "threads": threads, "cache": cache}
+        options = {"device": device, "dtype": dtype, "threads": threads or torch.get_num_threads(), "cache": cache}
         return cls(model, tokenizer, hf_model, options, spec=spec or _plugin_spec())
 
     # ---- primitives -------------------------------------------------------------------------
@@ -142,10 +147,7 @@ class HFGenerator(BaseGenerator):
         return self._eos
 
     def tokenize(self, text: str) -> list[int]:
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise InvalidInput(f"the text is not valid Unicode ({exc.reason} at position {exc.start})") from None
+        utf8_bytes(text)  # invalid Unicode is refused the same way on every backend
         return list(self.tokenizer(text, split_special_tokens=True)["input_ids"])
 
     def token_bytes(self, token_id: int) -> bytes | None:
