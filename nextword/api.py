@@ -227,7 +227,8 @@ def _load(resolved: Resolved) -> tuple[Generator, Settings]:
     settings = effective_settings(resolved, spec)
     model, options = settings.model, dict(settings.options)
     key = (spec, _canonical(model), repr(sorted(options.items())))
-    return _cached_load(key, spec, model, options), settings
+    generator = _cached_load(key, spec, model, options)
+    return generator, dataclasses.replace(settings, options=spec.shown_options(settings.options))
 
 
 def _cached_load(key: _Key, spec: BackendSpec, model: str, options: dict[str, Any]) -> Generator:

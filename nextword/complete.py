@@ -46,6 +46,7 @@ from nextword.decoding.detok import text_after
 from nextword.decoding.processors import log_softmax
 from nextword.errors import InvalidInput
 from nextword.explanation.compute import _added_first_token
+from nextword.logprobs import top_logprobs
 from nextword.protocol import Generator
 from nextword.results import Candidate, Prediction
 from nextword.validation import check_length, encode_text
@@ -59,6 +60,7 @@ from nextword.words import (
     _piece_reader,
     predict_words,
     search_words_from_ids,
+    token_starts_word,
     word_start_mask,
 )
 
@@ -449,6 +451,15 @@ def continuation_prob(generator: Generator, prompt: str) -> float:
     word, by :func:`~nextword.words.word_start_mask`): how ``complete="auto"`` reads a prompt."""
     ids = encode_text(generator, prompt)
     check_length(len(ids), 1, generator.context_length)
+    if not getattr(generator.capabilities, "logits", True):
+        # Only the top N are known (a remote server): the listed continuations are a lower bound.
+        limit = generator.capabilities.max_logprobs
+        top = top_logprobs(generator, ids, 64 if limit is None else min(64, limit))
+        return math.fsum(
+            math.exp(lp)
+            for t, lp in zip(top.token_ids, top.logprobs, strict=True)
+            if not token_starts_word(generator, t)
+        )
     p = np.exp(log_softmax(np.asarray(generator.next_token_logits(ids))))
     starts = word_start_mask(generator, p.shape[-1])
     return float(p[~starts].sum())
