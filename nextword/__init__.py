@@ -28,7 +28,7 @@ from nextword.errors import (
 )
 from nextword.explanation import Explanation, explain
 from nextword.hookspecs import hookimpl
-from nextword.protocol import Generator
+from nextword.protocol import ForkableSession, Generator, SupportsSessions
 from nextword.registry import BackendInfo, backends, register_plugin, unregister_plugin
 from nextword.results import Candidate, Completion, Generation, Prediction, Score, Settings, TokenScore
 from nextword.streams import GenerationStream
@@ -49,6 +49,7 @@ __all__ = [
     "DecodingConfig",
     "Cancelled",
     "EngineError",
+    "ForkableSession",
     "Explanation",
     "FinetuneOptions",
     "FinetuneReport",
@@ -64,6 +65,7 @@ __all__ = [
     "Score",
     "Settings",
     "Support",
+    "SupportsSessions",
     "TextStream",
     "TokenScore",
     "TrainingInterrupted",

@@ -190,8 +190,14 @@ def _prepare(
     return generator, cfg, dataclasses.replace(settings, decoding=cfg, sources=sources)
 
 
-def _load(resolved: Resolved) -> tuple[Generator, Settings]:
-    spec = get_backend(resolved.backend)
+def effective_settings(resolved: Resolved, spec: BackendSpec) -> Settings:
+    """What a load with ``resolved`` settings on backend ``spec`` runs with: the model (the
+    backend's default when none is set), the options validated, converted and completed with
+    their defaults, and where each value came from. :func:`load` and ``nextword config`` both
+    use it, so what the command prints is what a load does.
+
+    Raises :class:`~nextword.errors.InvalidConfig` for an unknown option or a bad value.
+    """
     sources = dict(resolved.sources)
     model = resolved.model
     if model is None:
@@ -202,8 +208,14 @@ def _load(resolved: Resolved) -> tuple[Generator, Settings]:
         if name not in options and opt.default is not None:
             options[name] = opt.default
             sources.setdefault(f"options.{name}", "default")
+    return Settings(backend=spec.name, model=model, options=options, sources=sources)
+
+
+def _load(resolved: Resolved) -> tuple[Generator, Settings]:
+    spec = get_backend(resolved.backend)
+    settings = effective_settings(resolved, spec)
+    model, options = settings.model, dict(settings.options)
     key = (spec, model, repr(sorted(options.items())))
-    settings = Settings(backend=spec.name, model=model, options=options, sources=sources)
     with _LOCK:
         generator = _CACHE.get(key)
         if generator is None:
@@ -226,4 +238,4 @@ def _load(resolved: Resolved) -> tuple[Generator, Settings]:
                 generator.close()
                 raise
             _CACHE[key] = generator
-    return generator, settings
+    return generator, dataclasses.replace(settings, options=spec.shown_options(settings.options))

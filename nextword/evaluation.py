@@ -36,11 +36,12 @@ import numpy as np
 import numpy.typing as npt
 
 from nextword.complete import complete_after
+from nextword.decoding.detok import text_after
 from nextword.errors import InvalidInput, NextwordError
 from nextword.protocol import Generator
 from nextword.results import Settings
 from nextword.validation import encode_text
-from nextword.words import _text_after, search_words_from_ids, word_start_mask
+from nextword.words import search_words_from_ids, word_start_mask
 
 __all__ = [
     "Comparison",
@@ -285,7 +286,7 @@ def _word_plan(
             if b == e and e < len(ids) and not (ids[e] >= vocab or mask[ids[e]]):
                 continue  # the word goes on past the window: its end is unknown here
             context = list(ids[s:a])
-            plan.append((context, _text_after(generator, context[-1:], ids[a:b]), a))
+            plan.append((context, text_after(generator.detokenize, context[-1:], ids[a:b]), a))
     return plan
 
 
@@ -302,7 +303,10 @@ def _type_word(
     for typed in range(1, len(target)):
         if typed + 1 >= len(target):
             break  # accepting would cost as much as typing the rest
-        done = complete_after(generator, context, target[:typed], k, beam_width=beam_width)
+        try:
+            done = complete_after(generator, context, target[:typed], k, beam_width=beam_width)
+        except InvalidInput:  # nothing spelling the typed characters within the bounds: no suggestion
+            continue
         if target in [w.text for w in done.search.words[:k]]:
             return WordResult(target, start, rank, typed + 1)
     return WordResult(target, start, rank, len(target))

@@ -19,6 +19,11 @@ python -m pip install --quiet torch==2.13.0
 # llama.cpp's native build crashes on quantized models on some CPUs: build it portable.
 CMAKE_ARGS="-DGGML_NATIVE=OFF" python -m pip install --quiet -e ".[dev]"
 
+# Test assets, fetched now so that tests never download: the real GPT-2 vocabulary and its
+# tokenizer vectors, taken from the llama-cpp-python sdist (pip's cache already holds it from the
+# build above) into the user cache folder (or $NEXTWORD_ASSET_DIR).
+python -m nextword.testing.assets >/dev/null
+
 # A headless browser for the test that reads explain's HTML page back (tests/test_korean.py).
 # Installed with apt when we can (root on Debian/Ubuntu, as in CI); otherwise say how.
 if ! command -v chromium-headless-shell >/dev/null && ! command -v chromium >/dev/null; then

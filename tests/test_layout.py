@@ -132,3 +132,30 @@ def test_stream_returns_a_public_type(hf_gen: nextword.Generator) -> None:
     )
     assert isinstance(stream, nextword.GenerationStream)
     assert stream.text() == stream.result.text and stream.result.settings.backend == "hf"
+
+
+def test_the_pytest_plugin_imports_nothing_heavy() -> None:
+    """Loading nextword's pytest plugin (the ``pytest11`` entry point, active in every pytest run
+    where nextword is installed) imports no engine, no model builder and not the suite."""
+    code = (
+        "import sys, nextword.testing.pytest_plugin as p\n"
+        "assert {'gpt2_vocab', 'tiny_gpt2_dir', 'gemma_gguf'} <= set(p.__all__)\n"
+        "heavy = ('torch', 'transformers', 'llama_cpp', 'gguf', 'nextword.testing.conformance',\n"
+        "         'nextword.testing.models', 'nextword_hf', 'nextword_llamacpp')\n"
+        "print(' '.join(m for m in heavy if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == ""
+    from importlib.metadata import entry_points
+
+    assert [e.value for e in entry_points(group="pytest11") if e.name == "nextword"] == [
+        "nextword.testing.pytest_plugin"
+    ]
+
+
+def test_the_gpt2_vocabulary_is_never_downloaded_at_test_time(tmp_path: Path) -> None:
+    from nextword.testing.assets import AssetUnavailable, gpt2_vocab_files
+
+    with pytest.raises(AssetUnavailable, match="tests never download it.*python -m nextword.testing.assets"):
+        gpt2_vocab_files(tmp_path, fetch=False)
+    assert list(tmp_path.iterdir()) == []

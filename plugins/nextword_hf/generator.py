@@ -30,7 +30,7 @@ from nextword import (
     NextwordError,
 )
 from nextword.cpu import default_threads
-from nextword.validation import check_length
+from nextword.validation import check_length, utf8_bytes
 from nextword_hf.loading import load_pretrained, locate
 from nextword_hf.token_bytes import TokenBytes
 
@@ -133,10 +133,7 @@ class HFGenerator(BaseGenerator):
         return self._eos
 
     def tokenize(self, text: str) -> list[int]:
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise InvalidInput(f"the text is not valid Unicode ({exc.reason} at position {exc.start})") from None
+        utf8_bytes(text)  # invalid Unicode is refused the same way on every backend
         return list(self.tokenizer(text, split_special_tokens=True)["input_ids"])
 
     def token_bytes(self, token_id: int) -> bytes | None:

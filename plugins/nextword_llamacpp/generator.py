@@ -27,9 +27,11 @@ import numpy.typing as npt
 
 from nextword import BackendSpec, BaseGenerator
 from nextword.decoding.loop import sample_tokens
+from nextword.decoding.processors import log_softmax
 from nextword.decoding_config import DecodingConfig
 from nextword.errors import ContextLengthExceeded, InvalidInput, NextwordError
 from nextword.scheduler import StepScheduler, run_concurrently
+from nextword.validation import utf8_bytes
 from nextword_llamacpp.gguf_check import GGUFInfo
 from nextword_llamacpp.loading import default_threads, open_model
 from nextword_llamacpp.multiseq import Job, Need, Needs, Request, RowsNeed, SeqPool
@@ -128,10 +130,7 @@ class LlamaCppGenerator(BaseGenerator):
     def tokenize(self, text: str) -> list[int]:
         """Token ids of ``text``; a BOS token comes first when the model asks for one (GPT-2 does
         not), and special-token text such as ``<|endoftext|>`` is tokenized as plain text."""
-        try:
-            data = text.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise InvalidInput(f"the text is not valid Unicode (lone surrogate at {exc.start})") from None
+        data = utf8_bytes(text)
         with self._lock:
             self._require_open()
             return [int(t) for t in self.llama.tokenize(data, add_bos=self._add_bos, special=False)]
@@ -228,23 +227,21 @@ class LlamaCppGenerator(BaseGenerator):
         """Log-probability of each token after the first, in one pass over the sequence.
 
         llama.cpp is asked for the logits of every position, in chunks sized so its output buffer
-        stays small (about 32 MB); the log-softmax is taken in float64 like
-        :func:`nextword.decoding.processors.log_softmax`.
+        stays small (about 32 MB); the log-softmax is :func:`nextword.decoding.processors.log_softmax`
+        (float64).
         """
         ids = self._checked_ids(token_ids)
         out = np.empty(len(ids) - 1, dtype=np.float64)
 
         def take(start: int, rows: npt.NDArray[np.float32]) -> None:
             # rows[j] are the logits after ids[start + j]: they score ids[start + j + 1].
-            # Vectorized over 16 rows at a time: three times faster than log_softmax row by row,
-            # which matters here (it is per scored token) and not in the converter's verify().
+            # 16 rows at a time: three times faster than one row at a time, which matters here
+            # (it is per scored token), with a bounded float64 buffer.
             targets = np.asarray(ids[start + 1 : start + 1 + rows.shape[0]], dtype=np.int64)
             for b in range(0, len(targets), 16):
-                x = rows[b : b + 16][: len(targets) - b].astype(np.float64)
-                top = x.max(axis=1, keepdims=True)
-                lse = top[:, 0] + np.log(np.exp(x - top).sum(axis=1))
                 t = targets[b : b + 16]
-                out[start + b : start + b + len(t)] = x[np.arange(len(t)), t] - lse
+                logp = log_softmax(rows[b : b + len(t)])
+                out[start + b : start + b + len(t)] = logp[np.arange(len(t)), t]
 
         request = RowsNeed(ids, take)
         self._submit(request, batchable=False)
