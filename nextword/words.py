@@ -58,6 +58,7 @@ from nextword.decoding.processors import log_softmax, top_indices
 from nextword.errors import InvalidInput
 from nextword.protocol import Generator
 from nextword.results import Candidate, Prediction, Settings
+from nextword.scheduler import check_cancelled
 from nextword.validation import check_length, encode_text
 
 __all__ = [
@@ -307,6 +308,7 @@ class _Evaluator:
     ) -> npt.NDArray[np.float64]:
         row = self._rows.pop(path, None)
         if row is None:
+            check_cancelled()
             paths = [path]
             if self._batched and upcoming is not None:
                 paths += [p for p in upcoming(MAX_BATCH - 1) if p != path and p not in self._rows]

@@ -21,6 +21,8 @@ from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaLis
 from transformers.generation.streamers import BaseStreamer
 
 from nextword import BaseGenerator, DecodingConfig, InvalidConfig, InvalidInput, ModelLoadError, NextwordError
+from nextword.errors import Cancelled
+from nextword.scheduler import CancelScope
 from nextword.validation import check_length
 from nextword_hf.loading import load_pretrained, locate
 from nextword_hf.plugin import CAPABILITIES
@@ -244,7 +246,8 @@ class HFGenerator(BaseGenerator):
         for i, ids in enumerate(batch):
             input_ids[i, width - len(ids) :] = torch.tensor(list(ids))
             mask[i, width - len(ids) :] = 1
-        criteria = StoppingCriteriaList()
+        scope = CancelScope.nested()  # cancelled with the caller's scope (an asyncio task)
+        criteria = StoppingCriteriaList([_Cancelled(scope)])
         if config.stop:
             criteria.append(_StopStrings(self, config.stop, width))
         if extra_stop is not None:
@@ -259,6 +262,8 @@ class HFGenerator(BaseGenerator):
                 stopping_criteria=criteria,
                 streamer=streamer,
             )
+        if scope.cancelled:
+            raise Cancelled("the generation was cancelled")
         return out, width
 
     def _generation_config(self, config: DecodingConfig, n_new: int) -> GenerationConfig:
@@ -407,13 +412,14 @@ class _QueueStreamer(BaseStreamer):
 
 
 class _Cancelled(StoppingCriteria):
-    """Stops generation once the consumer has gone away."""
+    """Stops generation once the consumer has gone away or the call was cancelled."""
 
-    def __init__(self, event: threading.Event) -> None:
-        self.event = event
+    def __init__(self, flag: threading.Event | CancelScope) -> None:
+        self.flag = flag
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> torch.Tensor:
-        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
+        stop = self.flag.is_set() if isinstance(self.flag, threading.Event) else self.flag.cancelled
+        return torch.full((input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device)
 
 
 class _StopStrings(StoppingCriteria):
