@@ -12,7 +12,7 @@ from nextword.capabilities import Capabilities
 from nextword.config import DecodingConfig
 from nextword.results import Generation, Prediction, Score, Settings
 
-__all__ = ["Generator", "TextStreamLike"]
+__all__ = ["AsyncTextStreamLike", "Generator", "TextStreamLike"]
 
 
 @runtime_checkable
@@ -25,6 +25,20 @@ class TextStreamLike(Protocol):
     def result(self) -> Generation: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class AsyncTextStreamLike(Protocol):
+    """An async iterator of text chunks (:class:`nextword.aio.AsyncTextStream` in BaseGenerator)."""
+
+    def __aiter__(self) -> AsyncIterator[str]: ...
+
+    async def __anext__(self) -> str: ...
+
+    @property
+    def result(self) -> Generation: ...
+
+    async def aclose(self) -> None: ...
 
 
 @runtime_checkable
@@ -115,7 +129,7 @@ class Generator(Protocol):
         stops it at its next step."""
         ...
 
-    def astream(self, prompt: str, config: DecodingConfig | None = None, /, **decoding: Any) -> AsyncIterator[str]:
+    def astream(self, prompt: str, config: DecodingConfig | None = None, /, **decoding: Any) -> AsyncTextStreamLike:
         """:meth:`stream` as an async iterator (:class:`nextword.aio.AsyncTextStream` in
         BaseGenerator); cancelling the task or closing the iterator stops the engine."""
         ...
