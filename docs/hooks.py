@@ -143,7 +143,7 @@ def _builtin_backends() -> _Backends:
 
 def _field_docs() -> dict[str, str]:
     """The attribute docstrings of DecodingConfig's fields, read from its source."""
-    from nextword.config import DecodingConfig
+    from nextword.decoding_config import DecodingConfig
 
     tree = ast.parse(inspect.getsource(DecodingConfig))
     body = tree.body[0].body  # type: ignore[attr-defined]
@@ -162,7 +162,7 @@ def _field_docs() -> dict[str, str]:
 
 def _allowed(name: str) -> str:
     """What the validator accepts, in its own words: build invalid configs and read the messages."""
-    from nextword.config import DecodingConfig
+    from nextword.decoding_config import DecodingConfig
     from nextword.errors import InvalidConfig
 
     phrases: list[str] = []
@@ -184,7 +184,7 @@ def _allowed(name: str) -> str:
 
 
 def decoding_options(markdown: str, src: str) -> str:
-    from nextword.config import DecodingConfig
+    from nextword.decoding_config import DecodingConfig
 
     docs = _field_docs()
     rows = []
@@ -205,7 +205,7 @@ def decoding_options(markdown: str, src: str) -> str:
 
 
 def decoding_support(markdown: str, src: str) -> str:
-    from nextword.config import DecodingConfig
+    from nextword.decoding_config import DecodingConfig
 
     found = _builtin_backends()
     names = sorted(found.specs)
@@ -362,7 +362,7 @@ def _has_heading(markdown: str, name: str) -> bool:
 
 def check_headings(markdown: str, src: str, kind: str) -> str:
     if kind == "decoding":
-        from nextword.config import DecodingConfig
+        from nextword.decoding_config import DecodingConfig
 
         names = list(DecodingConfig.field_names())
     elif kind == "errors":

@@ -15,7 +15,7 @@ from nextword.async_api import agenerate, apredict_next, ascore, astream
 from nextword.backend_spec import BackendSpec, OptionSpec
 from nextword.base import BaseGenerator, TextStream
 from nextword.capabilities import Capabilities, Support
-from nextword.config import DecodingConfig
+from nextword.decoding_config import DecodingConfig
 from nextword.errors import (
     BackendNotFound,
     ContextLengthExceeded,
@@ -24,6 +24,7 @@ from nextword.errors import (
     InvalidInput,
     ModelLoadError,
     NextwordError,
+    TrainingInterrupted,
     UnsupportedOption,
 )
 from nextword.explanation import Explanation, explain
@@ -31,6 +32,8 @@ from nextword.hookspecs import hookimpl
 from nextword.protocol import Generator
 from nextword.registry import BackendInfo, backends, register_plugin, unregister_plugin
 from nextword.results import Candidate, Completion, Generation, Prediction, Score, Settings, TokenScore
+from nextword.streams import GenerationStream
+from nextword.tuning import FinetuneOptions, FinetuneReport, finetune
 from nextword.words import predict_words
 
 __version__ = "0.1.0"
@@ -48,7 +51,10 @@ __all__ = [
     "DecodingConfig",
     "EngineError",
     "Explanation",
+    "FinetuneOptions",
+    "FinetuneReport",
     "Generation",
+    "GenerationStream",
     "Generator",
     "InvalidConfig",
     "InvalidInput",
@@ -61,6 +67,7 @@ __all__ = [
     "Support",
     "TextStream",
     "TokenScore",
+    "TrainingInterrupted",
     "UnsupportedOption",
     "agenerate",
     "apredict_next",
@@ -68,6 +75,7 @@ __all__ = [
     "astream",
     "backends",
     "explain",
+    "finetune",
     "generate",
     "hookimpl",
     "load",

@@ -9,16 +9,17 @@ from __future__ import annotations
 import dataclasses
 import os
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal, overload
 
 from nextword.backend_spec import BackendSpec
-from nextword.config import DecodingConfig
+from nextword.decoding_config import DecodingConfig
 from nextword.errors import InvalidInput, ModelLoadError, NextwordError
 from nextword.protocol import Generator
 from nextword.registry import get_backend
 from nextword.results import Generation, Prediction, Score, Settings
 from nextword.settings import Resolved, decoding_from, resolve
+from nextword.streams import GenerationStream
 from nextword.words import predict_words
 
 __all__ = ["generate", "load", "loaded", "predict_next", "score", "stream", "unload"]
@@ -89,7 +90,7 @@ def generate(
 ) -> Generation | list[Generation]:
     """Continue a prompt, or each prompt of a list (a batch).
 
-    ``decoding`` takes any :class:`~nextword.config.DecodingConfig` field (``max_new_tokens``,
+    ``decoding`` takes any :class:`~nextword.decoding_config.DecodingConfig` field (``max_new_tokens``,
     ``max_length``, ``do_sample``, ``temperature``, ``top_k``, ``top_p``, ``no_repeat_ngram_size``,
     ``num_return_sequences``, ``stop``, ``seed``, ...). Returns a
     :class:`~nextword.results.Generation` (a list of them for a list of prompts) with the text,
@@ -102,29 +103,6 @@ def generate(
     return dataclasses.replace(result, settings=settings)
 
 
-class _SettledStream:
-    """A text stream whose final result carries the effective settings."""
-
-    def __init__(self, inner: Any, settings: Settings) -> None:
-        self._inner = inner
-        self._settings = settings
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._inner)
-
-    @property
-    def result(self) -> Generation:
-        return dataclasses.replace(self._inner.result, settings=self._settings)
-
-    def text(self) -> str:
-        return "".join(self)
-
-    def close(self) -> None:
-        close = getattr(self._inner, "close", None)
-        if close is not None:
-            close()
-
-
 def stream(
     prompt: str,
     *,
@@ -133,14 +111,14 @@ def stream(
     config: DecodingConfig | None = None,
     options: Mapping[str, Any] | None = None,
     **decoding: Any,
-) -> _SettledStream:
+) -> GenerationStream:
     """Like :func:`generate` for one prompt, but yields text chunks as they are produced.
 
     Chunks never split a character and join to exactly the text :func:`generate` returns.
     After the loop, ``.result`` holds the full :class:`~nextword.results.Generation`.
     """
     generator, cfg, settings = _prepare(backend, model, options, config, decoding)
-    return _SettledStream(generator.stream(prompt, cfg), settings)
+    return GenerationStream(generator.stream(prompt, cfg), settings)
 
 
 def predict_next(

@@ -21,11 +21,11 @@ import numpy.typing as npt
 
 from nextword.aio import AsyncTextStream, run_in_worker
 from nextword.capabilities import Capabilities, Support
-from nextword.config import DecodingConfig
 from nextword.decoding.detok import IncrementalDetokenizer, context_for, piece_text
 from nextword.decoding.loop import Session, sample_tokens
 from nextword.decoding.processors import log_softmax, top_indices
 from nextword.decoding.stop import StopMatcher
+from nextword.decoding_config import DecodingConfig
 from nextword.errors import InvalidConfig, InvalidInput
 from nextword.results import Candidate, Completion, FinishReason, Generation, Prediction, Score, Settings, TokenScore
 from nextword.scheduler import check_cancelled

@@ -10,7 +10,7 @@ import dataclasses
 import enum
 from collections.abc import Mapping
 
-from nextword.config import DecodingConfig
+from nextword.decoding_config import DecodingConfig
 from nextword.errors import UnsupportedOption
 
 __all__ = ["Capabilities", "Support"]
@@ -31,7 +31,7 @@ class Support(enum.StrEnum):
 class Capabilities:
     """A backend's declaration of what it supports.
 
-    ``options`` maps each :class:`~nextword.config.DecodingConfig` field to its
+    ``options`` maps each :class:`~nextword.decoding_config.DecodingConfig` field to its
     :class:`Support`; a field left out counts as unsupported. The booleans say whether
     batches, streaming, next-token prediction and scoring work.
     """

@@ -14,6 +14,7 @@ __all__ = [
     "InvalidInput",
     "ModelLoadError",
     "NextwordError",
+    "TrainingInterrupted",
     "UnsupportedOption",
 ]
 
@@ -62,3 +63,13 @@ class ContextLengthExceeded(NextwordError, ValueError):
 class EngineError(NextwordError):
     """The engine failed while running a request that had passed every check (for example a
     llama.cpp decode error). The generator may need to be reloaded."""
+
+
+class TrainingInterrupted(NextwordError):
+    """A fine-tuning run was stopped by Ctrl-C after a checkpoint was saved; the same call with
+    ``resume=True`` (``--resume``) continues it to the result an uninterrupted run gives."""
+
+    def __init__(self, message: str, *, checkpoint: str = "", step: int = 0) -> None:
+        super().__init__(message)
+        self.checkpoint = checkpoint
+        self.step = step

@@ -33,3 +33,17 @@ def register_backends(register: Callable[[BackendSpec], None]) -> None:
 @hookspec
 def register_commands(cli: Any) -> None:
     """Add subcommands to the ``nextword`` command line; ``cli`` is its :class:`click.Group`."""
+
+
+@hookspec
+def register_trainers(register: Callable[[Any], None]) -> None:
+    """Register fine-tuning engines by calling ``register(TrainerSpec(...))`` once per engine
+    (see :class:`nextword.tuning.TrainerSpec`). :func:`nextword.finetune` uses the one named by
+    its ``trainer`` argument (``"hf"`` by default)."""
+
+
+@hookspec
+def register_exporters(register: Callable[[Any], None]) -> None:
+    """Register model-file exporters by calling ``register(ExporterSpec(...))`` once per format
+    (see :class:`nextword.tuning.ExporterSpec`); :func:`nextword.finetune` uses the ``"gguf"`` one
+    for its ``gguf`` argument."""

@@ -9,7 +9,7 @@ import numpy as np
 import numpy.typing as npt
 
 from nextword.capabilities import Capabilities
-from nextword.config import DecodingConfig
+from nextword.decoding_config import DecodingConfig
 from nextword.results import Generation, Prediction, Score, Settings
 
 __all__ = ["AsyncTextStreamLike", "Generator", "TextStreamLike"]

@@ -7,7 +7,7 @@ import math
 from collections.abc import Iterator
 from typing import Any, Literal
 
-from nextword.config import DecodingConfig
+from nextword.decoding_config import DecodingConfig
 
 __all__ = [
     "Candidate",

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from nextword.config import DecodingConfig
+from nextword.decoding_config import DecodingConfig
 from nextword.errors import InvalidConfig
 
 __all__ = ["DEFAULT_BACKEND", "ConfigFile", "Resolved", "config_files", "resolve"]

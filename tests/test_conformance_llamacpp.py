@@ -33,7 +33,7 @@ import pytest
 
 import nextword
 from nextword import ContextLengthExceeded, InvalidConfig, InvalidInput, ModelLoadError, NextwordError, Support
-from nextword.config import DecodingConfig
+from nextword.decoding_config import DecodingConfig
 from nextword.testing import GeneratorConformance
 from nextword.testing.pytest_fixtures import require_module
 

@@ -1,4 +1,4 @@
-"""Explaining a text (nextword.explanation) and the word-level CLI commands (nextword.cli_words)."""
+"""Explaining a text (nextword.explanation) and the word-level CLI commands (nextword.cli.words)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,7 @@ from rich.console import Console
 
 import nextword
 from nextword import ContextLengthExceeded, InvalidInput
-from nextword.cli import cli, main
-from nextword.cli_words import register
+from nextword.cli import main
 from nextword.decoding.processors import log_softmax
 from nextword.explanation import Explanation, explain, from_json, prob_colour, render_terminal, to_html, to_json
 from nextword.words import starts_new_word
@@ -165,8 +164,6 @@ def test_errors(hf_gen: nextword.Generator) -> None:
 
 @pytest.fixture
 def run(capsys: pytest.CaptureFixture[str]) -> Any:
-    register(cli)
-
     def call(*args: str) -> tuple[int, str, str]:
         code = main(list(args))
         captured = capsys.readouterr()

@@ -143,7 +143,7 @@ def test_hub_model_that_cannot_be_downloaded_fails_fast(monkeypatch: pytest.Monk
 
 def test_default_model_is_gpt2_from_the_hub(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(ModelLoadError, match="cannot download 'gpt2'"):
+    with pytest.raises(ModelLoadError, match="cannot fetch 'gpt2'"):
         nextword.generate("I love cats because")
 
 

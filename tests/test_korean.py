@@ -304,3 +304,17 @@ def test_cli_prints_korean(
     )
     assert streamed.returncode == 0, streamed.stderr
     assert streamed.stdout == prompt + gemma.generate(prompt, max_new_tokens=16).text + "\n"
+
+
+def test_cli_on_a_terminal_that_cannot_show_korean(gemma_gguf: Path) -> None:
+    # a latin-1 terminal: the Korean is written as escapes, and nothing aborts
+    out = subprocess.run(
+        [sys.executable, "-m", "nextword", "predict", PROMPTS[1], "-b", "llamacpp", "-m", str(gemma_gguf), "-k", "3"],
+        capture_output=True,
+        env={**{k: v for k, v in os.environ.items() if not k.startswith("NEXTWORD_")}, "PYTHONIOENCODING": "latin-1"},
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr.decode("latin-1")
+    assert "Traceback" not in out.stderr.decode("latin-1")
+    for word in PROMPTS[1].split()[:2]:  # (the title may wrap between words)
+        assert word.encode("latin-1", "backslashreplace") in out.stdout

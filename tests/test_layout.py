@@ -72,3 +72,38 @@ def test_llamacpp_plugin_does_not_import_the_converter() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.split() == ["nextword_llamacpp.convert", "nextword_llamacpp.convert.gguf_types"]
+
+
+def test_cli_commands_are_module_level_objects() -> None:
+    """Each built-in command is a module-level click command of its own module, added to the group."""
+    import click
+
+    from nextword.cli import cli, generation, inspection, words
+
+    for module, name in [
+        (generation, "generate"),
+        (words, "predict"),
+        (words, "explain"),
+        (inspection, "backends"),
+        (inspection, "config"),
+    ]:
+        command = getattr(module, name)
+        assert isinstance(command, click.Command) and cli.commands[name] is command
+
+
+def test_renamed_modules_keep_their_old_import_paths() -> None:
+    """Modules renamed for what they hold still answer to their former names."""
+    from nextword import config, sources
+    from nextword.decoding_config import DecodingConfig
+    from nextword.model_location import hub_reachable, looks_like_path
+
+    assert config.DecodingConfig is DecodingConfig is nextword.DecodingConfig
+    assert sources.looks_like_path is looks_like_path and sources.hub_reachable is hub_reachable
+
+
+def test_stream_returns_a_public_type(hf_gen: nextword.Generator) -> None:
+    stream = nextword.stream(
+        "I love cats", backend="hf", model=hf_gen.model, options={"device": "cpu"}, max_new_tokens=3
+    )
+    assert isinstance(stream, nextword.GenerationStream)
+    assert stream.text() == stream.result.text and stream.result.settings.backend == "hf"

@@ -8,8 +8,8 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
-from nextword.config import DecodingConfig
 from nextword.decoding.processors import LogitsPipeline
+from nextword.decoding_config import DecodingConfig
 
 __all__ = ["Session", "sample_tokens"]
 

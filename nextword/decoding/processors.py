@@ -12,7 +12,7 @@ from collections.abc import Collection, Sequence
 import numpy as np
 import numpy.typing as npt
 
-from nextword.config import DecodingConfig
+from nextword.decoding_config import DecodingConfig
 from nextword.errors import EngineError, InvalidConfig
 
 __all__ = [

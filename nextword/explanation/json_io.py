@@ -6,7 +6,7 @@ import dataclasses
 import math
 from typing import Any
 
-from nextword.config import DecodingConfig
+from nextword.decoding_config import DecodingConfig
 from nextword.errors import InvalidInput
 from nextword.explanation.records import Alternative, Explanation, TokenExplanation, WordExplanation
 from nextword.results import Settings

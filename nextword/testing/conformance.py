@@ -27,8 +27,8 @@ from typing import Any, ClassVar
 import numpy as np
 import pytest
 
-from nextword.config import DecodingConfig
 from nextword.decoding.processors import apply_repetition_penalty, log_softmax, top_p_filter
+from nextword.decoding_config import DecodingConfig
 from nextword.errors import ContextLengthExceeded, InvalidConfig, InvalidInput, NextwordError, UnsupportedOption
 from nextword.protocol import Generator
 

@@ -60,3 +60,31 @@ def register_backends(register: Callable[[BackendSpec], None]) -> None:
             check=_check,
         )
     )
+
+
+def _train(job: Any) -> Any:
+    from nextword_hf.training import train
+
+    return train(job)
+
+
+def _check_training() -> str | None:
+    reason = _check()
+    if reason is None and importlib.util.find_spec("peft") is None:
+        return "peft is not installed (LoRA); pip install 'nextword[hf]'"
+    return reason
+
+
+@hookimpl
+def register_trainers(register: Callable[[Any], None]) -> None:
+    """Register the hf fine-tuning engine (transformers + peft)."""
+    from nextword.tuning import TrainerSpec
+
+    register(
+        TrainerSpec(
+            name="hf",
+            train=_train,
+            description="PyTorch + transformers, LoRA through peft (merged on save) or full fine-tuning",
+            check=_check_training,
+        )
+    )

@@ -15,13 +15,11 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import os
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import gguf
 import llama_cpp
 import numpy as np
 import numpy.typing as npt
@@ -30,37 +28,19 @@ from nextword import BaseGenerator
 from nextword.errors import (
     ContextLengthExceeded,
     EngineError,
-    InvalidConfig,
     InvalidInput,
-    ModelLoadError,
     NextwordError,
 )
 from nextword_llamacpp.gguf_check import GGUFInfo
-from nextword_llamacpp.llama_log import captured_llama_log
-from nextword_llamacpp.locate import locate_gguf
-from nextword_llamacpp.plugin import CAPABILITIES, KV_TYPES
+from nextword_llamacpp.loading import default_threads, open_model
+from nextword_llamacpp.plugin import CAPABILITIES
 
 __all__ = ["LlamaCppGenerator", "default_threads"]
-
-#: Default context window cap, for models trained on longer contexts (the KV cache grows with it).
-MAX_DEFAULT_N_CTX = 4096
-
-# Architectures whose positions come from a learned table: llama.cpp cannot run them past it.
-_LEARNED_POSITIONS = frozenset({"gpt2", "starcoder"})
 
 # Most logits (floats) requested from llama.cpp in one scoring call: its output buffer holds them all.
 _SCORE_LOGITS_BUDGET = 8 * 1024 * 1024
 
 _RowsCallback = Callable[[int, npt.NDArray[np.float32]], None]
-
-
-def default_threads() -> int:
-    """Half the CPUs this process may use (at least one): llama.cpp's physical-core estimate."""
-    try:
-        n = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        n = os.cpu_count() or 1
-    return max(1, n // 2)
 
 
 class LlamaCppGenerator(BaseGenerator):
@@ -109,94 +89,17 @@ class LlamaCppGenerator(BaseGenerator):
         self._many = _Batch(self._n_batch)
 
     @classmethod
-    def load(
-        cls,
-        model: str,
-        *,
-        n_ctx: int | None = None,
-        threads: int | None = None,
-        kv_type: str = "f16",
-        flash_attn: bool | None = None,
-        n_gpu_layers: int = 0,
-        n_batch: int = 512,
-        quant: str = "q8_0",
-        cache_dir: str | None = None,
-    ) -> LlamaCppGenerator:
+    def load(cls, model: str, **options: Any) -> LlamaCppGenerator:
         """Load ``model`` (a .gguf file, a Hugging Face GPT-2 folder or hub id; see
-        :func:`locate_gguf`) with the plugin's load options (documented in
-        :mod:`nextword_llamacpp.plugin`).
+        :func:`~nextword_llamacpp.locate.locate_gguf`) with the plugin's load options (documented
+        in :mod:`nextword_llamacpp.plugin`), through the steps of :func:`~nextword_llamacpp.loading.open_model`.
 
         Raises:
             ModelLoadError: the model cannot be found, converted, validated or loaded by llama.cpp.
             InvalidConfig: an option value cannot work with this model or this llama.cpp build.
         """
-        if kv_type not in KV_TYPES:
-            raise InvalidConfig(f"llamacpp option 'kv_type' must be one of {', '.join(KV_TYPES)}, got {kv_type!r}")
-        quantized_kv = kv_type not in ("f16", "f32", "bf16")
-        if flash_attn is None:
-            flash_attn = quantized_kv
-        elif quantized_kv and not flash_attn:
-            raise InvalidConfig(
-                f"kv_type={kv_type!r} (a quantized KV cache) needs flash attention; drop flash_attn=False"
-            )
-        if n_gpu_layers and not llama_cpp.llama_supports_gpu_offload():
-            raise InvalidConfig(
-                f"n_gpu_layers={n_gpu_layers} asks for GPU offload, but this llama-cpp-python build has no GPU "
-                'support; reinstall it with e.g. CMAKE_ARGS="-DGGML_CUDA=on", or use n_gpu_layers=0'
-            )
-        for name, value in (("n_ctx", n_ctx), ("threads", threads), ("n_batch", n_batch)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise InvalidConfig(f"llamacpp option {name!r} must be a positive integer, got {value!r}")
-
-        info = locate_gguf(model, quant=quant, cache_dir=cache_dir)
-        path = info.path
-        train = info.context_length
-        if n_ctx is None:
-            ctx = min(train or MAX_DEFAULT_N_CTX, MAX_DEFAULT_N_CTX)
-        else:
-            if train and n_ctx > train and info.architecture in _LEARNED_POSITIONS:
-                raise InvalidConfig(
-                    f"n_ctx={n_ctx} exceeds the {train} positions {info.architecture} was trained with; "
-                    f"its position table has no more (use n_ctx <= {train})"
-                )
-            ctx = n_ctx
-        kwargs: dict[str, Any] = {
-            "model_path": str(path),
-            "n_ctx": ctx,
-            "n_batch": min(n_batch, ctx),
-            "n_gpu_layers": n_gpu_layers,
-            "flash_attn": flash_attn,
-            "type_k": gguf.GGMLQuantizationType[KV_TYPES[kv_type]].value,
-            "type_v": gguf.GGMLQuantizationType[KV_TYPES[kv_type]].value,
-            "logits_all": False,
-            "verbose": False,
-        }
-        threads = threads or default_threads()
-        # The same count for prompts: more threads than free cores makes ggml's spinning
-        # barriers wait for descheduled threads (a 4-token prompt took 0.37 s instead of 0.5 ms
-        # with 2 threads on 2 busy cores).
-        kwargs.update(n_threads=threads, n_threads_batch=threads)
-        with captured_llama_log() as log:
-            try:
-                llama = llama_cpp.Llama(**kwargs)
-            except Exception as exc:  # llama-cpp-python raises ValueError / RuntimeError on NULL
-                raise ModelLoadError(f"llama.cpp could not load {str(path)!r}: {exc}{log.detail()}") from exc
-        # Never past the position table, nor past what the context really holds.
-        limit = min(ctx, int(llama.n_ctx()))
-        n_train = int(llama_cpp.llama_model_n_ctx_train(llama.model))
-        if n_train > 0 and info.architecture in _LEARNED_POSITIONS:
-            limit = min(limit, n_train)
-        options = {
-            "n_ctx": n_ctx,
-            "threads": threads,
-            "kv_type": kv_type,
-            "flash_attn": flash_attn,
-            "n_gpu_layers": n_gpu_layers,
-            "n_batch": n_batch,
-            "quant": quant,
-            "cache_dir": cache_dir,
-        }
-        return cls(model, llama, info, limit, options)
+        opened = open_model(model, **options)
+        return cls(model, opened.llama, opened.info, opened.context_length, opened.options)
 
     # ---- primitives -------------------------------------------------------------------------
 

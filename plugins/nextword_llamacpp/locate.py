@@ -3,7 +3,6 @@ Hugging Face GPT-2 folder (or hub id) converted once into a cache keyed by the f
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import re
@@ -13,7 +12,7 @@ import platformdirs
 
 import nextword_llamacpp.convert as convert_mod
 from nextword import InvalidConfig, ModelLoadError
-from nextword.sources import hub_reachable, looks_like_path
+from nextword.model_location import from_hub, locate_model
 from nextword_llamacpp.gguf_check import GGUFInfo, inspect_gguf
 
 __all__ = ["CACHE_DIR_ENV", "cached_gguf_path", "default_cache_dir", "hub_snapshot", "locate_gguf", "source_digest"]
@@ -123,17 +122,17 @@ def hub_snapshot(model_id: str, *, hint: str = _LOAD_HINT) -> Path:
             f"{model_id!r} is not a file or folder here, and fetching it from the Hugging Face Hub needs "
             f"huggingface_hub (pip install huggingface_hub); or {hint}"
         ) from None
-    with contextlib.suppress(Exception):  # not in the local cache
-        return Path(snapshot_download(model_id, allow_patterns=_HUB_PATTERNS, local_files_only=True))
-    if not hub_reachable():
-        raise ModelLoadError(
-            f"cannot fetch {model_id!r}: the Hugging Face Hub is unreachable (offline, or HF_HUB_OFFLINE is set) "
-            f"and the model is not in the local cache; {hint}"
-        )
-    try:
-        return Path(snapshot_download(model_id, allow_patterns=_HUB_PATTERNS))
-    except Exception as exc:  # huggingface_hub raises many types
-        raise ModelLoadError(f"could not download {model_id!r} from the Hugging Face Hub: {exc}") from exc
+
+    def download(local_files_only: bool) -> Path:
+        return Path(snapshot_download(model_id, allow_patterns=_HUB_PATTERNS, local_files_only=local_files_only))
+
+    def remote() -> Path:
+        try:
+            return download(False)
+        except Exception as exc:  # huggingface_hub raises many types
+            raise ModelLoadError(f"could not download {model_id!r} from the Hugging Face Hub: {exc}") from exc
+
+    return from_hub(model_id, lambda: download(True), remote, hint=hint)
 
 
 def locate_gguf(model: str, *, quant: str = "q8_0", cache_dir: str | os.PathLike[str] | None = None) -> GGUFInfo:
@@ -153,15 +152,13 @@ def locate_gguf(model: str, *, quant: str = "q8_0", cache_dir: str | os.PathLike
         allowed = ", ".join(convert_mod.GGUF_TYPES)
         raise InvalidConfig(f"llamacpp option 'quant' must be one of {allowed}, got {quant!r}")
     cache = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
-    path = Path(model).expanduser()
-    if path.is_file():
-        return inspect_gguf(path)
-    if path.is_dir():
-        if not (path / "config.json").is_file():
-            ggufs = sorted(p.name for p in path.glob("*.gguf"))
+    where = locate_model(model)
+    if where.kind == "file" and where.path is not None:
+        return inspect_gguf(Path(model).expanduser())
+    if where.kind == "folder" and where.path is not None:
+        if not (where.path / "config.json").is_file():
+            ggufs = sorted(p.name for p in where.path.glob("*.gguf"))
             hint = f"; it holds {', '.join(ggufs[:3])}: pass one of those files" if ggufs else ""
             raise ModelLoadError(f"the folder {model!r} is not a Hugging Face model folder (no config.json){hint}")
-        return _convert_cached(path.resolve(), quant, cache)
-    if looks_like_path(model):
-        raise ModelLoadError(f"no such model file or folder: {model!r}")
+        return _convert_cached(where.path, quant, cache)
     return _convert_cached(hub_snapshot(model), quant, cache, name=model.replace("/", "--"))

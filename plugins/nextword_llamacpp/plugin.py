@@ -37,8 +37,8 @@ import importlib.util
 from collections.abc import Callable
 from typing import Any
 
-from nextword import BackendSpec, Capabilities, ModelLoadError, OptionSpec, Support, hookimpl
-from nextword_llamacpp.convert.gguf_types import GGUF_TYPES
+from nextword import BackendSpec, Capabilities, ModelLoadError, Support, hookimpl
+from nextword_llamacpp.options import KV_TYPES, OPTIONS
 
 __all__ = [
     "CAPABILITIES",
@@ -58,48 +58,6 @@ INSTALL_HINT = "CMAKE_ARGS=\"-DGGML_NATIVE=OFF\" pip install 'nextword[llamacpp]
 #: on top of llama.cpp's next-token logits; llama.cpp's own samplers are not used, because their
 #: semantics differ (top-k before temperature, min_keep, penalty windows, ...).
 CAPABILITIES = Capabilities.all(Support.EMULATED)
-
-#: KV cache element types: the option value -> ggml type name.
-KV_TYPES: dict[str, str] = {
-    "f16": "F16",
-    "f32": "F32",
-    "bf16": "BF16",
-    "q8_0": "Q8_0",
-    "q5_1": "Q5_1",
-    "q5_0": "Q5_0",
-    "q4_1": "Q4_1",
-    "q4_0": "Q4_0",
-    "iq4_nl": "IQ4_NL",
-}
-
-OPTIONS = {
-    "n_ctx": OptionSpec(
-        int, "context window in tokens (default: the model's training context, at most 4096)", minimum=1
-    ),
-    "threads": OptionSpec(
-        int, "CPU threads for generation and prompt evaluation (default: half the usable CPUs)", minimum=1
-    ),
-    "kv_type": OptionSpec(
-        str,
-        "KV cache element type for keys and values (quantized types need flash_attn)",
-        default="f16",
-        choices=tuple(KV_TYPES),
-    ),
-    "flash_attn": OptionSpec(bool, "flash attention (default: on exactly when kv_type is quantized)"),
-    "n_gpu_layers": OptionSpec(
-        int, "layers offloaded to the GPU, -1 for all (needs a GPU build of llama-cpp-python)", default=0, minimum=-1
-    ),
-    "n_batch": OptionSpec(int, "most tokens per llama.cpp evaluation call (prompts, scoring)", default=512, minimum=1),
-    "quant": OptionSpec(
-        str,
-        "GGUF type a Hugging Face GPT-2 folder is converted to (once, cached)",
-        default="q8_0",
-        choices=GGUF_TYPES,
-    ),
-    "cache_dir": OptionSpec(
-        str, "folder for converted GGUF files (default: $NEXTWORD_CACHE_DIR/gguf or the user cache nextword/gguf)"
-    ),
-}
 
 
 def _check() -> str | None:
@@ -148,3 +106,31 @@ def register_commands(cli: Any) -> None:
     from nextword_llamacpp.commands import convert_command
 
     cli.add_command(convert_command)
+
+
+def _export_gguf(model_dir: Any, out_path: Any, kind: str) -> Any:
+    from nextword_llamacpp.convert import convert
+
+    return convert(model_dir, out_path, type=kind)
+
+
+def _verify_gguf(model_dir: Any, gguf_path: Any) -> Any:
+    from nextword_llamacpp.convert import verify
+
+    return verify(model_dir, gguf_path)
+
+
+def _check_export() -> str | None:
+    for module in ("gguf", "llama_cpp", "torch", "transformers"):
+        if importlib.util.find_spec(module) is None:
+            return f"{module} is not installed; GGUF export and its check need nextword[hf,llamacpp]"
+    return None
+
+
+@hookimpl
+def register_exporters(register: Callable[[Any], None]) -> None:
+    """Register GGUF export (nextword's converter, then its verify report against the folder)."""
+    from nextword.tuning import ExporterSpec
+    from nextword_llamacpp.convert import GGUF_TYPES
+
+    register(ExporterSpec(name="gguf", types=GGUF_TYPES, export=_export_gguf, verify=_verify_gguf, check=_check_export))

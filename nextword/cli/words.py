@@ -1,0 +1,166 @@
+"""``nextword predict`` and ``nextword explain``: the next words after a prompt, and how likely
+the model finds each token and word of a text.
+
+    nextword predict "I love cats because" -k 10 [--unit word|token] [--json] [--plot FILE.png]
+    nextword explain "The cat sat on the mat" [--top 5] [--json] [--html FILE] [--open]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import tempfile
+import webbrowser
+from pathlib import Path
+from typing import Any, Literal
+
+import click
+
+from nextword import api
+from nextword.cli.options import backend_options, loading, parse_options, write_text
+from nextword.cli.plot import PLOT_FORMATS, save_plot
+from nextword.errors import InvalidInput
+from nextword.explanation import explain as explain_text
+from nextword.explanation import render_terminal, to_html, to_json
+from nextword.results import Prediction
+
+__all__ = ["explain", "predict", "run_prediction"]
+
+
+def run_prediction(
+    prompt: str,
+    k: int,
+    unit: Literal["word", "token"],
+    *,
+    backend: str | None = None,
+    model: str | None = None,
+    options: dict[str, Any] | None = None,
+) -> Prediction:
+    """The prediction ``nextword predict`` shows, through :func:`nextword.predict_next` (so the
+    effective settings are attached)."""
+    return api.predict_next(prompt, k, unit=unit, backend=backend, model=model, options=options)
+
+
+def _bar(prob: float) -> str:
+    return "█" * max(1, round(prob * 40)) if prob >= 0.0125 else "▏"
+
+
+@click.command("predict")
+@click.argument("prompt")
+@backend_options
+@click.option("-k", "k", type=click.IntRange(min=1), default=10, show_default=True, help="How many candidates.")
+@click.option(
+    "--unit",
+    type=click.Choice(["word", "token"]),
+    default="word",
+    show_default=True,
+    help="Predict whole words (several tokens each) or single tokens.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the candidates as JSON.")
+@click.option(
+    "--plot",
+    "plot",
+    type=click.Path(dir_okay=False),
+    default=None,
+    metavar="FILE",
+    help="Also save a bar chart of the candidates (.png or .svg).",
+)
+def predict(
+    prompt: str,
+    backend: str | None,
+    model: str | None,
+    options: tuple[str, ...],
+    k: int,
+    unit: Literal["word", "token"],
+    as_json: bool,
+    plot: str | None,
+) -> None:
+    """Show the most likely next words (or tokens) after PROMPT, with probability bars."""
+    if plot is not None and Path(plot).suffix.lower() not in PLOT_FORMATS:
+        raise InvalidInput(f"--plot writes .png or .svg files, got {Path(plot).name!r}")
+    opts = parse_options(options)
+    with loading(backend, model):
+        api.load(backend, model, **opts)
+    prediction = run_prediction(prompt, k, unit, backend=backend, model=model, options=opts)
+    if plot is not None:
+        written = save_plot(prediction, plot)
+        click.echo(f"wrote {written}", err=True)
+    if as_json:
+        payload = {
+            "prompt": prompt,
+            "unit": prediction.unit,
+            "unexplored_mass": prediction.unexplored_mass,
+            "settings": prediction.settings.to_dict(),
+            "candidates": [dataclasses.asdict(c) for c in prediction.candidates],
+        }
+        click.echo(json.dumps(payload, indent=2, ensure_ascii=False))
+        return
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    what = "word" if prediction.unit == "word" else "token"
+    table = Table(title=escape(f"Next {what} after {prompt!r}"), title_justify="left")
+    table.add_column("#", justify="right")
+    table.add_column(what)
+    table.add_column("prob", justify="right")
+    table.add_column("")
+    for rank, cand in enumerate(prediction.candidates, 1):
+        prob = f"{cand.prob:.2%}" if cand.prob >= 0.0001 else f"{cand.prob:.1e}"
+        table.add_row(str(rank), escape(repr(cand.text)), prob, f"[green]{_bar(cand.prob)}[/green]")
+    console = Console()
+    console.print(table)
+    if prediction.unit == "word":
+        console.print(f"[dim]unexplored probability mass: {prediction.unexplored_mass:.2%}[/dim]")
+
+
+@click.command("explain")
+@click.argument("text")
+@backend_options
+@click.option("--top", type=click.IntRange(min=0), default=5, show_default=True, help="Alternatives shown per token.")
+@click.option("--json", "as_json", is_flag=True, help="Print the explanation as JSON.")
+@click.option(
+    "--html",
+    "html_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    metavar="FILE",
+    help="Also write a self-contained HTML page.",
+)
+@click.option("--open", "open_page", is_flag=True, help="Open the HTML page in a browser.")
+def explain(
+    text: str,
+    backend: str | None,
+    model: str | None,
+    options: tuple[str, ...],
+    top: int,
+    as_json: bool,
+    html_path: str | None,
+    open_page: bool,
+) -> None:
+    """Show how likely the model finds each token and word of TEXT (rank, surprisal,
+    alternatives)."""
+    opts = parse_options(options)
+    with loading(backend, model):
+        generator = api.load(backend, model, **opts)
+    expl = explain_text(generator, text, top=top)
+    page: Path | None = None
+    if html_path is not None:
+        page = Path(html_path)
+    elif open_page:
+        with tempfile.NamedTemporaryFile("w", suffix=".html", prefix="nextword-explain-", delete=False) as f:
+            page = Path(f.name)
+    if page is not None:
+        write_text(page, to_html(expl))
+        click.echo(f"wrote {page}", err=True)
+        if open_page and not webbrowser.open(page.resolve().as_uri()):
+            click.echo(f"could not open a browser; the page is at {page}", err=True)
+    if as_json:
+        click.echo(json.dumps(to_json(expl), indent=2, ensure_ascii=False, allow_nan=False))
+        return
+    from rich.console import Console
+
+    Console().print(render_terminal(expl))
+    if math.isnan(expl.perplexity):
+        click.echo("(a single token: nothing to score)", err=True)

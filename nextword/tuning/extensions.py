@@ -1,0 +1,64 @@
+"""Finding the trainers and exporters that plugins register (``register_trainers`` and
+``register_exporters`` hooks). Asked afresh on every call, so plugins registered at run time
+count too."""
+
+from __future__ import annotations
+
+import difflib
+from typing import TypeVar
+
+from nextword.errors import BackendNotFound, InvalidConfig
+from nextword.registry import plugin_manager
+from nextword.tuning.specs import ExporterSpec, TrainerSpec
+
+__all__ = ["exporters", "get_exporter", "get_trainer", "trainers"]
+
+_Spec = TypeVar("_Spec", TrainerSpec, ExporterSpec)
+
+
+def trainers() -> dict[str, TrainerSpec]:
+    """Every registered trainer by name."""
+    return _collect("register_trainers", TrainerSpec)
+
+
+def exporters() -> dict[str, ExporterSpec]:
+    """Every registered exporter by format name."""
+    return _collect("register_exporters", ExporterSpec)
+
+
+def get_trainer(name: str) -> TrainerSpec:
+    """The trainer ``name``, or :class:`~nextword.BackendNotFound` saying why it cannot be used."""
+    return _usable(trainers(), name, "trainer", "fine-tuning needs the hf extra: pip install 'nextword[hf]'")
+
+
+def get_exporter(name: str) -> ExporterSpec:
+    """The exporter of format ``name``, or :class:`~nextword.BackendNotFound` saying why not."""
+    return _usable(
+        exporters(), name, "exporter", "GGUF export needs the llamacpp extra: pip install 'nextword[llamacpp]'"
+    )
+
+
+def _collect(hook: str, kind: type[_Spec]) -> dict[str, _Spec]:
+    found: list[object] = []
+    getattr(plugin_manager().hook, hook)(register=found.append)
+    out: dict[str, _Spec] = {}
+    for spec in found:
+        if not isinstance(spec, kind):
+            raise InvalidConfig(f"a plugin's {hook} registered a {type(spec).__name__}, not a {kind.__name__}")
+        if spec.name in out:
+            raise InvalidConfig(f"two plugins register the {kind.__name__} {spec.name!r}")
+        out[spec.name] = spec
+    return out
+
+
+def _usable(specs: dict[str, _Spec], name: str, what: str, hint: str) -> _Spec:
+    spec = specs.get(name)
+    if spec is None:
+        close = difflib.get_close_matches(name, list(specs), n=1)
+        maybe = f"; did you mean {close[0]!r}?" if close else ""
+        listing = ", ".join(sorted(specs)) or "none"
+        raise BackendNotFound(f"no {what} named {name!r}{maybe} (installed: {listing}); {hint}")
+    reason = spec.check()
+    if reason:
+        raise BackendNotFound(f"the {what} {name!r} cannot be used here: {reason}")
+    return spec

@@ -1,0 +1,74 @@
+"""Loading the base model for training, adding LoRA adapters, and saving an ordinary model folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from nextword.errors import InvalidConfig, ModelLoadError
+from nextword.tuning import FinetuneOptions
+from nextword_hf.loading import load_pretrained, locate
+
+__all__ = ["load_base", "pick_device", "prepare_model", "save_folder", "trainable_state"]
+
+
+def pick_device(device: str) -> str:
+    """``auto`` becomes ``cuda`` where a GPU is visible, else ``cpu``; a missing GPU is an error."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise InvalidConfig(f"device {device!r} was asked for but torch sees no CUDA GPU")
+    return device
+
+
+def load_base(base: str, device: str) -> tuple[Any, Any]:
+    """(tokenizer, model) of ``base`` in float32 on ``device``, in training mode."""
+    import torch
+
+    tokenizer, model = load_pretrained(locate(base), dtype=torch.float32, device=device)
+    if getattr(model.config, "is_encoder_decoder", False):
+        raise ModelLoadError(f"{base!r} is not a causal language model")
+    return tokenizer, model
+
+
+def prepare_model(model: Any, options: FinetuneOptions) -> Any:
+    """The model to train: LoRA adapters on ``options.lora_targets`` (default every linear layer
+    but the output head) for ``lora``, the model itself with every weight trainable for ``full``."""
+    if options.method == "full":
+        for param in model.parameters():
+            param.requires_grad_(True)
+        return model
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError as exc:
+        raise ModelLoadError(f"LoRA needs peft ({exc}); pip install 'nextword[hf]'") from exc
+    targets: Any = list(options.lora_targets) if options.lora_targets else "all-linear"
+    config = LoraConfig(
+        r=options.lora_r,
+        lora_alpha=options.lora_alpha,
+        lora_dropout=options.lora_dropout,
+        target_modules=targets,
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+    try:
+        return get_peft_model(model, config)
+    except ValueError as exc:
+        raise InvalidConfig(f"LoRA cannot be applied: {exc}") from exc
+
+
+def trainable_state(model: Any) -> dict[str, Any]:
+    """The trainable parameters by name (the tensors themselves, not copies)."""
+    return {name: p for name, p in model.named_parameters() if p.requires_grad}
+
+
+def save_folder(model: Any, tokenizer: Any, options: FinetuneOptions, out: Path) -> None:
+    """Write an ordinary model folder: LoRA merged into the base weights, safetensors, config,
+    generation config and the unchanged tokenizer."""
+    if options.method == "lora":
+        model = model.merge_and_unload()
+    model.eval()
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
