@@ -209,5 +209,10 @@ def _load(resolved: Resolved) -> tuple[Generator, Settings]:
                     f"the {spec.name!r} backend returned {type(generator).__name__}, which does not "
                     "implement the nextword.Generator protocol"
                 )
+            try:
+                spec.check_generator(generator)
+            except ModelLoadError:
+                generator.close()
+                raise
             _CACHE[key] = generator
     return generator, settings

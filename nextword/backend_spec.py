@@ -6,8 +6,8 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from nextword.capabilities import Capabilities
-from nextword.errors import InvalidConfig
+from nextword.capabilities import Capabilities, Support
+from nextword.errors import InvalidConfig, ModelLoadError
 
 __all__ = ["BackendSpec", "OptionSpec"]
 
@@ -53,9 +53,18 @@ class OptionSpec:
 class BackendSpec:
     """A backend as a plugin registers it.
 
+    The spec is the backend's one declaration of its name and capabilities: the generators it
+    loads report them (a :class:`~nextword.base.BaseGenerator` takes them from ``spec=``), and
+    nextword checks that they do when it loads a model (:meth:`check_generator`).
+
     ``load(model, **options)`` returns a :class:`~nextword.protocol.Generator`; it is only called
-    when the backend is used, so heavy imports belong inside it. ``check()`` returns None when
-    the backend can be used here, else the reason it cannot (for ``nextword backends``).
+    when the backend is used, so heavy imports belong inside it. ``default_model`` is the model
+    used when no setting names one (a backend without a natural default may name a small
+    built-in model, or a placeholder whose load raises a ModelLoadError saying what to pass).
+    ``check()`` returns None when the backend can be used here, else the reason it cannot; it
+    runs for ``nextword backends`` and before every load, so it must be cheap (look modules up
+    with ``importlib.util.find_spec``; never import the engine). ``capabilities`` defaults to
+    every decoding option emulated by the shared helpers (right for a plain ``BaseGenerator``).
     """
 
     name: str
@@ -63,8 +72,27 @@ class BackendSpec:
     default_model: str
     description: str = ""
     options: Mapping[str, OptionSpec] = dataclasses.field(default_factory=dict)
-    capabilities: Capabilities | None = None
+    capabilities: Capabilities = dataclasses.field(default_factory=lambda: Capabilities.all(Support.EMULATED))
     check: Callable[[], str | None] = lambda: None
+
+    def __post_init__(self) -> None:
+        if self.capabilities is None:  # an explicit None means the default
+            object.__setattr__(self, "capabilities", Capabilities.all(Support.EMULATED))
+
+    def check_generator(self, generator: Any) -> None:
+        """Raise :class:`~nextword.errors.ModelLoadError` unless ``generator`` reports this
+        spec's name and capabilities (a generator made without passing the spec on reports others)."""
+        backend = getattr(generator, "backend", None)
+        if backend != self.name:
+            raise ModelLoadError(
+                f"the {self.name!r} backend loaded a generator that reports backend {backend!r}; "
+                "pass the backend's spec to the generator (BaseGenerator(..., spec=SPEC)) so both say the same"
+            )
+        if generator.capabilities != self.capabilities:
+            raise ModelLoadError(
+                f"the {self.name!r} backend loaded a generator whose capabilities differ from its BackendSpec's; "
+                "declare them once, on the spec, and pass the spec to the generator"
+            )
 
     def validate_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
         """The options coerced to their types; unknown names raise :class:`InvalidConfig`."""

@@ -14,7 +14,7 @@ import abc
 import contextlib
 import dataclasses
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any, ClassVar, Literal, overload
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -31,6 +31,9 @@ from nextword.results import Candidate, Completion, FinishReason, Generation, Pr
 from nextword.scheduler import check_cancelled
 from nextword.validation import check_length, encode_text
 from nextword.words import predict_words
+
+if TYPE_CHECKING:
+    from nextword.backend_spec import BackendSpec
 
 __all__ = ["BaseGenerator", "RecomputeSession", "TextStream"]
 
@@ -105,25 +108,34 @@ class TextStream:
 class BaseGenerator(abc.ABC):
     """Base class for backends: implement the abstract primitives, get the whole public API.
 
-    Subclasses set :attr:`backend_name` and :attr:`capabilities` (by default every decoding
-    option is emulated by nextword's shared helpers on top of :meth:`next_token_logits`).
+    A registered backend declares its name and capabilities once, on its
+    :class:`~nextword.backend_spec.BackendSpec`, and passes that spec here (``spec=``): the
+    generator reports exactly what the spec declares, and nextword checks the two agree when it
+    loads a model. The class attributes :attr:`backend_name` and :attr:`capabilities` are only the
+    defaults of a generator made without a spec (in a test, say): every decoding option emulated
+    by nextword's shared helpers on top of :meth:`next_token_logits`.
     """
 
     backend_name: ClassVar[str] = "base"
-    """The name the backend is registered under (set it in the subclass)."""
+    """The name reported when no spec is given."""
     capabilities: Capabilities = Capabilities.all(Support.EMULATED)
-    """What the backend supports; by default every option is emulated by the shared helpers."""
+    """What the backend supports: the spec's declaration, or by default every option emulated."""
 
-    def __init__(self, model: str, options: dict[str, Any] | None = None) -> None:
+    def __init__(self, model: str, options: dict[str, Any] | None = None, *, spec: BackendSpec | None = None) -> None:
+        """Record ``model`` and the load ``options`` (for :attr:`settings`), and take the
+        backend's name and capabilities from ``spec`` when given."""
         self._model = model
-        self._settings = Settings(backend=self.backend_name, model=model, options=dict(options or {}))
+        self._backend = type(self).backend_name if spec is None else spec.name
+        if spec is not None:
+            self.capabilities = spec.capabilities
+        self._settings = Settings(backend=self._backend, model=model, options=dict(options or {}))
 
     # ---- identity ---------------------------------------------------------------------------
 
     @property
     def backend(self) -> str:
-        """The backend's registered name."""
-        return self.backend_name
+        """The backend's registered name (its spec's ``name``)."""
+        return self._backend
 
     @property
     def model(self) -> str:

@@ -93,7 +93,9 @@ class _Registry:
             self._broken[name] = problem
             return
         for spec in registered:
-            self._specs[spec.name] = (spec, name)
+            # A copy per registration: models loaded through an earlier registration of the same
+            # spec object (cached under it) are never handed out for this one.
+            self._specs[spec.name] = (dataclasses.replace(spec), name)
 
     def register(self, plugin: Any, name: str | None = None) -> str:
         with self._lock:

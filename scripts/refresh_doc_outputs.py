@@ -1,6 +1,6 @@
 """Re-run the ``pycon`` blocks of documentation pages and write the outputs they produce.
 
-    python scripts/refresh_doc_outputs.py docs/tutorial.md docs/quickstart.md
+    python scripts/refresh_doc_outputs.py docs/tutorial.md docs/quickstart.md docs/ko/tutorial.md docs/ko/quickstart.md
 
 Each page runs top to bottom in one namespace, like a Python session; every ``>>>`` example's
 expected output is replaced by what it printed or returned. tests/test_docs.py then checks, in CI,
@@ -53,6 +53,10 @@ def run(source: str, namespace: dict[str, object]) -> str:
 
 
 def render(source: str, output: str) -> str:
+    trailing = [ln for ln in output.rstrip("\n").split("\n") if ln != ln.rstrip()]
+    if trailing:
+        # The page cannot keep them (editors and linters strip them) and the doctest would fail.
+        print(f"warning: output ends a line with whitespace, change the example: {trailing[0]!r}", file=sys.stderr)
     lines = source.rstrip("\n").split("\n")
     text = ">>> " + lines[0] + "".join("\n... " + (ln if ln else "").rstrip() for ln in lines[1:])
     if len(lines) > 1 and lines[0].rstrip().endswith(":"):
@@ -62,14 +66,14 @@ def render(source: str, output: str) -> str:
 
 
 def refresh(path: Path) -> None:
-    text = path.read_text()
+    text = path.read_text(encoding="utf-8")
     namespace: dict[str, object] = {"__name__": "__doc__"}
 
     def replace(match: re.Match[str]) -> str:
         body = "\n".join(render(src, run(src, namespace)) for src in examples(match.group(1)))
         return f"```pycon\n{body}\n```"
 
-    path.write_text(BLOCK.sub(replace, text))
+    path.write_text(BLOCK.sub(replace, text), encoding="utf-8")
     print(f"refreshed {path}")
 
 

@@ -176,6 +176,14 @@ def test_explain_groups_tokens_into_eojeol(gemma: nextword.Generator, sentence: 
         assert_whole_text(t.text)
     hangul_words = [w.text.strip() for w in expl.words if any(map(is_hangul_syllable, w.text))]
     assert hangul_words == eojeol(sentence)
+    for t in expl.tokens:
+        # an alternative reads as the text it would write there: never empty, and the same as the
+        # token's own text when the token is among them (the last byte of "똠" reads "똠", and its
+        # alternatives the syllables they would complete)
+        assert all(a.text for a in t.alternatives), t
+        same = [a.text for a in t.alternatives if a.token_id == t.token_id]
+        if same and t.text:
+            assert same == [t.text], t
 
 
 def test_explain_terminal_table_aligns_korean(gemma: nextword.Generator) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-__all__ = ["IncrementalDetokenizer", "context_for", "piece_text"]
+__all__ = ["IncrementalDetokenizer", "alternative_text", "context_for", "piece_text"]
 
 REPLACEMENT = "\ufffd"
 
@@ -78,4 +78,24 @@ def piece_text(detokenize: Callable[[Sequence[int]], str], context: Sequence[int
         full = detokenize([*context, token])
         if full.startswith(head):
             return full[len(head) :]
+    return detokenize([token])
+
+
+def alternative_text(
+    detokenize: Callable[[Sequence[int]], str], before: Sequence[int], token: int, most: int = 8
+) -> str:
+    """What ``token`` would write in place of the token that follows ``before``.
+
+    Usually the text ``token`` adds after ``before``. When ``before`` ends inside a character
+    (byte-fallback tokens of a rare syllable: "똠" is three one-byte tokens), the character's
+    bytes so far are not text yet, so the alternative is shown with them: the character it
+    would complete ("똥" in place of the last byte of "똠"), or U+FFFD while it would still be
+    incomplete. Decodes at most the last ``most`` tokens of ``before``.
+    """
+    tail = list(before[-most:])
+    if tail:
+        settled = detokenize(tail).rstrip(REPLACEMENT)  # the text before a pending character
+        full = detokenize([*tail, token])
+        if full.startswith(settled):
+            return full[len(settled) :]
     return detokenize([token])

@@ -9,7 +9,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import numpy.typing as npt
 
-from nextword.decoding.detok import IncrementalDetokenizer, piece_text
+from nextword.decoding.detok import IncrementalDetokenizer, alternative_text
 from nextword.decoding.processors import log_softmax, top_indices
 from nextword.errors import InvalidInput
 from nextword.explanation.records import Alternative, Explanation, TokenExplanation, WordExplanation
@@ -53,7 +53,7 @@ def explain(generator: Generator, text: str, *, top: int = 5) -> Explanation:
         lp = float(logp[token])
         rank = 1 + int(np.count_nonzero(logp > lp)) + int(np.count_nonzero(logp[:token] == lp))
         alternatives = tuple(
-            Alternative(int(t), piece_text(generator.detokenize, ids[i - 1 : i], int(t)), float(math.exp(logp[t])))
+            Alternative(int(t), alternative_text(generator.detokenize, ids[:i], int(t)), float(math.exp(logp[t])))
             for t in top_indices(logp, top)
         )
         tokens.append(TokenExplanation(i, token, texts[i], math.exp(lp), lp, rank, -lp / _LN2, alternatives))

@@ -20,12 +20,19 @@ import torch
 from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 
-from nextword import BaseGenerator, DecodingConfig, InvalidConfig, InvalidInput, ModelLoadError, NextwordError
+from nextword import (
+    BackendSpec,
+    BaseGenerator,
+    DecodingConfig,
+    InvalidConfig,
+    InvalidInput,
+    ModelLoadError,
+    NextwordError,
+)
 from nextword.errors import Cancelled
 from nextword.scheduler import CancelScope
 from nextword.validation import check_length
 from nextword_hf.loading import load_pretrained, locate
-from nextword_hf.plugin import CAPABILITIES
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -43,14 +50,22 @@ def resolve_device(device: str) -> torch.device:
     return dev
 
 
+def _plugin_spec() -> BackendSpec:
+    """The plugin's declaration, for a generator loaded directly rather than through nextword."""
+    from nextword_hf.plugin import SPEC
+
+    return SPEC
+
+
 class HFGenerator(BaseGenerator):
     """A transformers causal LM behind nextword's API."""
 
-    backend_name = "hf"
-    capabilities = CAPABILITIES
-
-    def __init__(self, model: str, tokenizer: Any, hf_model: Any, options: dict[str, Any]) -> None:
-        super().__init__(model, options)
+    def __init__(
+        self, model: str, tokenizer: Any, hf_model: Any, options: dict[str, Any], *, spec: BackendSpec
+    ) -> None:
+        """Wrap a loaded tokenizer and model (use :meth:`load` to make them); ``spec`` is the
+        backend's declaration (:data:`nextword_hf.plugin.SPEC`)."""
+        super().__init__(model, options, spec=spec)
         self.tokenizer = tokenizer
         self._hf_model = hf_model
         self._closed = False
@@ -85,9 +100,12 @@ class HFGenerator(BaseGenerator):
         dtype: str = "float32",
         threads: int | None = None,
         cache: str = "dynamic",
+        spec: BackendSpec | None = None,
     ) -> HFGenerator:
         """Load ``model`` (hub id, local folder or .gguf file) on ``device`` in ``dtype``;
-        ``cache="static"`` makes ``generate`` use a preallocated KV cache."""
+        ``cache="static"`` makes ``generate`` use a preallocated KV cache. ``spec`` is the
+        backend's declaration the generator reports (default: the plugin's own, as
+        ``nextword.load("hf", ...)`` passes it)."""
         if threads:
             torch.set_num_threads(threads)
         dev = resolve_device(device)
@@ -97,7 +115,7 @@ class HFGenerator(BaseGenerator):
             torch_dtype = _DTYPES[dtype]
         tokenizer, hf_model = load_pretrained(locate(model), dtype=torch_dtype, device=str(dev))
         options = {"device": device, "dtype": dtype, "threads": threads, "cache": cache}
-        return cls(model, tokenizer, hf_model, options)
+        return cls(model, tokenizer, hf_model, options, spec=spec or _plugin_spec())
 
     # ---- primitives -------------------------------------------------------------------------
 

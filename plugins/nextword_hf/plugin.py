@@ -43,23 +43,26 @@ def _check() -> str | None:
 def _load(model: str, **options: Any) -> Any:
     from nextword_hf.generator import HFGenerator
 
-    return HFGenerator.load(model, **options)
+    return HFGenerator.load(model, spec=SPEC, **options)
+
+
+#: The backend's one declaration: name, default model, options and capabilities (the
+#: generators it loads report them: the spec is passed on to each).
+SPEC = BackendSpec(
+    name="hf",
+    load=_load,
+    default_model=DEFAULT_MODEL,
+    description="Hugging Face transformers on PyTorch (GPT-2, GPT-1, any causal LM, .gguf via transformers)",
+    options=OPTIONS,
+    capabilities=CAPABILITIES,
+    check=_check,
+)
 
 
 @hookimpl
 def register_backends(register: Callable[[BackendSpec], None]) -> None:
     """Register the hf backend."""
-    register(
-        BackendSpec(
-            name="hf",
-            load=_load,
-            default_model=DEFAULT_MODEL,
-            description="Hugging Face transformers on PyTorch (GPT-2, GPT-1, any causal LM, .gguf via transformers)",
-            options=OPTIONS,
-            capabilities=CAPABILITIES,
-            check=_check,
-        )
-    )
+    register(SPEC)
 
 
 def _train(job: Any) -> Any:

@@ -24,7 +24,7 @@ import llama_cpp
 import numpy as np
 import numpy.typing as npt
 
-from nextword import BaseGenerator
+from nextword import BackendSpec, BaseGenerator
 from nextword.errors import (
     ContextLengthExceeded,
     EngineError,
@@ -33,7 +33,6 @@ from nextword.errors import (
 )
 from nextword_llamacpp.gguf_check import GGUFInfo
 from nextword_llamacpp.loading import default_threads, open_model
-from nextword_llamacpp.plugin import CAPABILITIES
 
 __all__ = ["LlamaCppGenerator", "default_threads"]
 
@@ -55,12 +54,12 @@ class LlamaCppGenerator(BaseGenerator):
     call :meth:`reset_cache` afterwards.
     """
 
-    backend_name = "llamacpp"
-    capabilities = CAPABILITIES
-
-    def __init__(self, model: str, llama: Any, info: GGUFInfo, n_ctx: int, options: dict[str, Any]) -> None:
-        """Wrap a loaded ``llama_cpp.Llama`` (use :meth:`load` to make one)."""
-        super().__init__(model, options)
+    def __init__(
+        self, model: str, llama: Any, info: GGUFInfo, n_ctx: int, options: dict[str, Any], *, spec: BackendSpec
+    ) -> None:
+        """Wrap a loaded ``llama_cpp.Llama`` (use :meth:`load` to make one); ``spec`` is the
+        backend's declaration (:data:`nextword_llamacpp.plugin.SPEC`)."""
+        super().__init__(model, options, spec=spec)
         self.llama = llama
         self.gguf = info
         self._lock = threading.RLock()
@@ -89,17 +88,23 @@ class LlamaCppGenerator(BaseGenerator):
         self._many = _Batch(self._n_batch)
 
     @classmethod
-    def load(cls, model: str, **options: Any) -> LlamaCppGenerator:
+    def load(cls, model: str, *, spec: BackendSpec | None = None, **options: Any) -> LlamaCppGenerator:
         """Load ``model`` (a .gguf file, a Hugging Face GPT-2 folder or hub id; see
         :func:`~nextword_llamacpp.locate.locate_gguf`) with the plugin's load options (documented
         in :mod:`nextword_llamacpp.plugin`), through the steps of :func:`~nextword_llamacpp.loading.open_model`.
+        ``spec`` is the backend's declaration the generator reports (default: the plugin's own,
+        as ``nextword.load("llamacpp", ...)`` passes it).
 
         Raises:
             ModelLoadError: the model cannot be found, converted, validated or loaded by llama.cpp.
             InvalidConfig: an option value cannot work with this model or this llama.cpp build.
         """
         opened = open_model(model, **options)
-        return cls(model, opened.llama, opened.info, opened.context_length, opened.options)
+        if spec is None:
+            from nextword_llamacpp.plugin import SPEC
+
+            spec = SPEC
+        return cls(model, opened.llama, opened.info, opened.context_length, opened.options, spec=spec)
 
     # ---- primitives -------------------------------------------------------------------------
 

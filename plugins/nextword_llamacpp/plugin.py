@@ -42,6 +42,7 @@ from nextword_llamacpp.options import KV_TYPES, OPTIONS
 
 __all__ = [
     "CAPABILITIES",
+    "SPEC",
     "DEFAULT_MODEL",
     "INSTALL_HINT",
     "KV_TYPES",
@@ -81,23 +82,26 @@ def _load(model: str, **options: Any) -> Any:
             f"llama-cpp-python is installed but cannot be imported ({type(exc).__name__}: {exc}); "
             f"reinstall it with {INSTALL_HINT}"
         ) from exc
-    return LlamaCppGenerator.load(model, **options)
+    return LlamaCppGenerator.load(model, spec=SPEC, **options)
+
+
+#: The backend's one declaration: name, default model, options and capabilities (the
+#: generators it loads report them: the spec is passed on to each).
+SPEC = BackendSpec(
+    name="llamacpp",
+    load=_load,
+    default_model=DEFAULT_MODEL,
+    description="llama.cpp through llama-cpp-python (.gguf files; GPT-2 folders are converted once)",
+    options=OPTIONS,
+    capabilities=CAPABILITIES,
+    check=_check,
+)
 
 
 @hookimpl
 def register_backends(register: Callable[[BackendSpec], None]) -> None:
     """Register the llamacpp backend."""
-    register(
-        BackendSpec(
-            name="llamacpp",
-            load=_load,
-            default_model=DEFAULT_MODEL,
-            description="llama.cpp through llama-cpp-python (.gguf files; GPT-2 folders are converted once)",
-            options=OPTIONS,
-            capabilities=CAPABILITIES,
-            check=_check,
-        )
-    )
+    register(SPEC)
 
 
 @hookimpl

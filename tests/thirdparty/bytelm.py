@@ -37,11 +37,8 @@ class BigramSession:
 class ByteBigramGenerator(BaseGenerator):
     """Random-but-seeded bigram logits over bytes; ``model`` is the seed, as a string."""
 
-    backend_name = "bytelm"
-    capabilities = Capabilities.all(Support.EMULATED)
-
-    def __init__(self, model: str, *, context: int = 256, scale: float = 3.0) -> None:
-        super().__init__(model, {"context": context, "scale": scale})
+    def __init__(self, model: str, *, spec: BackendSpec, context: int = 256, scale: float = 3.0) -> None:
+        super().__init__(model, {"context": context, "scale": scale}, spec=spec)
         try:
             seed = int(model)
         except ValueError:
@@ -78,7 +75,21 @@ class ByteBigramGenerator(BaseGenerator):
 
 
 def _load(model: str, **options: Any) -> ByteBigramGenerator:
-    return ByteBigramGenerator(model, **options)
+    return ByteBigramGenerator(model, spec=SPEC, **options)
+
+
+#: The backend's one declaration (name, options, capabilities); the generator is handed it.
+SPEC = BackendSpec(
+    name="bytelm",
+    load=_load,
+    default_model="0",
+    description="byte-level bigram LM (test plugin)",
+    options={
+        "context": OptionSpec(int, "context window in bytes", default=256, minimum=8),
+        "scale": OptionSpec(float, "spread of the random logits", default=3.0),
+    },
+    capabilities=Capabilities.all(Support.EMULATED),
+)
 
 
 class BytelmPlugin:
@@ -86,15 +97,4 @@ class BytelmPlugin:
 
     @nextword.hookimpl
     def register_backends(self, register: Callable[[BackendSpec], None]) -> None:
-        register(
-            BackendSpec(
-                name="bytelm",
-                load=_load,
-                default_model="0",
-                description="byte-level bigram LM (test plugin)",
-                options={
-                    "context": OptionSpec(int, "context window in bytes", default=256, minimum=8),
-                    "scale": OptionSpec(float, "spread of the random logits", default=3.0),
-                },
-            )
-        )
+        register(SPEC)

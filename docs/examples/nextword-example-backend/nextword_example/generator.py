@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from nextword import BaseGenerator, ModelLoadError
+from nextword import BackendSpec, BaseGenerator, ModelLoadError
 from nextword_example.corpus import BUILTIN_TEXT
+from nextword_example.defaults import DEFAULT_CONTEXT, DEFAULT_MODEL, DEFAULT_ORDER
 from nextword_example.model import CharNGramModel
-from nextword_example.plugin import BACKEND_NAME, CAPABILITIES, DEFAULT_CONTEXT, DEFAULT_MODEL, DEFAULT_ORDER
 
 
 # --8<-- [start:documents]
@@ -70,11 +70,11 @@ class NGramSession:
 class CharNGramGenerator(BaseGenerator):
     """A character n-gram model trained when it is loaded, behind nextword's whole API."""
 
-    backend_name = BACKEND_NAME
-    capabilities = CAPABILITIES
-
-    def __init__(self, model: str, *, order: int = DEFAULT_ORDER, context: int = DEFAULT_CONTEXT) -> None:
-        super().__init__(model, {"order": order, "context": context})
+    def __init__(
+        self, model: str, *, spec: BackendSpec, order: int = DEFAULT_ORDER, context: int = DEFAULT_CONTEXT
+    ) -> None:
+        # The spec (the plugin's one declaration) gives the generator its name and capabilities.
+        super().__init__(model, {"order": order, "context": context}, spec=spec)
         self.lm = CharNGramModel(documents(model), order=order)
         self._context = context
 

@@ -10,12 +10,9 @@ from collections.abc import Callable
 from typing import Any
 
 from nextword import BackendSpec, Capabilities, OptionSpec, Support, hookimpl
+from nextword_example.defaults import DEFAULT_CONTEXT, DEFAULT_MODEL, DEFAULT_ORDER
 
 # --8<-- [start:declarations]
-BACKEND_NAME = "charngram"
-DEFAULT_MODEL = "builtin"
-DEFAULT_ORDER = 5
-DEFAULT_CONTEXT = 2048
 
 #: Every decoding option is honoured by nextword's shared decoding loop, which runs on top of
 #: the model's next-token logits; the model itself implements none of them.
@@ -36,22 +33,25 @@ OPTIONS = {
 def _load(model: str, **options: Any) -> Any:
     from nextword_example.generator import CharNGramGenerator  # imported only when used
 
-    return CharNGramGenerator(model, **options)
+    return CharNGramGenerator(model, spec=SPEC, **options)
+
+
+#: The backend's one declaration. The generator reports this name and these capabilities
+#: because the loader hands it the spec; nextword checks they agree when it loads a model.
+SPEC = BackendSpec(
+    name="charngram",
+    load=_load,
+    default_model=DEFAULT_MODEL,
+    description="character n-gram model trained at load time (the plugin guide's example)",
+    options=OPTIONS,
+    capabilities=CAPABILITIES,
+)
 
 
 @hookimpl
 def register_backends(register: Callable[[BackendSpec], None]) -> None:
     """Register the charngram backend."""
-    register(
-        BackendSpec(
-            name=BACKEND_NAME,
-            load=_load,
-            default_model=DEFAULT_MODEL,
-            description="character n-gram model trained at load time (the plugin guide's example)",
-            options=OPTIONS,
-            capabilities=CAPABILITIES,
-        )
-    )
+    register(SPEC)
 
 
 # --8<-- [end:hook]
