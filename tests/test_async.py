@@ -18,6 +18,7 @@ import nextword
 from nextword import BaseGenerator, Capabilities, InvalidConfig, Support
 from nextword.errors import Cancelled
 from nextword.scheduler import CancelScope
+from nextword.testing.pytest_fixtures import require_module
 
 PROMPT = "I love cats because"
 
@@ -243,3 +244,45 @@ def test_cancelling_on_hf_stops_the_engine_and_the_next_call_equals_a_fresh_gene
         assert hf_gen.predict_next(PROMPT, 5).candidates == fresh.predict_next(PROMPT, 5).candidates
     finally:
         fresh.close()
+
+
+@pytest.mark.slow
+def test_cancelling_on_llamacpp_stops_the_engine_and_the_next_call_equals_a_fresh_generator(
+    tiny_gguf: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    llama_cpp = require_module("llama_cpp", "install nextword[llamacpp]")
+    from nextword_llamacpp.generator import LlamaCppGenerator
+
+    path = str(tiny_gguf("q8_0"))
+    fresh = LlamaCppGenerator.load(path)
+    expected = [
+        fresh.generate(PROMPT, max_new_tokens=20),
+        fresh.generate(PROMPT, max_new_tokens=20, do_sample=True, seed=5),
+        fresh.predict_next(PROMPT, 5),
+    ]
+    fresh.close()
+    gen = LlamaCppGenerator.load(path)
+    calls = [0]
+    decode = llama_cpp.llama_decode
+
+    def counting(*args: Any) -> Any:
+        calls[0] += 1
+        return decode(*args)
+
+    monkeypatch.setattr(llama_cpp, "llama_decode", counting)
+    try:
+        cancel_after(lambda: calls[0], 3, lambda: gen.agenerate(PROMPT, max_new_tokens=200, min_new_tokens=200))
+        assert calls[0] < 150  # the engine stopped, far from the 200 steps asked for
+        before = calls[0]
+        cancel_after(
+            lambda: calls[0] - before, 3, lambda: gen.astream(PROMPT, max_new_tokens=200, min_new_tokens=200).text()
+        )
+        assert calls[0] - before < 150
+        nextword.words.clear_cache()
+        assert [
+            gen.generate(PROMPT, max_new_tokens=20),
+            gen.generate(PROMPT, max_new_tokens=20, do_sample=True, seed=5),
+            gen.predict_next(PROMPT, 5),
+        ] == expected
+    finally:
+        gen.close()
