@@ -65,6 +65,21 @@ def on_page_markdown(markdown: str, *, page: Any, **kwargs: Any) -> str:
     return _PLACEHOLDER.sub(fill, markdown)
 
 
+#: Pages under these folders are written in another language than the site's (``theme.language``).
+PAGE_LANGUAGES = {"ko/": "ko"}
+
+_HTML_LANG = re.compile(r'<html lang="[^"]*"')
+
+
+def on_post_page(output: str, *, page: Any, **kwargs: Any) -> str:
+    """Declare the language of a translated page (``<html lang="ko">``), so that browsers, screen
+    readers and search engines read it as Korean."""
+    for folder, lang in PAGE_LANGUAGES.items():
+        if page.file.src_uri.startswith(folder):
+            return _HTML_LANG.sub(f'<html lang="{lang}"', output, count=1)
+    return output
+
+
 # ---- helpers ------------------------------------------------------------------------------------
 
 

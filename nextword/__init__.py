@@ -18,6 +18,7 @@ from nextword.capabilities import Capabilities, Support
 from nextword.decoding_config import DecodingConfig
 from nextword.errors import (
     BackendNotFound,
+    Cancelled,
     ContextLengthExceeded,
     EngineError,
     InvalidConfig,
@@ -29,7 +30,7 @@ from nextword.errors import (
 )
 from nextword.explanation import Explanation, explain
 from nextword.hookspecs import hookimpl
-from nextword.protocol import Generator
+from nextword.protocol import ForkableSession, Generator, SupportsSessions
 from nextword.registry import BackendInfo, backends, register_plugin, unregister_plugin
 from nextword.results import Candidate, Completion, Generation, Prediction, Score, Settings, TokenScore
 from nextword.streams import GenerationStream
@@ -49,7 +50,9 @@ __all__ = [
     "Completion",
     "ContextLengthExceeded",
     "DecodingConfig",
+    "Cancelled",
     "EngineError",
+    "ForkableSession",
     "Explanation",
     "FinetuneOptions",
     "FinetuneReport",
@@ -65,6 +68,7 @@ __all__ = [
     "Score",
     "Settings",
     "Support",
+    "SupportsSessions",
     "TextStream",
     "TokenScore",
     "TrainingInterrupted",

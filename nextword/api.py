@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal, overload
 
 from nextword.backend_spec import BackendSpec
+from nextword.complete import CompleteMode, predict_or_complete
 from nextword.decoding_config import DecodingConfig
 from nextword.errors import InvalidInput, ModelLoadError, NextwordError
 from nextword.protocol import Generator
@@ -20,7 +21,6 @@ from nextword.registry import get_backend
 from nextword.results import Generation, Prediction, Score, Settings
 from nextword.settings import Resolved, decoding_from, resolve
 from nextword.streams import GenerationStream
-from nextword.words import predict_words
 
 __all__ = ["generate", "load", "loaded", "predict_next", "score", "stream", "unload"]
 
@@ -126,6 +126,7 @@ def predict_next(
     k: int = 5,
     *,
     unit: Literal["word", "token"] = "word",
+    complete: CompleteMode = "auto",
     beam_width: int | None = None,
     min_prob: float = 0.0,
     backend: str | None = None,
@@ -139,13 +140,23 @@ def predict_next(
     the search bounds ``beam_width`` and ``min_prob`` (see :func:`nextword.words.predict_words`);
     the probability mass not explored is reported as ``unexplored_mass``. Works on every backend
     that provides next-token logits.
+
+    A prompt that ends inside a word ("I love ca") gets the completions of that word (token
+    healing; see :func:`nextword.complete.predict_or_complete`): each candidate is the whole word
+    with ``remaining`` set to what is still to type, its probability conditioned on the word
+    starting with the typed characters (``Prediction.typed``). ``complete`` chooses the reading:
+    ``"word"`` (complete the word), ``"next"`` (the next whole word) or ``"auto"``.
     """
     generator, settings = _load(resolve(backend, model, options))
     if unit == "word":
-        prediction = predict_words(generator, prompt, k, beam_width=beam_width, min_prob=min_prob)
+        prediction = predict_or_complete(
+            generator, prompt, k, complete=complete, beam_width=beam_width, min_prob=min_prob
+        )
     elif unit == "token":
         if beam_width is not None or min_prob:
             raise InvalidInput("beam_width and min_prob bound the word search; they do not apply to unit='token'")
+        if complete != "auto":
+            raise InvalidInput("complete applies to word predictions; it does not apply to unit='token'")
         prediction = generator.predict_next(prompt, k, unit="token")
     else:
         raise InvalidInput(f"unit must be 'word' or 'token', got {unit!r}")
@@ -179,8 +190,14 @@ def _prepare(
     return generator, cfg, dataclasses.replace(settings, decoding=cfg, sources=sources)
 
 
-def _load(resolved: Resolved) -> tuple[Generator, Settings]:
-    spec = get_backend(resolved.backend)
+def effective_settings(resolved: Resolved, spec: BackendSpec) -> Settings:
+    """What a load with ``resolved`` settings on backend ``spec`` runs with: the model (the
+    backend's default when none is set), the options validated, converted and completed with
+    their defaults, and where each value came from. :func:`load` and ``nextword config`` both
+    use it, so what the command prints is what a load does.
+
+    Raises :class:`~nextword.errors.InvalidConfig` for an unknown option or a bad value.
+    """
     sources = dict(resolved.sources)
     model = resolved.model
     if model is None:
@@ -191,8 +208,14 @@ def _load(resolved: Resolved) -> tuple[Generator, Settings]:
         if name not in options and opt.default is not None:
             options[name] = opt.default
             sources.setdefault(f"options.{name}", "default")
+    return Settings(backend=spec.name, model=model, options=options, sources=sources)
+
+
+def _load(resolved: Resolved) -> tuple[Generator, Settings]:
+    spec = get_backend(resolved.backend)
+    settings = effective_settings(resolved, spec)
+    model, options = settings.model, dict(settings.options)
     key = (spec, model, repr(sorted(options.items())))
-    settings = Settings(backend=spec.name, model=model, options=options, sources=sources)
     with _LOCK:
         generator = _CACHE.get(key)
         if generator is None:

@@ -21,6 +21,7 @@ import numpy.typing as npt
 
 from nextword.aio import AsyncTextStream, run_in_worker
 from nextword.capabilities import Capabilities, Support
+from nextword.complete import CompleteMode, predict_or_complete
 from nextword.decoding.detok import IncrementalDetokenizer, context_for, piece_text
 from nextword.decoding.loop import Session, sample_tokens
 from nextword.decoding.processors import log_softmax, top_indices
@@ -30,7 +31,6 @@ from nextword.errors import InvalidConfig, InvalidInput
 from nextword.results import Candidate, Completion, FinishReason, Generation, Prediction, Score, Settings, TokenScore
 from nextword.scheduler import check_cancelled
 from nextword.validation import check_length, encode_text
-from nextword.words import predict_words
 
 if TYPE_CHECKING:
     from nextword.backend_spec import BackendSpec
@@ -317,15 +317,19 @@ class BaseGenerator(abc.ABC):
 
         return TextStream(chunks, finish)
 
-    def predict_next(self, prompt: str, k: int = 5, *, unit: Literal["word", "token"] = "word") -> Prediction:
+    def predict_next(
+        self, prompt: str, k: int = 5, *, unit: Literal["word", "token"] = "word", complete: CompleteMode = "auto"
+    ) -> Prediction:
         """The ``k`` most likely next words (``unit="word"``, see :func:`nextword.words.predict_words`)
         or tokens (``unit="token"``) after ``prompt``, most likely first, with their probabilities
-        and log-probabilities under the raw model (no decoding options)."""
+        and log-probabilities under the raw model (no decoding options). For words, a prompt that
+        ends inside a word gets that word's completions (``complete``, see
+        :func:`nextword.complete.predict_or_complete`)."""
         self.capabilities.require("predict_next", self.backend)
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise InvalidInput(f"k must be a positive integer, got {k!r}")
         if unit == "word":
-            return predict_words(self, prompt, k)
+            return predict_or_complete(self, prompt, k, complete=complete)
         if unit != "token":
             raise InvalidInput(f"unit must be 'word' or 'token', got {unit!r}")
         ids = self._encode_prompt(prompt)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 __all__ = [
     "BackendNotFound",
+    "Cancelled",
     "ContextLengthExceeded",
     "EngineError",
     "InvalidConfig",
@@ -63,6 +64,11 @@ class ContextLengthExceeded(NextwordError, ValueError):
 class EngineError(NextwordError):
     """The engine failed while running a request that had passed every check (for example a
     llama.cpp decode error). The generator may need to be reloaded."""
+
+
+class Cancelled(NextwordError):
+    """The call was cancelled (by a :class:`nextword.scheduler.CancelScope`, e.g. an asyncio task
+    that was cancelled) before its next engine step; the generator stays usable."""
 
 
 class TrainingInterrupted(NextwordError):

@@ -9,10 +9,11 @@ import numpy as np
 import numpy.typing as npt
 
 from nextword.capabilities import Capabilities
+from nextword.decoding.loop import Session
 from nextword.decoding_config import DecodingConfig
 from nextword.results import Generation, Prediction, Score, Settings
 
-__all__ = ["AsyncTextStreamLike", "Generator", "TextStreamLike"]
+__all__ = ["AsyncTextStreamLike", "ForkableSession", "Generator", "SupportsSessions", "TextStreamLike"]
 
 
 @runtime_checkable
@@ -140,4 +141,28 @@ class Generator(Protocol):
 
     async def ascore(self, text: str) -> Score:
         """:meth:`score` for asyncio."""
+        ...
+
+
+@runtime_checkable
+class SupportsSessions(Protocol):
+    """Optional: a generator that keeps the state of a token sequence (a KV cache) and extends it
+    one token at a time. :func:`nextword.explain`, the word search and the decoding loop use it
+    when a generator has it (``isinstance(generator, SupportsSessions)``); otherwise they call
+    :meth:`Generator.next_token_logits` on the whole sequence. :class:`~nextword.base.BaseGenerator`
+    has it (recomputing by default; override it where the engine keeps state)."""
+
+    def open_session(self, prompt_ids: Sequence[int]) -> Session:
+        """A session that has read ``prompt_ids``."""
+        ...
+
+
+@runtime_checkable
+class ForkableSession(Session, Protocol):
+    """Optional: a :class:`~nextword.decoding.loop.Session` that can be copied, so several
+    continuations of one prompt read the prompt once (the word search forks the prompt's session
+    for each path it explores)."""
+
+    def fork(self) -> Session:
+        """An independent session in the same state; feeding either leaves the other unchanged."""
         ...

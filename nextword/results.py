@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any, Literal
 
 from nextword.decoding_config import DecodingConfig
@@ -18,7 +18,48 @@ __all__ = [
     "Completion",
     "Settings",
     "TokenScore",
+    "perplexity",
+    "to_jsonable",
 ]
+
+
+def to_jsonable(value: Any) -> Any:
+    """``value`` as plain JSON data: an object with a ``to_dict()`` method (results, settings,
+    decoding config) through it, other dataclasses field by field, tuples as lists, and
+    non-finite floats (nan, inf) as None, which JSON cannot hold. The one conversion every
+    result's ``to_dict()`` and the CLI's ``--json`` output use."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if value is None or isinstance(value, (str, int, bool)):
+        return value
+    to_dict = getattr(type(value), "to_dict", None)
+    if to_dict is not None:
+        return to_dict(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [to_jsonable(v) for v in value]
+    return value
+
+
+def _fields_dict(result: Any, **derived: Any) -> dict[str, Any]:
+    """The fields of the dataclass ``result`` as JSON data, then the ``derived`` values."""
+    data = {f.name: to_jsonable(getattr(result, f.name)) for f in dataclasses.fields(result)}
+    data.update({k: to_jsonable(v) for k, v in derived.items()})
+    return data
+
+
+def perplexity(logprobs: Iterable[float]) -> float:
+    """exp(-mean) of the natural-log probabilities ``logprobs``: nan when there are none, inf
+    where the exponential would overflow a float."""
+    values = list(logprobs)
+    if not values:
+        return math.nan
+    mean_nll = -math.fsum(values) / len(values)
+    return math.exp(mean_nll) if mean_nll < 709 else math.inf  # exp overflows past 709
+
 
 FinishReason = Literal["length", "stop", "eos"]
 """Why a sequence ended: the token budget ran out, a stop string matched, or the model emitted EOS."""
@@ -112,6 +153,10 @@ class Generation:
     def __str__(self) -> str:
         return self.text
 
+    def to_dict(self) -> dict[str, Any]:
+        """The generation as JSON data: its fields (settings included) and ``prompt_tokens``."""
+        return _fields_dict(self, prompt_tokens=self.prompt_tokens)
+
 
 @dataclasses.dataclass(frozen=True)
 class Candidate:
@@ -121,6 +166,9 @@ class Candidate:
     token_ids: tuple[int, ...]
     prob: float
     logprob: float
+    remaining: str | None = None
+    """For the completion of a word being typed: the characters of ``text`` still to type (``text``
+    is the whole word, the typed part included); None otherwise."""
 
     @property
     def token_id(self) -> int:
@@ -138,6 +186,13 @@ class Prediction:
     unit: Literal["token", "word"] = "token"
     unexplored_mass: float = 0.0
     """Probability mass not covered by any candidate that was examined (word predictions only)."""
+    typed: str | None = None
+    """For the completion of a word being typed: its typed part as the model writes it (``" ca"``
+    for ``"I love ca"``); the probabilities are then conditioned on the word starting with it.
+    None for a next-word or next-token prediction."""
+    prefix_prob: float | None = None
+    """For a completion: the probability (as far as examined) that the next word starts with
+    ``typed`` at all, before conditioning."""
 
     def __iter__(self) -> Iterator[Candidate]:
         return iter(self.candidates)
@@ -152,6 +207,10 @@ class Prediction:
     def top(self) -> Candidate:
         """The most likely candidate."""
         return self.candidates[0]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The prediction as JSON data (candidates and settings included)."""
+        return _fields_dict(self)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -189,11 +248,13 @@ class Score:
     @property
     def perplexity(self) -> float:
         """exp(-mean log-likelihood) over the scored tokens."""
-        if not self.tokens:
-            return math.nan
-        return math.exp(-self.mean_logprob) if -self.mean_logprob < 709 else math.inf  # exp overflows past 709
+        return perplexity(t.logprob for t in self.tokens)
 
     @property
     def logprobs(self) -> list[float]:
         """The per-token log-probabilities."""
         return [t.logprob for t in self.tokens]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The score as JSON data: its fields, ``logprob`` and ``perplexity`` (None when not finite)."""
+        return _fields_dict(self, logprob=self.logprob, perplexity=self.perplexity)

@@ -7,7 +7,7 @@ from typing import Any
 
 from nextword.errors import ContextLengthExceeded, InvalidInput
 
-__all__ = ["check_length", "encode_text"]
+__all__ = ["check_length", "encode_text", "utf8_bytes"]
 
 
 def encode_text(generator: Any, text: object, what: str = "prompt") -> list[int]:
@@ -22,6 +22,15 @@ def encode_text(generator: Any, text: object, what: str = "prompt") -> list[int]
     if not ids:
         raise InvalidInput(f"the {what} {text!r} produced no tokens")
     return ids
+
+
+def utf8_bytes(text: str) -> bytes:
+    """``text`` encoded as UTF-8, or :class:`~nextword.errors.InvalidInput` saying where it is not
+    valid Unicode (a lone surrogate, which Python strings may hold but no tokenizer can read)."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidInput(f"the text is not valid Unicode ({exc.reason} at position {exc.start})") from None
 
 
 def check_length(n_prompt: int, n_new: int, limit: int, what: str = "prompt") -> None:

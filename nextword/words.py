@@ -54,6 +54,7 @@ import numpy as np
 import numpy.typing as npt
 
 from nextword.decoding.branches import Branches, SessionBranches, open_branches
+from nextword.decoding.detok import text_after
 from nextword.decoding.processors import log_softmax, top_indices
 from nextword.errors import InvalidInput
 from nextword.protocol import Generator
@@ -69,6 +70,7 @@ __all__ = [
     "default_beam_width",
     "predict_words",
     "search_words",
+    "search_words_from_ids",
     "starts_new_word",
     "word_start_mask",
 ]
@@ -196,21 +198,7 @@ def _piece_reader(generator: Generator) -> Callable[[int], str]:
 
 
 def _eos_ids(generator: Generator) -> frozenset[int]:
-    eos = getattr(generator, "eos_token_ids", None)
-    try:
-        return frozenset(int(t) for t in eos) if eos else frozenset()
-    except TypeError:
-        return frozenset()
-
-
-def _text_after(generator: Generator, context: Sequence[int], ids: Sequence[int]) -> str:
-    """The text ``ids`` add after ``context`` (so a leading space survives SentencePiece decoding)."""
-    if context:
-        head = generator.detokenize(list(context))
-        full = generator.detokenize([*context, *ids])
-        if full.startswith(head):
-            return full[len(head) :]
-    return generator.detokenize(list(ids))
+    return frozenset(int(t) for t in generator.eos_token_ids)
 
 
 # ---- results -------------------------------------------------------------------------------------
@@ -319,6 +307,12 @@ class _Evaluator:
             self._rows.update(zip(paths[1:], rows[1:], strict=True))
             row = rows[0]
         return np.asarray(row)
+
+    def logprobs(
+        self, path: tuple[int, ...], upcoming: Callable[[int], list[tuple[int, ...]]] | None = None
+    ) -> npt.NDArray[np.float64]:
+        """Next-token log-probabilities after ``prompt + path`` (float64)."""
+        return log_softmax(self.logits(path, upcoming))
 
     def close(self) -> None:
         self._rows.clear()
@@ -435,14 +429,25 @@ class _Search:
     def start(self) -> None:
         """Evaluate the prompt; its most likely tokens become the first candidates."""
         root = log_softmax(self.evaluator.logits(()))
-        starts = word_start_mask(self.generator, root.shape[-1])
-        self.ends_weight = starts.astype(np.float64)  # p @ ends_weight: the mass of the word starts
-        self.conts_weight = 1.0 - self.ends_weight
-        self.cont_ids = np.flatnonzero(~starts)  # the tokens that continue a word
-        self.hide_starts = np.where(starts, -np.inf, 0.0)  # added to log-probs: continuations only
+        self._tables(root.shape[-1])
         logp = self._restrict((), root, 0.0)
         tokens, logps = _top(logp, self.beam)
         self._add_group(_Group(1, (), 0.0, tokens, logps, float(np.sum(np.exp(logp)))))
+
+    def start_from(self, starts: Sequence[tuple[tuple[int, ...], float]]) -> None:
+        """Begin from given word prefixes instead (token paths with their absolute log-probability
+        after the prompt): each is a candidate of its own length. Needs the vocabulary size,
+        read from the first path's evaluation."""
+        for path, logprob in sorted(starts, key=lambda s: (-s[1], s[0])):
+            self._add_group(_Group(len(path), path[:-1], logprob, [path[-1]], [0.0], math.exp(logprob)))
+
+    def _tables(self, vocab: int) -> None:
+        if not hasattr(self, "ends_weight"):
+            starts = word_start_mask(self.generator, vocab)
+            self.ends_weight = starts.astype(np.float64)  # p @ ends_weight: the mass of the word starts
+            self.conts_weight = 1.0 - self.ends_weight
+            self.cont_ids = np.flatnonzero(~starts)  # the tokens that continue a word
+            self.hide_starts = np.where(starts, -np.inf, 0.0)  # added to log-probs: continuations only
 
     # -- step 2: the most likely candidate, unless the search is over ---------------------------
 
@@ -471,11 +476,12 @@ class _Search:
         """Evaluate the prefix ``group.path + token``: the word it spells ends with the mass of
         the word starts; its continuations become candidates of the next length."""
         path = (*group.path, token)
-        if group.depth == 1 and token in self.eos:
+        if len(path) == 1 and token in self.eos:
             self._add_word(path, path_logprob)  # end of text: a word of its own, nothing follows
             return
         self.extended[group.depth] += 1
         logits = self.evaluator.logits(path, self.upcoming)
+        self._tables(logits.shape[-1])
         n_children = self.beam if group.depth < self.depth_limit else 0
         if self.allowed is None:
             split = _split(logits, self.ends_weight, self.conts_weight, self.cont_ids, n_children)
@@ -515,7 +521,7 @@ class _Search:
             if i + 1 < len(group.tokens):
                 heapq.heappush(sim, (-math.exp(group.logprob + group.logps[i + 1]), order, i + 1, group))
             token = group.tokens[i]
-            if group.depth == 1 and token in self.eos:
+            if not group.path and token in self.eos:
                 continue
             counts[group.depth] += 1
             out.append((*group.path, token))
@@ -578,7 +584,7 @@ class _Search:
             heapq.heappush(self.heap, (-group.peek(), next(self.order), group))
 
     def _add_word(self, path: tuple[int, ...], logprob: float) -> None:
-        text = _text_after(self.generator, self.context, path)
+        text = text_after(self.generator.detokenize, self.context, path)
         # Distinct byte sequences with an incomplete character all read U+FFFD: never merge those.
         key: str | tuple[str, tuple[int, ...]] = (text, path) if _REPLACEMENT in text else text
         word = self.words.get(key)
@@ -650,6 +656,48 @@ def search_words(
     search = _Search(generator, prompt_ids, k, beam, floor, min(depth_limit, room), allowed)
     try:
         search.start()
+        while (candidate := search.next_candidate()) is not None:
+            search.extend(*candidate)
+    finally:
+        search.evaluator.close()
+    return search.result(prompt, max_tokens)
+
+
+def search_words_from_ids(
+    generator: Generator,
+    prompt_ids: Sequence[int],
+    k: int = 5,
+    *,
+    prompt: str = "",
+    starts: Sequence[tuple[tuple[int, ...], float]] | None = None,
+    beam_width: int | None = None,
+    min_prob: float = 0.0,
+    max_tokens: int = DEFAULT_MAX_TOKENS,
+) -> WordSearch:
+    """:func:`search_words` after the token ids ``prompt_ids`` (``prompt`` is only copied into the
+    result); with ``starts``, beginning from those word prefixes instead of from every first token.
+
+    ``starts`` are token paths, each with its absolute natural-log probability after
+    ``prompt_ids``; no path may be a prefix of another (the events must be disjoint), and a
+    path's tokens after the first must continue the word. The words found are the words that
+    begin with one of these paths, and the mass accounting holds with the starts' total in
+    place of 1: ``examined_mass + unexplored_mass == sum(exp(logprob))`` (this is how
+    :mod:`nextword.complete` searches the completions of a typed word).
+    """
+    beam, floor, depth_limit = _check_bounds(k, beam_width, min_prob, max_tokens)
+    generator.capabilities.require("predict_next", generator.backend)
+    prompt_ids = list(prompt_ids)
+    check_length(len(prompt_ids), 1, generator.context_length)
+    depth_limit = min(depth_limit, generator.context_length - len(prompt_ids))
+    paths = None if starts is None else [(tuple(int(t) for t in path), float(lp)) for path, lp in starts]
+    if paths is not None and any(not path or len(path) > depth_limit for path, _ in paths):
+        raise InvalidInput(f"every start path must hold 1 to {depth_limit} tokens (max_tokens, and the context)")
+    search = _Search(generator, prompt_ids, k, beam, floor, depth_limit, None)
+    try:
+        if paths is None:
+            search.start()
+        else:
+            search.start_from(paths)
         while (candidate := search.next_candidate()) is not None:
             search.extend(*candidate)
     finally:

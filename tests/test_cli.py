@@ -78,6 +78,30 @@ def test_backends_and_config(tmp_path: Path) -> None:
     assert "model    = './my-model'" in text.stdout
 
 
+def test_config_shows_what_a_load_with_the_same_options_would_use(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`-o KEY=VALUE` on `nextword config`, resolved exactly as a load resolves it (nextword.api.effective_settings)."""
+    import nextword
+    from nextword.api import effective_settings
+    from nextword.registry import get_backend
+    from nextword.settings import resolve
+
+    before = nextword.loaded()
+    assert main(["config", "--json", "-b", "hf", "-m", "some-model", "-o", "threads=2", "-o", "device=cpu"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    expected = effective_settings(resolve("hf", "some-model", {"threads": "2", "device": "cpu"}), get_backend("hf"))
+    assert (
+        data["options"] == expected.options == {"threads": 2, "device": "cpu", "dtype": "float32", "cache": "dynamic"}
+    )
+    assert data["sources"]["options.threads"] == "argument" and data["sources"]["options.dtype"] == "default"
+    assert main(["config", "-b", "hf", "-o", "colour=red"]) == 1
+    assert "unknown option 'colour'" in capsys.readouterr().err
+    assert main(["config", "--json", "-b", "nope"]) == 0
+    assert "no backend named 'nope'" in json.loads(capsys.readouterr().out)["problem"]
+    assert nextword.loaded() == before  # nothing was loaded to answer
+
+
 @pytest.mark.parametrize(
     ("args", "needle"),
     [

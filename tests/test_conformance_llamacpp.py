@@ -315,7 +315,7 @@ def test_score_needs_no_all_logits_context(f32_gguf: Path) -> None:
     """Scoring a text longer than one scoring chunk equals the chain of one-token predictions."""
     gen = LlamaCppGenerator.load(str(f32_gguf), n_batch=16)
     try:
-        gen._score_chunk = 7  # several chunks, not aligned with the text
+        gen._pool._rows_chunk = 7  # several chunks, not aligned with the text
         text = "Once upon a time there was a small cat that loved to sleep in the warm sun all day long."
         ids = gen.tokenize(text)
         assert len(ids) > 20

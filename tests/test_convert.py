@@ -244,8 +244,21 @@ def _clear_top1_agreement(pairs: list[tuple[np.ndarray, np.ndarray]], margin: fl
 # --------------------------------------------------------------------------------------------
 
 
-def test_gguf_types_are_the_documented_ones() -> None:
-    assert GGUF_TYPES == ("f32", "f16", "q8_0", "q4_0", "q4_k_m", "q5_k_m", "q6_k")
+def test_every_type_is_offered_documented_and_made_by_a_known_tool() -> None:
+    """The type list drives the `quant` option, the `convert` command and the plugin's docs, and
+    each type is written by gguf-py or made by a llama.cpp quantizer constant that exists."""
+    import nextword_llamacpp.plugin as plugin
+    from nextword_llamacpp.commands import convert_command
+    from nextword_llamacpp.convert.gguf_types import DIRECT_TYPES, LLAMA_QUANT_FTYPES
+
+    assert plugin.OPTIONS["quant"].choices == GGUF_TYPES
+    type_param = next(p for p in convert_command.params if p.name == "type_")
+    assert tuple(type_param.type.choices) == GGUF_TYPES  # type: ignore[attr-defined]
+    assert set(DIRECT_TYPES) | set(LLAMA_QUANT_FTYPES) == set(GGUF_TYPES)
+    assert not set(DIRECT_TYPES) & set(LLAMA_QUANT_FTYPES)
+    llama_cpp = require_module("llama_cpp")
+    assert all(isinstance(getattr(llama_cpp, name), int) for name in LLAMA_QUANT_FTYPES.values())
+    assert all(f"``{kind}``" in (plugin.__doc__ or "") for kind in GGUF_TYPES)
 
 
 @pytest.mark.parametrize("kind", GGUF_TYPES)
@@ -399,7 +412,10 @@ def test_pytorch_bin_checkpoint_converts_like_safetensors(
 
 
 def test_type_is_case_insensitive(tiny_gpt2: Path, tmp_path: Path) -> None:
-    assert convert(tiny_gpt2, tmp_path / "x.gguf", type="Q8_0").is_file()
+    out = convert(tiny_gpt2, tmp_path / "x.gguf", type="Q8_0")
+    gguf = require_module("gguf")
+    assert _field(_reader(out), "general.file_type") == gguf.LlamaFileType.MOSTLY_Q8_0
+    assert _tensor_types(out)["blk.0.ffn_up.weight"] == "Q8_0"
 
 
 def test_progress_shows_a_bar(tiny_gpt2: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

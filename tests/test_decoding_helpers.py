@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from nextword import DecodingConfig
-from nextword.decoding.detok import IncrementalDetokenizer
+from nextword.decoding.detok import IncrementalDetokenizer, alternative_text
 from nextword.decoding.processors import (
     LogitsPipeline,
     apply_repetition_penalty,
@@ -147,6 +147,14 @@ def test_invalid_bytes_are_released_at_the_end() -> None:
     det = IncrementalDetokenizer(_bytes_detok)
     chunks = [det.add(b) for b in b"ok\xe2\x82"] + [det.flush()]
     assert "".join(chunks) == "ok\ufffd"
+
+
+def test_an_alternative_completes_the_pending_character() -> None:
+    before = list("고양이 ".encode()) + list("똠".encode()[:2])  # the last byte of 똠 is next
+    assert alternative_text(_bytes_detok, before, "똠".encode()[2]) == "똠"
+    assert alternative_text(_bytes_detok, before, "똥".encode()[2]) == "똥"
+    assert alternative_text(_bytes_detok, before[:-1], "똠".encode()[1]) == "\ufffd"  # still incomplete
+    assert alternative_text(_bytes_detok, list(b"ok "), ord("x")) == "x"  # nothing pending: its own text
 
 
 def test_gpt2_tokens_of_an_emoji(gpt2_vocab: object) -> None:

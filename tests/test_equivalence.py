@@ -28,7 +28,7 @@ import numpy as np
 import pytest
 
 import nextword
-from nextword.decoding.processors import log_softmax
+from nextword.testing.compare import compare_generators, compare_scores
 
 pytestmark = pytest.mark.slow
 
@@ -54,50 +54,52 @@ def test_f32_greedy_ids_are_identical(hf: nextword.Generator, tiny_gguf: Callabl
         b = llama.generate(prompt, max_new_tokens=64, min_new_tokens=64)
         assert len(a.token_ids) == 64
         assert b.token_ids == a.token_ids, f"F32 diverged from transformers on {prompt!r}"
+    report = compare_generators(hf, llama, PROMPTS, max_new_tokens=16)
+    assert report.divergences == () and report.near_ties == 0, report.explain()
+    assert report.max_topk_logprob_diff < 0.02 and compare_scores(hf, llama, PROMPTS) < 0.02
 
 
 def test_f16_top1_follows_the_greedy_path(hf: nextword.Generator, tiny_gguf: Callable[[str], Path]) -> None:
-    llama = _llama(tiny_gguf("f16"))
-    checked = steps = 0
-    for prompt in PROMPTS:
-        path = hf.generate(prompt, max_new_tokens=64, min_new_tokens=64)
-        ids = hf.tokenize(prompt)
-        for token in path.token_ids:
-            ref = np.asarray(hf.next_token_logits(ids), dtype=np.float64)
-            top2 = np.sort(ref)[-2:]
-            steps += 1
-            if top2[1] - top2[0] > 0.03:
-                checked += 1
-                assert int(np.argmax(llama.next_token_logits(ids))) == token
-            ids.append(token)
-    assert checked >= 0.85 * steps, f"only {checked}/{steps} steps had a clear winner"
-
-
-def _agreement(hf: nextword.Generator, other: nextword.Generator) -> tuple[float, float, int]:
-    """(top-1 agreement, mean KL(hf || other)) over every position of transformers' greedy paths."""
-    agree = 0
-    kls: list[float] = []
-    for prompt in PROMPTS:
-        path = hf.generate(prompt, max_new_tokens=32, min_new_tokens=32)
-        ids = hf.tokenize(prompt)
-        for token in [*path.token_ids, None]:
-            p = log_softmax(np.asarray(hf.next_token_logits(ids)))
-            q = log_softmax(np.asarray(other.next_token_logits(ids)))
-            agree += int(np.argmax(p) == np.argmax(q))
-            kls.append(float(np.sum(np.exp(p) * (p - q))))
-            if token is not None:
-                ids.append(token)
-    return agree / len(kls), float(np.mean(kls)), len(kls)
+    report = compare_generators(hf, _llama(tiny_gguf("f16")), PROMPTS, max_new_tokens=64, tie_margin=0.03)
+    assert report.divergences == (), report.explain()
+    assert report.clear_fraction >= 0.85, f"only {report.clear_steps}/{report.steps} steps had a clear winner"
 
 
 @pytest.mark.parametrize(("kind", "min_top1", "max_kl"), [("q8_0", 0.85, 0.01), ("q4_k_m", 0.6, 0.15)])
 def test_quantized_agreement_is_bounded(
     hf: nextword.Generator, tiny_gguf: Callable[[str], Path], kind: str, min_top1: float, max_kl: float
 ) -> None:
-    top1, kl, n = _agreement(hf, _llama(tiny_gguf(kind)))
-    print(f"{kind}: top-1 agreement {top1:.1%}, mean KL {kl:.2e} over {n} positions")
-    assert top1 >= min_top1
-    assert kl <= max_kl
+    report = compare_generators(hf, _llama(tiny_gguf(kind)), PROMPTS, max_new_tokens=32)
+    print(f"{kind}: {report.explain()}")
+    assert report.top1_agreement >= min_top1
+    assert report.mean_kl <= max_kl
+
+
+def test_the_comparison_explains_a_divergence(hf: nextword.Generator) -> None:
+    """A generator whose logits differ on purpose: the helper names the step and both top-2 gaps."""
+
+    class Shifted:
+        def __init__(self, inner: nextword.Generator, at: int) -> None:
+            self.inner, self.at = inner, at
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self.inner, name)
+
+        def next_token_logits(self, ids: list[int]) -> np.ndarray:
+            logits = np.array(self.inner.next_token_logits(ids), dtype=np.float64)
+            if len(ids) == self.at:
+                logits[int(np.argsort(logits)[-2])] = logits.max() + 5.0  # promote the runner-up clearly
+            return logits
+
+    prompt = PROMPTS[0]
+    start = len(hf.tokenize(prompt))
+    report = compare_generators(hf, Shifted(hf, start + 3), [prompt], max_new_tokens=8)  # type: ignore[arg-type]
+    assert report.steps == 9 and report.agreed == 8 and len(report.divergences) == 1
+    d = report.divergences[0]
+    assert d.step == 3 and d.other_gap == pytest.approx(5.0) and d.reference_gap > 0
+    assert "step 3" in report.explain()
+    loose = compare_generators(hf, Shifted(hf, start + 3), [prompt], max_new_tokens=8, tie_margin=1e9)  # type: ignore[arg-type]
+    assert loose.divergences == () and loose.near_ties == 1
 
 
 def test_converted_tokenizer_reproduces_the_llama_cpp_vectors(

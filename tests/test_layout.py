@@ -28,21 +28,46 @@ def _modules() -> list[str]:
 MODULES = _modules()
 
 
+# Run in a fresh interpreter: third-party dependencies are imported once, then each module is
+# imported first in a forked child, so a cycle shows up whichever module of it comes first.
+_IMPORT_EACH = """
+import importlib, os, sys, traceback
+for dep in ("numpy", "click", "rich", "pluggy", "platformdirs", "torch", "transformers", "llama_cpp", "gguf"):
+    try:
+        importlib.import_module(dep)
+    except Exception:
+        pass
+assert not [m for m in sys.modules if m.split(".")[0] in ("nextword", "nextword_hf", "nextword_llamacpp")]
+failed = []
+for name in sys.argv[1:]:
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        try:
+            importlib.import_module(name)
+            code = 0
+        except BaseException:
+            os.write(w, traceback.format_exc().strip().splitlines()[-1].encode())
+            code = 1
+        os._exit(code)
+    os.close(w)
+    with os.fdopen(r, "rb") as pipe:
+        message = pipe.read().decode(errors="replace")
+    if os.waitpid(pid, 0)[1] != 0:
+        failed.append(name + ": " + message)
+print("\\n".join(failed))
+"""
+
+
 @pytest.mark.slow
 def test_every_module_imports_on_its_own() -> None:
-    """Each module is imported first in a fresh interpreter: a cycle between two modules fails
-    when one of them is the first imported, so importing them all in one process would hide it."""
+    """Each module of the core and the built-in plugins imports when it is the first of them to
+    be imported: no import cycle, and no module that only works after another was imported."""
     assert "nextword.cli" in MODULES and "nextword_llamacpp.plugin" in MODULES
-    script = (
-        "import importlib, subprocess, sys\n"
-        "failed = []\n"
-        "for name in sys.argv[1:]:\n"
-        "    r = subprocess.run([sys.executable, '-c', f'import {name}'], capture_output=True, text=True)\n"
-        "    if r.returncode:\n"
-        "        failed.append(name + ': ' + r.stderr.strip().splitlines()[-1])\n"
-        "print('\\n'.join(failed))\n"
+    result = subprocess.run(
+        [sys.executable, "-c", _IMPORT_EACH, *MODULES], capture_output=True, text=True, timeout=600, cwd=ROOT
     )
-    result = subprocess.run([sys.executable, "-c", script, *MODULES], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "", f"modules that fail to import first:\n{result.stdout}"
 
@@ -107,3 +132,30 @@ def test_stream_returns_a_public_type(hf_gen: nextword.Generator) -> None:
     )
     assert isinstance(stream, nextword.GenerationStream)
     assert stream.text() == stream.result.text and stream.result.settings.backend == "hf"
+
+
+def test_the_pytest_plugin_imports_nothing_heavy() -> None:
+    """Loading nextword's pytest plugin (the ``pytest11`` entry point, active in every pytest run
+    where nextword is installed) imports no engine, no model builder and not the suite."""
+    code = (
+        "import sys, nextword.testing.pytest_plugin as p\n"
+        "assert {'gpt2_vocab', 'tiny_gpt2_dir', 'gemma_gguf'} <= set(p.__all__)\n"
+        "heavy = ('torch', 'transformers', 'llama_cpp', 'gguf', 'nextword.testing.conformance',\n"
+        "         'nextword.testing.models', 'nextword_hf', 'nextword_llamacpp')\n"
+        "print(' '.join(m for m in heavy if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == ""
+    from importlib.metadata import entry_points
+
+    assert [e.value for e in entry_points(group="pytest11") if e.name == "nextword"] == [
+        "nextword.testing.pytest_plugin"
+    ]
+
+
+def test_the_gpt2_vocabulary_is_never_downloaded_at_test_time(tmp_path: Path) -> None:
+    from nextword.testing.assets import AssetUnavailable, gpt2_vocab_files
+
+    with pytest.raises(AssetUnavailable, match="tests never download it.*python -m nextword.testing.assets"):
+        gpt2_vocab_files(tmp_path, fetch=False)
+    assert list(tmp_path.iterdir()) == []

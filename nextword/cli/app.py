@@ -9,6 +9,7 @@ import sys
 
 import click
 
+from nextword.cli.evaluation import eval_command
 from nextword.cli.finetune import finetune
 from nextword.cli.generation import generate
 from nextword.cli.inspection import backends, config
@@ -25,7 +26,7 @@ def cli() -> None:
     """nextword: next-word prediction and text generation with pluggable backends."""
 
 
-for _command in (generate, predict, explain, backends, config, finetune):
+for _command in (generate, predict, explain, eval_command, backends, config, finetune):
     cli.add_command(_command)
 
 

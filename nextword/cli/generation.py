@@ -49,20 +49,9 @@ def generate(
         return
     result = api.generate(prompt, backend=backend, model=model, options=opts, **decoding)
     if as_json:
-        click.echo(json.dumps(_generation_json(result), indent=2, ensure_ascii=False))
+        click.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
         return
     for i, seq in enumerate(result.sequences):
         if len(result.sequences) > 1:
             click.secho(f"--- sequence {i + 1} ({seq.finish_reason})", fg="cyan", err=True)
         click.echo(prompt + seq.text)
-
-
-def _generation_json(result: Any) -> dict[str, Any]:
-    return {
-        "prompt": result.prompt,
-        "prompt_tokens": result.prompt_tokens,
-        "sequences": [
-            {"text": s.text, "token_ids": list(s.token_ids), "finish_reason": s.finish_reason} for s in result.sequences
-        ],
-        "settings": result.settings.to_dict(),
-    }

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from typing import Any
 
 import click
 
+from nextword.api import effective_settings
+from nextword.cli.options import backend_options, parse_options
 from nextword.decoding_config import DecodingConfig
-from nextword.errors import NextwordError
+from nextword.errors import BackendNotFound
 from nextword.registry import backends as list_backends
 from nextword.registry import get_backend
+from nextword.results import Settings, to_jsonable
 from nextword.settings import config_files, resolve
 
 __all__ = ["backends", "config"]
@@ -37,51 +41,44 @@ def backends(as_json: bool) -> None:
 
 
 @click.command("config")
-@click.option("-b", "--backend", default=None, help="Backend to resolve for (default: from settings).")
-@click.option("-m", "--model", default=None, help="Model to resolve for (default: from settings).")
+@backend_options
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
-def config(backend: str | None, model: str | None, as_json: bool) -> None:
-    """Print the effective settings and where each value came from."""
-    resolved = resolve(backend, model)
-    sources = dict(resolved.sources)
-    model_name = resolved.model
+def config(backend: str | None, model: str | None, options: tuple[str, ...], as_json: bool) -> None:
+    """Print the effective settings and where each value came from (what a load with the same
+    -b/-m/-o would use)."""
+    resolved = resolve(backend, model, parse_options(options) or None)
+    problem: str | None = None
     try:
-        spec = get_backend(resolved.backend)
-    except NextwordError as exc:
-        spec = None
-        problem: str | None = str(exc)
-    else:
-        problem = None
-    if model_name is None and spec is not None:
-        model_name = spec.default_model
-        sources["model"] = f"default of the {spec.name!r} backend"
-    options = dict(resolved.options)
-    if spec is not None:
-        options = spec.validate_options(options)
-        for name, opt in spec.options.items():
-            if name not in options and opt.default is not None:
-                options[name] = opt.default
-                sources[f"options.{name}"] = "default"
+        settings = effective_settings(resolved, get_backend(resolved.backend))
+    except BackendNotFound as exc:  # still show what was resolved, and why it cannot load
+        problem = str(exc)
+        settings = Settings(
+            backend=resolved.backend,
+            model=resolved.model or "",
+            options=dict(resolved.options),
+            sources=resolved.sources,
+        )
+    sources = settings.sources
     decoding = DecodingConfig.from_options(None, **resolved.decoding)
-    data = {
-        "backend": resolved.backend,
-        "model": model_name,
-        "options": options,
+    data: dict[str, Any] = {
+        "backend": settings.backend,
+        "model": settings.model or None,
+        "options": settings.options,
         "decoding": decoding.to_dict(),
-        "sources": sources,
+        "sources": {**sources, **{k: v for k, v in resolved.sources.items() if k.startswith("decoding.")}},
         "config_files": [str(cf.path) for cf in config_files()],
     }
     if problem:
         data["problem"] = problem
     if as_json:
-        click.echo(json.dumps(data, indent=2))
+        click.echo(json.dumps(to_jsonable(data), indent=2))
         return
-    click.echo(f"backend  = {resolved.backend!r}  ({sources.get('backend', 'default')})")
-    click.echo(f"model    = {model_name!r}  ({sources.get('model', 'default')})")
-    for name, value in options.items():
+    click.echo(f"backend  = {data['backend']!r}  ({sources.get('backend', 'default')})")
+    click.echo(f"model    = {data['model']!r}  ({sources.get('model', 'default')})")
+    for name, value in settings.options.items():
         click.echo(f"options.{name} = {value!r}  ({sources.get(f'options.{name}', 'default')})")
     for name, value in decoding.to_dict().items():
-        click.echo(f"decoding.{name} = {value!r}  ({sources.get(f'decoding.{name}', 'default')})")
+        click.echo(f"decoding.{name} = {value!r}  ({data['sources'].get(f'decoding.{name}', 'default')})")
     files = data["config_files"]
     click.echo(f"config files read: {', '.join(files) if files else 'none'}")
     if problem:

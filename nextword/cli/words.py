@@ -1,7 +1,8 @@
 """``nextword predict`` and ``nextword explain``: the next words after a prompt, and how likely
 the model finds each token and word of a text.
 
-    nextword predict "I love cats because" -k 10 [--unit word|token] [--json] [--plot FILE.png]
+    nextword predict "I love cats because" -k 10 [--unit word|token] [--complete auto|word|next]
+                     [--json] [--plot FILE.png]
     nextword explain "The cat sat on the mat" [--top 5] [--json] [--html FILE] [--open]
 """
 
@@ -20,6 +21,7 @@ import click
 from nextword import api
 from nextword.cli.options import backend_options, loading, parse_options, write_text
 from nextword.cli.plot import PLOT_FORMATS, save_plot
+from nextword.complete import CompleteMode
 from nextword.errors import InvalidInput
 from nextword.explanation import explain as explain_text
 from nextword.explanation import render_terminal, to_html, to_json
@@ -33,13 +35,14 @@ def run_prediction(
     k: int,
     unit: Literal["word", "token"],
     *,
+    complete: CompleteMode = "auto",
     backend: str | None = None,
     model: str | None = None,
     options: dict[str, Any] | None = None,
 ) -> Prediction:
     """The prediction ``nextword predict`` shows, through :func:`nextword.predict_next` (so the
     effective settings are attached)."""
-    return api.predict_next(prompt, k, unit=unit, backend=backend, model=model, options=options)
+    return api.predict_next(prompt, k, unit=unit, complete=complete, backend=backend, model=model, options=options)
 
 
 def _bar(prob: float) -> str:
@@ -57,6 +60,14 @@ def _bar(prob: float) -> str:
     show_default=True,
     help="Predict whole words (several tokens each) or single tokens.",
 )
+@click.option(
+    "--complete",
+    "complete",
+    type=click.Choice(["auto", "word", "next"]),
+    default="auto",
+    show_default=True,
+    help="For a prompt ending inside a word: complete that word, predict the next one, or decide (auto).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the candidates as JSON.")
 @click.option(
     "--plot",
@@ -73,6 +84,7 @@ def predict(
     options: tuple[str, ...],
     k: int,
     unit: Literal["word", "token"],
+    complete: CompleteMode,
     as_json: bool,
     plot: str | None,
 ) -> None:
@@ -82,7 +94,9 @@ def predict(
     opts = parse_options(options)
     with loading(backend, model):
         api.load(backend, model, **opts)
-    prediction = run_prediction(prompt, k, unit, backend=backend, model=model, options=opts)
+    if unit == "token" and complete != "auto":
+        raise InvalidInput("--complete applies to word predictions, not to --unit token")
+    prediction = run_prediction(prompt, k, unit, complete=complete, backend=backend, model=model, options=opts)
     if plot is not None:
         written = save_plot(prediction, plot)
         click.echo(f"wrote {written}", err=True)
@@ -91,6 +105,8 @@ def predict(
             "prompt": prompt,
             "unit": prediction.unit,
             "unexplored_mass": prediction.unexplored_mass,
+            "typed": prediction.typed,
+            "prefix_prob": prediction.prefix_prob,
             "settings": prediction.settings.to_dict(),
             "candidates": [dataclasses.asdict(c) for c in prediction.candidates],
         }
@@ -101,18 +117,28 @@ def predict(
     from rich.table import Table
 
     what = "word" if prediction.unit == "word" else "token"
-    table = Table(title=escape(f"Next {what} after {prompt!r}"), title_justify="left")
+    typed = prediction.typed
+    title = f"Completions of {typed!r}" if typed is not None else f"Next {what} after {prompt!r}"
+    table = Table(title=escape(title), title_justify="left")
     table.add_column("#", justify="right")
     table.add_column(what)
+    if typed is not None:
+        table.add_column("to type")
     table.add_column("prob", justify="right")
     table.add_column("")
     for rank, cand in enumerate(prediction.candidates, 1):
         prob = f"{cand.prob:.2%}" if cand.prob >= 0.0001 else f"{cand.prob:.1e}"
-        table.add_row(str(rank), escape(repr(cand.text)), prob, f"[green]{_bar(cand.prob)}[/green]")
+        extra = [escape(repr(cand.remaining))] if typed is not None else []
+        table.add_row(str(rank), escape(repr(cand.text)), *extra, prob, f"[green]{_bar(cand.prob)}[/green]")
     console = Console()
     console.print(table)
     if prediction.unit == "word":
         console.print(f"[dim]unexplored probability mass: {prediction.unexplored_mass:.2%}[/dim]")
+    if typed is not None and prediction.prefix_prob is not None:
+        console.print(
+            f"[dim]conditioned on the word starting with {escape(repr(typed))} "
+            f"(probability {prediction.prefix_prob:.2e} before conditioning)[/dim]"
+        )
 
 
 @click.command("explain")

@@ -21,6 +21,8 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
+from nextword.protocol import ForkableSession, SupportsSessions
+
 __all__ = ["Branches", "BranchingGenerator", "SessionBranches", "open_branches"]
 
 
@@ -65,7 +67,9 @@ class SessionBranches:
     def __init__(self, generator: Any, prompt_ids: Sequence[int]) -> None:
         self._generator = generator
         self._prompt = list(prompt_ids)
-        self._open: Callable[[list[int]], Any] | None = getattr(generator, "open_session", None)
+        self._open: Callable[[list[int]], Any] | None = (
+            generator.open_session if isinstance(generator, SupportsSessions) else None
+        )
         self._sessions: dict[tuple[int, ...], Any] = {}
         self._root: Any = None
 
@@ -85,8 +89,7 @@ class SessionBranches:
             session = self._root_session()
         else:
             root = self._root_session()
-            fork = getattr(root, "fork", None)
-            session = fork() if fork is not None else self._open(self._prompt)
+            session = root.fork() if isinstance(root, ForkableSession) else self._open(self._prompt)
             for token in path:
                 session.feed(token)
         logits = np.array(session.logits())  # a copy: a session may return a view of its buffer
@@ -108,8 +111,6 @@ class SessionBranches:
 def open_branches(generator: Any, prompt_ids: Sequence[int]) -> Branches:
     """The generator's own :class:`Branches` when it implements ``open_branches``, else a
     :class:`SessionBranches` (same numbers, one path at a time)."""
-    own = getattr(generator, "open_branches", None)
-    if own is not None:
-        branches: Branches = own(list(prompt_ids))
-        return branches
+    if isinstance(generator, BranchingGenerator):
+        return generator.open_branches(list(prompt_ids))
     return SessionBranches(generator, prompt_ids)

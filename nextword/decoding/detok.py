@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-__all__ = ["IncrementalDetokenizer", "alternative_text", "context_for", "piece_text"]
+__all__ = ["IncrementalDetokenizer", "alternative_text", "context_for", "piece_text", "text_after"]
 
 REPLACEMENT = "\ufffd"
 
@@ -70,15 +70,21 @@ def context_for(detokenize: Callable[[Sequence[int]], str], ids: Sequence[int], 
     return []
 
 
-def piece_text(detokenize: Callable[[Sequence[int]], str], context: Sequence[int], token: int) -> str:
-    """The text ``token`` adds after ``context`` (see :func:`context_for`): for SentencePiece
-    this keeps the leading space a lone token would lose."""
+def text_after(detokenize: Callable[[Sequence[int]], str], context: Sequence[int], ids: Sequence[int]) -> str:
+    """The text ``ids`` add after ``context`` (see :func:`context_for`): decoded together with
+    the context and cut after it, so that for SentencePiece the leading space a lone token would
+    lose is kept. Without a context, or when the context's text is not a prefix, ``ids`` alone."""
     if context:
-        head = detokenize(context)
-        full = detokenize([*context, token])
+        head = detokenize(list(context))
+        full = detokenize([*context, *ids])
         if full.startswith(head):
             return full[len(head) :]
-    return detokenize([token])
+    return detokenize(list(ids))
+
+
+def piece_text(detokenize: Callable[[Sequence[int]], str], context: Sequence[int], token: int) -> str:
+    """The text the one ``token`` adds after ``context`` (:func:`text_after` of one token)."""
+    return text_after(detokenize, context, [token])
 
 
 def alternative_text(

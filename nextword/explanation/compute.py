@@ -13,7 +13,7 @@ from nextword.decoding.detok import IncrementalDetokenizer, alternative_text
 from nextword.decoding.processors import log_softmax, top_indices
 from nextword.errors import InvalidInput
 from nextword.explanation.records import Alternative, Explanation, TokenExplanation, WordExplanation
-from nextword.protocol import Generator
+from nextword.protocol import Generator, SupportsSessions
 from nextword.validation import check_length, encode_text
 from nextword.words import word_start_mask
 
@@ -72,12 +72,11 @@ def _added_first_token(generator: Generator, ids: Sequence[int], text: str) -> b
 
 def _distributions(generator: Generator, ids: Sequence[int]) -> Iterator[npt.NDArray[np.float64]]:
     """Log-probabilities of the token after ``ids[:i]``, for i = 1 .. len(ids) - 1."""
-    open_session = getattr(generator, "open_session", None)
-    if open_session is None:
+    if not isinstance(generator, SupportsSessions):
         for i in range(1, len(ids)):
             yield log_softmax(np.asarray(generator.next_token_logits(list(ids[:i]))))
         return
-    session = open_session(list(ids[:1]))
+    session = generator.open_session(list(ids[:1]))
     for i in range(1, len(ids)):
         yield log_softmax(np.asarray(session.logits()))
         if i + 1 < len(ids):

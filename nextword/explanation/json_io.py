@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-import math
 from typing import Any
 
 from nextword.decoding_config import DecodingConfig
@@ -16,15 +14,7 @@ __all__ = ["from_json", "to_json"]
 
 def to_json(expl: Explanation) -> dict[str, Any]:
     """A JSON-friendly dict of the explanation (settings included); :func:`from_json` reads it back."""
-    return {
-        "text": expl.text,
-        "top": expl.top,
-        "tokens": [dataclasses.asdict(t) for t in expl.tokens],
-        "words": [dataclasses.asdict(w) for w in expl.words],
-        "total_surprisal_bits": expl.total_surprisal_bits,
-        "perplexity": expl.perplexity if math.isfinite(expl.perplexity) else None,
-        "settings": expl.settings.to_dict(),
-    }
+    return expl.to_dict()
 
 
 def from_json(data: dict[str, Any]) -> Explanation:

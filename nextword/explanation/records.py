@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Any
 
-from nextword.results import Settings
+from nextword.results import Settings, perplexity, to_jsonable
 
 __all__ = ["Alternative", "Explanation", "TokenExplanation", "WordExplanation"]
 
@@ -84,11 +85,14 @@ class Explanation:
         """Surprisal of the whole text (bits), the first token excepted."""
         return math.fsum(t.surprisal_bits for t in self.tokens if t.surprisal_bits is not None)
 
+    def to_dict(self) -> dict[str, Any]:
+        """The explanation as JSON data (settings and derived totals included); read back by
+        :func:`nextword.explanation.from_json`."""
+        data = {f.name: to_jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        data.update(total_surprisal_bits=self.total_surprisal_bits, perplexity=to_jsonable(self.perplexity))
+        return data
+
     @property
     def perplexity(self) -> float:
         """exp(mean negative log-likelihood) over the scored tokens (nan when none were scored)."""
-        scored = self.scored
-        if not scored:
-            return math.nan
-        mean = -math.fsum(t.logprob for t in scored if t.logprob is not None) / len(scored)
-        return math.exp(mean) if mean < 709 else math.inf  # past that, exp overflows a float
+        return perplexity(t.logprob for t in self.tokens if t.logprob is not None)

@@ -90,8 +90,9 @@ def default_asset_dir() -> Path:
     return platformdirs.user_cache_path("nextword", appauthor=False) / "assets"
 
 
-def gpt2_vocab_files(cache_dir: Path | str | None = None) -> VocabFiles:
-    """Return the GPT-2 vocabulary GGUF and its tokenizer test vectors, fetching them if needed.
+def gpt2_vocab_files(cache_dir: Path | str | None = None, *, fetch: bool = True) -> VocabFiles:
+    """Return the GPT-2 vocabulary GGUF and its tokenizer test vectors, fetching them if needed
+    (and allowed: with ``fetch=False`` a missing file raises at once).
 
     The three files are looked for in ``cache_dir`` (default: :func:`default_asset_dir`). When one is
     missing, the llama-cpp-python sdist of version :data:`LLAMA_CPP_PYTHON_VERSION` is taken from
@@ -112,6 +113,11 @@ def gpt2_vocab_files(cache_dir: Path | str | None = None) -> VocabFiles:
     )
     if all(path.is_file() for path in (files.gguf, files.inp, files.out)):
         return files
+    if not fetch:
+        raise AssetUnavailable(
+            f"the GPT-2 vocabulary is not in {directory} and tests never download it; fetch it once with "
+            f"`python -m nextword.testing.assets` (scripts/setup.sh does), or {_how_to_provide(directory)}"
+        )
 
     try:
         directory.mkdir(parents=True, exist_ok=True)
@@ -281,3 +287,20 @@ def _sha256(path: Path) -> str:
         while chunk := stream.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m nextword.testing.assets [FOLDER]``: fetch the test assets (install time, not
+    test time) and print where they are. Exit status 1, with the reason, when they cannot be had."""
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        files = gpt2_vocab_files(args[0] if args else None)
+    except AssetUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(files.gguf.parent)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,16 +1,19 @@
 """Session-scoped pytest fixtures for nextword's own tests and for backend plugin authors.
 
-Register with ``pytest_plugins = ["nextword.testing.pytest_fixtures"]`` in a ``conftest.py``.
+Installing nextword registers them with pytest through the ``pytest11`` entry point
+(:mod:`nextword.testing.pytest_plugin`): any test suite can use them as fixture arguments, with no
+``pytest_plugins`` line and no ``conftest.py`` entry.
 
-* ``gpt2_vocab``: :class:`~nextword.testing.assets.VocabFiles`, llama.cpp's GPT-2 vocabulary and
-  tokenizer test vectors (fetched once into the asset cache, see
+* ``gpt2_vocab``: :class:`~nextword.testing.assets.VocabFiles`, the real GPT-2 vocabulary and
+  tokenizer test vectors, read from the asset folder. Tests never download it: it is fetched at
+  install time (``python -m nextword.testing.assets``, which ``scripts/setup.sh`` runs; see
   :func:`~nextword.testing.assets.gpt2_vocab_files`).
 * ``tiny_gpt2_dir``: a folder holding a tiny random GPT-2 with the real vocabulary
   (:func:`~nextword.testing.models.build_tiny_gpt2`, default arguments).
 * ``tiny_openai_gpt_dir``: a folder holding a tiny random GPT-1
   (:func:`~nextword.testing.models.build_tiny_openai_gpt`, default arguments).
 
-When a fixture cannot be provided (the asset cannot be fetched, or torch / transformers are not
+When a fixture cannot be provided (the asset was not fetched, or torch / transformers are not
 installed) the tests that use it are skipped with the reason; with ``NEXTWORD_REQUIRE_ASSETS=1`` in
 the environment they fail instead, so that CI cannot pass by skipping.
 """
@@ -71,7 +74,7 @@ def _require_modules(*names: str) -> None:
 def gpt2_vocab() -> VocabFiles:
     """llama.cpp's GPT-2 vocabulary GGUF and its tokenizer test vectors."""
     try:
-        return gpt2_vocab_files()
+        return gpt2_vocab_files(fetch=False)
     except AssetUnavailable as exc:
         _unavailable(f"GPT-2 vocabulary asset unavailable: {exc}")
 

@@ -29,10 +29,12 @@ from nextword import (
     ModelLoadError,
     NextwordError,
 )
+from nextword.cpu import default_threads
 from nextword.errors import Cancelled
 from nextword.scheduler import CancelScope
-from nextword.validation import check_length
+from nextword.validation import check_length, utf8_bytes
 from nextword_hf.loading import load_pretrained, locate
+from nextword_hf.token_bytes import TokenBytes
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -67,6 +69,7 @@ class HFGenerator(BaseGenerator):
         backend's declaration (:data:`nextword_hf.plugin.SPEC`)."""
         super().__init__(model, options, spec=spec)
         self.tokenizer = tokenizer
+        self._token_bytes = TokenBytes(tokenizer)
         self._hf_model = hf_model
         self._closed = False
         self.device = next(hf_model.parameters()).device
@@ -103,18 +106,22 @@ class HFGenerator(BaseGenerator):
         spec: BackendSpec | None = None,
     ) -> HFGenerator:
         """Load ``model`` (hub id, local folder or .gguf file) on ``device`` in ``dtype``;
-        ``cache="static"`` makes ``generate`` use a preallocated KV cache. ``spec`` is the
-        backend's declaration the generator reports (default: the plugin's own, as
-        ``nextword.load("hf", ...)`` passes it)."""
+        ``cache="static"`` makes ``generate`` use a preallocated KV cache. Without ``threads``,
+        torch's thread count is lowered to :func:`nextword.cpu.default_threads` where it is
+        higher (torch counts the machine's cores, not the process's affinity or cgroup quota).
+        ``spec`` is the backend's declaration the generator reports (default: the plugin's own,
+        as ``nextword.load("hf", ...)`` passes it)."""
         if threads:
             torch.set_num_threads(threads)
+        elif torch.get_num_threads() > default_threads():
+            torch.set_num_threads(default_threads())
         dev = resolve_device(device)
         if dtype == "auto":
             torch_dtype = torch.float16 if dev.type == "cuda" else torch.float32
         else:
             torch_dtype = _DTYPES[dtype]
         tokenizer, hf_model = load_pretrained(locate(model), dtype=torch_dtype, device=str(dev))
-        options = {"device": device, "dtype": dtype, "threads": threads, "cache": cache}
+        options = {"device": device, "dtype": dtype, "threads": threads or torch.get_num_threads(), "cache": cache}
         return cls(model, tokenizer, hf_model, options, spec=spec or _plugin_spec())
 
     # ---- primitives -------------------------------------------------------------------------
@@ -128,11 +135,13 @@ class HFGenerator(BaseGenerator):
         return self._eos
 
     def tokenize(self, text: str) -> list[int]:
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise InvalidInput(f"the text is not valid Unicode ({exc.reason} at position {exc.start})") from None
+        utf8_bytes(text)  # invalid Unicode is refused the same way on every backend
         return list(self.tokenizer(text, split_special_tokens=True)["input_ids"])
+
+    def token_bytes(self, token_id: int) -> bytes | None:
+        """The bytes ``token_id`` adds to a text (a split character's share included), or None
+        for a special token or an unknown id."""
+        return self._token_bytes(token_id)
 
     def detokenize(self, token_ids: Sequence[int]) -> str:
         return str(
@@ -168,6 +177,13 @@ class HFGenerator(BaseGenerator):
             raise InvalidInput(f"token id {bad} is outside the vocabulary (0 to {n_vocab - 1})")
         check_length(len(ids) - extra, extra, self._n_ctx)
         return ids
+
+    @torch.inference_mode()
+    def sequence_logits(self, token_ids: Sequence[int]) -> npt.NDArray[np.float32]:
+        """Raw logits after every prefix of ``token_ids`` in one forward pass: row ``i`` is the
+        distribution after ``token_ids[: i + 1]`` (shape ``(len(token_ids), vocab)``, float32)."""
+        ids = torch.tensor([list(token_ids)], device=self.device)
+        return self.hf_model(input_ids=ids).logits[0].float().cpu().numpy()
 
     @torch.inference_mode()
     def token_logprobs(self, token_ids: Sequence[int]) -> list[float]:

@@ -20,7 +20,9 @@ CAPABILITIES = Capabilities(
 OPTIONS = {
     "device": OptionSpec(str, "where the model runs: cpu, cuda, cuda:N or auto", default="auto"),
     "dtype": OptionSpec(str, "weight dtype", default="float32", choices=("auto", "float32", "float16", "bfloat16")),
-    "threads": OptionSpec(int, "CPU threads torch may use (default: torch's choice)", minimum=1),
+    "threads": OptionSpec(
+        int, "CPU threads torch may use (default: torch's, at most one per usable physical core)", minimum=1
+    ),
     "cache": OptionSpec(
         str,
         "KV cache of generate(): dynamic, or static (preallocated; much faster on GPUs)",

@@ -16,7 +16,8 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -25,67 +26,65 @@ import numpy as np
 import numpy.typing as npt
 
 from nextword import BackendSpec, BaseGenerator
-from nextword.errors import (
-    ContextLengthExceeded,
-    EngineError,
-    InvalidInput,
-    NextwordError,
-)
+from nextword.decoding.loop import sample_tokens
+from nextword.decoding.processors import log_softmax
+from nextword.decoding_config import DecodingConfig
+from nextword.errors import ContextLengthExceeded, InvalidInput, NextwordError
+from nextword.scheduler import StepScheduler, run_concurrently
+from nextword.validation import utf8_bytes
 from nextword_llamacpp.gguf_check import GGUFInfo
 from nextword_llamacpp.loading import default_threads, open_model
+from nextword_llamacpp.multiseq import Job, Need, Needs, Request, RowsNeed, SeqPool
 
 __all__ = ["LlamaCppGenerator", "default_threads"]
 
-# Most logits (floats) requested from llama.cpp in one scoring call: its output buffer holds them all.
-_SCORE_LOGITS_BUDGET = 8 * 1024 * 1024
-
-_RowsCallback = Callable[[int, npt.NDArray[np.float32]], None]
+# How long a generation waits for one of the `parallel` slots before running without a lease.
+_LEASE_WAIT_S = 30.0
 
 
 class LlamaCppGenerator(BaseGenerator):
     """A GGUF model on llama.cpp behind nextword's API.
 
-    One llama.cpp context holds the KV cache of the last evaluated token sequence; every
-    evaluation reuses its longest common prefix with the new sequence. Calls are serialized by a
-    lock, so one generator can be shared between threads (they take turns).
+    One llama.cpp context holds ``parallel`` sequences, each with its own KV cells
+    (:class:`~nextword_llamacpp.multiseq.SeqPool`). Calls from any number of threads are queued
+    by a :class:`~nextword.scheduler.StepScheduler`: the one-token steps of concurrent
+    generations are evaluated together, one ``llama_decode`` for all of them (continuous
+    batching), and a sequence whose prefix some slot already holds costs only its new tokens.
+    A list of prompts and ``num_return_sequences`` run as concurrent generations too.
 
     :attr:`llama` is the underlying ``llama_cpp.Llama``, for read-only queries (metadata,
-    vocabulary). Evaluating tokens with it directly changes the KV cache behind nextword's back:
-    call :meth:`reset_cache` afterwards.
+    vocabulary); nextword evaluates tokens in a context of its own.
     """
 
     def __init__(
-        self, model: str, llama: Any, info: GGUFInfo, n_ctx: int, options: dict[str, Any], *, spec: BackendSpec
+        self,
+        model: str,
+        llama: Any,
+        info: GGUFInfo,
+        pool: SeqPool,
+        n_ctx: int,
+        options: dict[str, Any],
+        *,
+        spec: BackendSpec,
     ) -> None:
-        """Wrap a loaded ``llama_cpp.Llama`` (use :meth:`load` to make one); ``spec`` is the
-        backend's declaration (:data:`nextword_llamacpp.plugin.SPEC`)."""
+        """Wrap a loaded ``llama_cpp.Llama`` and a sequence pool (use :meth:`load` to make them);
+        ``spec`` is the backend's declaration (:data:`nextword_llamacpp.plugin.SPEC`)."""
         super().__init__(model, options, spec=spec)
         self.llama = llama
         self.gguf = info
         self._lock = threading.RLock()
         self._closed = False
         self._n_ctx = n_ctx
-        self._ctx = llama.ctx
-        self._mem = llama_cpp.llama_get_memory(self._ctx)
+        self._pool = pool
+        self._scheduler: StepScheduler[Request] = StepScheduler(pool.execute, max_group=pool.n_slots)
+        self._generations = threading.BoundedSemaphore(pool.n_slots)
         self._n_vocab = int(llama.n_vocab())
-        self._n_batch = max(1, min(int(llama.n_batch), n_ctx))
-        self._score_chunk = max(1, min(self._n_batch, _SCORE_LOGITS_BUDGET // self._n_vocab))
         vocab = llama_cpp.llama_model_get_vocab(llama.model)
         self._vocab = vocab
         self._add_bos = bool(llama_cpp.llama_vocab_get_add_bos(vocab))
         eos = {int(llama_cpp.llama_vocab_eos(vocab)), int(llama_cpp.llama_vocab_eot(vocab))}
         self._eos = frozenset(t for t in eos if 0 <= t < self._n_vocab)
         self._pieces: dict[int, bytes] = {}
-        # KV-cache bookkeeping: the tokens at positions 0..len-1 of sequence 0, whether the
-        # context's last output row holds the logits after them, and a counter bumped on change.
-        self._past: list[int] = []
-        self._has_logits = False
-        self._version = 0
-        # (tokens, how many were evaluated as the first batch) of what the cache holds, when it
-        # was filled by _evaluate_fresh or a session; None otherwise.
-        self._canonical: tuple[tuple[int, ...], int] | None = None
-        self._one = _Batch(1)
-        self._many = _Batch(self._n_batch)
 
     @classmethod
     def load(cls, model: str, *, spec: BackendSpec | None = None, **options: Any) -> LlamaCppGenerator:
@@ -104,7 +103,7 @@ class LlamaCppGenerator(BaseGenerator):
             from nextword_llamacpp.plugin import SPEC
 
             spec = SPEC
-        return cls(model, opened.llama, opened.info, opened.context_length, opened.options, spec=spec)
+        return cls(model, opened.llama, opened.info, opened.pool, opened.context_length, opened.options, spec=spec)
 
     # ---- primitives -------------------------------------------------------------------------
 
@@ -131,10 +130,7 @@ class LlamaCppGenerator(BaseGenerator):
     def tokenize(self, text: str) -> list[int]:
         """Token ids of ``text``; a BOS token comes first when the model asks for one (GPT-2 does
         not), and special-token text such as ``<|endoftext|>`` is tokenized as plain text."""
-        try:
-            data = text.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise InvalidInput(f"the text is not valid Unicode (lone surrogate at {exc.start})") from None
+        data = utf8_bytes(text)
         with self._lock:
             self._require_open()
             return [int(t) for t in self.llama.tokenize(data, add_bos=self._add_bos, special=False)]
@@ -150,75 +146,174 @@ class LlamaCppGenerator(BaseGenerator):
             data = b"".join([self._piece(int(t)) for t in token_ids])
         return data.decode("utf-8", errors="replace")
 
+    def token_bytes(self, token_id: int) -> bytes | None:
+        """The bytes ``token_id`` adds to a text (a split character's share included), or None
+        for a control token (BOS, EOS, ...)."""
+        token = int(token_id)
+        piece = self._piece(token)
+        if llama_cpp.llama_vocab_is_control(self._vocab, token):
+            return None
+        return piece
+
     def next_token_logits(self, token_ids: Sequence[int]) -> npt.NDArray[np.floating]:
         """Raw float32 logits for the token after ``token_ids`` (a fresh array the caller owns);
-        always evaluated from position 0, so the result does not depend on earlier calls."""
+        always evaluated the same way (all of them as one batch from position 0), so the result
+        does not depend on earlier or concurrent calls."""
         ids = self._checked_ids(token_ids)
-        with self._lock:
-            self._require_open()
-            self._evaluate_fresh(ids)
-            return self._last_logits()
+        return self._logits(Need(ids, len(ids)))
 
-    def open_session(self, prompt_ids: Sequence[int]) -> _KVSession:
-        """A session over the KV cache: nothing runs until the first :meth:`~_KVSession.logits`,
-        then each :meth:`~_KVSession.feed` costs one token of evaluation."""
-        return _KVSession(self, self._checked_ids(prompt_ids))
+    def open_session(self, prompt_ids: Sequence[int]) -> _PoolSession:
+        """A session on the sequence pool: nothing runs until the first
+        :meth:`~_PoolSession.logits`; then each :meth:`~_PoolSession.feed` costs one token,
+        evaluated together with the steps of concurrent sessions."""
+        ids = self._checked_ids(prompt_ids)
+        return _PoolSession(self, ids, len(ids))
+
+    def open_branches(self, prompt_ids: Sequence[int]) -> _PoolBranches:
+        """Continuations of one prompt evaluated together (see ``nextword.decoding.branches``):
+        row i of :meth:`~_PoolBranches.logits` equals a session of ``prompt_ids`` fed with
+        ``paths[i]``; the prompt's cells are copied between sequences rather than recomputed."""
+        return _PoolBranches(self, self._checked_ids(prompt_ids))
+
+    def token_stream(
+        self, prompt_ids: Sequence[int], config: DecodingConfig, n_new: int, rng: np.random.Generator
+    ) -> Iterator[int]:
+        """The shared decoding loop over a pool session; while it runs, the scheduler counts it
+        as a caller whose next step is worth waiting a moment for (so concurrent generations
+        share their decodes)."""
+        session = self.open_session(prompt_ids)
+        # At most `parallel` generations at a time, each leasing its slot; a caller past that
+        # waits for one to finish (up to _LEASE_WAIT_S, then it runs unleased rather than risk a
+        # deadlock when one thread interleaves more streams than there are slots).
+        leased = self._generations.acquire(timeout=_LEASE_WAIT_S)
+        session.owner = session if leased else None
+        try:
+            with self._scheduler.participant():
+                yield from sample_tokens(session, prompt_ids, config, n_new, rng, self.eos_token_ids)
+        finally:
+            if leased:
+                self._pool.release(session)
+                self._generations.release()
+
+    def generate_ids(
+        self, prompts_ids: Sequence[Sequence[int]], config: DecodingConfig, n_new: Sequence[int]
+    ) -> list[list[Iterable[int]]]:
+        """All sequences of a batch run as concurrent generations (one worker thread each, up to
+        ``parallel`` at a time), so their steps share decodes. The sequences of one prompt share
+        one random generator in order when sampling, as in the one-by-one default; they then
+        run one after another."""
+        jobs: list[Callable[[], list[list[int]]]] = []
+        for ids, n in zip(prompts_ids, n_new, strict=True):
+
+            def run(ids: Sequence[int] = ids, n: int = n, count: int = config.num_return_sequences) -> list[list[int]]:
+                rng = np.random.default_rng(config.seed)
+                return [list(self.token_stream(ids, config, n, rng)) for _ in range(count)]
+
+            if config.do_sample or config.num_return_sequences == 1:
+                jobs.append(run)
+            else:  # greedy: the sequences of a prompt are identical in value but each is its own run
+                jobs.extend(partial(run, count=1) for _ in range(config.num_return_sequences))
+        results = run_concurrently(jobs, self._pool.n_slots)
+        out: list[list[Iterable[int]]] = []
+        it = iter(results)
+        for _ in prompts_ids:
+            if config.do_sample or config.num_return_sequences == 1:
+                out.append(list(next(it)))
+            else:
+                out.append([next(it)[0] for _ in range(config.num_return_sequences)])
+        return out
 
     def token_logprobs(self, token_ids: Sequence[int]) -> list[float]:
         """Log-probability of each token after the first, in one pass over the sequence.
 
         llama.cpp is asked for the logits of every position, in chunks sized so its output buffer
-        stays small (about 32 MB); the log-softmax is taken in float64 like
-        :func:`nextword.decoding.processors.log_softmax`.
+        stays small (about 32 MB); the log-softmax is :func:`nextword.decoding.processors.log_softmax`
+        (float64).
         """
         ids = self._checked_ids(token_ids)
         out = np.empty(len(ids) - 1, dtype=np.float64)
 
         def take(start: int, rows: npt.NDArray[np.float32]) -> None:
             # rows[j] are the logits after ids[start + j]: they score ids[start + j + 1].
-            # Vectorized over 16 rows at a time: three times faster than log_softmax row by row,
-            # which matters here (it is per scored token) and not in the converter's verify().
+            # 16 rows at a time: three times faster than one row at a time, which matters here
+            # (it is per scored token), with a bounded float64 buffer.
             targets = np.asarray(ids[start + 1 : start + 1 + rows.shape[0]], dtype=np.int64)
             for b in range(0, len(targets), 16):
-                x = rows[b : b + 16][: len(targets) - b].astype(np.float64)
-                top = x.max(axis=1, keepdims=True)
-                lse = top[:, 0] + np.log(np.exp(x - top).sum(axis=1))
                 t = targets[b : b + 16]
-                out[start + b : start + b + len(t)] = x[np.arange(len(t)), t] - lse
+                logp = log_softmax(rows[b : b + len(t)])
+                out[start + b : start + b + len(t)] = logp[np.arange(len(t)), t]
 
-        with self._lock:
-            self._require_open()
-            # Cached positions carry no logits: evaluate the whole sequence again.
-            self._truncate(0)
-            self._eval(ids, take)
+        request = RowsNeed(ids, take)
+        self._submit(request, batchable=False)
         return out.tolist()
 
+    @property
+    def batch_group_size(self) -> int:
+        """How many one-token steps of different sequences one decode holds: all active ones
+        (up to ``parallel``) with ``batching="fast"``; with ``"exact"`` the largest group
+        measured to give bit-identical logits to a step alone (measured on first use)."""
+        if self._pool.mode == "fast":
+            return self._pool.n_slots
+        sizes: list[int] = []
+        self._submit(Job(lambda: sizes.append(self._pool.exact_group_size())), batchable=False)
+        return sizes[0]
+
+    def sequence_logits(self, token_ids: Sequence[int]) -> npt.NDArray[np.float32]:
+        """Raw logits after every prefix of ``token_ids``, in one pass over the sequence (in
+        chunks, as :meth:`token_logprobs`): row ``i`` is the distribution after
+        ``token_ids[: i + 1]`` (shape ``(len(token_ids), vocab)``, float32)."""
+        ids = self._checked_ids(token_ids)
+        out = np.empty((len(ids), self._n_vocab), dtype=np.float32)
+
+        def take(start: int, rows: npt.NDArray[np.float32]) -> None:
+            out[start : start + rows.shape[0]] = rows
+
+        self._submit(RowsNeed(ids, take), batchable=False)
+        return out
+
     def reset_cache(self) -> None:
-        """Forget the evaluated tokens; the next call evaluates its sequence from the start."""
-        with self._lock:
-            if not self._closed:
-                self._truncate(0)
+        """Forget every cached sequence; the next calls evaluate theirs from the start."""
+        with contextlib.suppress(NextwordError):
+            self._submit(Job(self._pool.clear), batchable=False)
 
     def close(self) -> None:
-        """Free the model, the context and the batches; later calls raise :class:`NextwordError`."""
+        """Free the model, the context and the batches; later calls raise :class:`NextwordError`.
+        Waits for the engine work already queued."""
         with self._lock:
             if self._closed:
                 return
             self._closed = True
-            self._one.free()
-            self._many.free()
-            self.llama.close()
+        with contextlib.suppress(NextwordError):
+            self._scheduler.run(Job(self._pool.free), batchable=False)
+        self.llama.close()
 
     def __del__(self) -> None:
+        # A generator dropped without close(): free the pool's context before the model goes.
         with contextlib.suppress(Exception):
-            self._one.free()
-            self._many.free()
+            if not self._pool.closed:
+                self._pool.free()
 
-    # ---- the KV cache -----------------------------------------------------------------------
+    # ---- internals --------------------------------------------------------------------------
 
     def _require_open(self) -> None:
         if self._closed:
             raise NextwordError("this llamacpp generator has been closed; load the model again")
+
+    def _submit(self, request: Request, *, batchable: bool = True) -> None:
+        """Run ``request`` through the scheduler; raise what the pool reported on it."""
+        self._require_open()
+        self._scheduler.run(request, batchable=batchable)
+        if isinstance(request, Needs):
+            error = next((n.error for n in request.needs if n.error is not None), None)
+        else:
+            error = request.error
+        if error is not None:
+            raise error
+
+    def _logits(self, need: Need) -> npt.NDArray[np.float32]:
+        self._submit(need)
+        assert need.result is not None
+        return need.result
 
     def _checked_ids(self, token_ids: Sequence[int]) -> list[int]:
         """``token_ids`` as a list of ints, checked: not empty, within the vocabulary and the
@@ -240,6 +335,18 @@ class LlamaCppGenerator(BaseGenerator):
             )
         return ids
 
+    def _checked_token(self, token_id: int, held: int) -> int:
+        token = int(token_id)
+        if not 0 <= token < self._n_vocab:
+            raise InvalidInput(f"token id {token} is outside the vocabulary (0 to {self._n_vocab - 1})")
+        if held >= self._n_ctx:
+            raise ContextLengthExceeded(
+                f"the session already holds {held} tokens, the whole context window",
+                n_tokens=held + 1,
+                limit=self._n_ctx,
+            )
+        return token
+
     def _piece(self, token: int) -> bytes:
         piece = self._pieces.get(token)
         if piece is not None:
@@ -259,201 +366,60 @@ class LlamaCppGenerator(BaseGenerator):
         self._pieces[token] = piece
         return piece
 
-    def _evaluate_fresh(self, ids: list[int], batch_len: int | None = None) -> None:
-        """Make the cache hold ``ids`` evaluated the canonical way: ``ids[:batch_len]`` (all of
-        them by default) as one batch from position 0, the rest one token at a time.
 
-        llama.cpp's numbers depend on how tokens were grouped into batches (a batch and a
-        single-token step take different kernels), so reusing a prefix that an earlier call
-        evaluated some other way would make a result depend on the calls before it. What the
-        cache holds is reused only when it was evaluated the same canonical way (same first
-        batch, then single tokens): the same request then always gives the same numbers, and a
-        session interrupted by other calls replays exactly the steps it had taken."""
-        batch_len = len(ids) if batch_len is None else batch_len
-        reuse = 0
-        if self._canonical is not None:
-            cached, cached_batch = self._canonical
-            if cached_batch == batch_len and cached[:batch_len] == tuple(ids[:batch_len]):
-                reuse = batch_len + _common_prefix(cached[batch_len:], ids[batch_len:])
-                if reuse == len(cached) == len(ids) and self._has_logits:
-                    return
-                if reuse == len(ids):
-                    # The last token's logits are needed again: step back over it, unless it
-                    # belongs to the first batch (then that batch is evaluated anew).
-                    reuse = len(ids) - 1 if len(ids) - 1 >= batch_len else 0
-        if reuse < batch_len:
-            self._truncate(0)
-            self._eval(ids[:batch_len])
-            reuse = batch_len
-        else:
-            self._truncate(reuse)
-            if len(self._past) != reuse:  # the memory could not drop just a tail: start over
-                self._eval(ids[:batch_len])
-                reuse = batch_len
-        for token in ids[reuse:]:
-            self._eval([token])
-        self._canonical = (tuple(ids), batch_len)
+class _PoolSession:
+    """A generation state on a :class:`LlamaCppGenerator`'s sequence pool (see
+    :class:`nextword.decoding.loop.Session`). Its steps run on the slot that served it last
+    when that still holds its tokens; otherwise on the slot holding the longest prefix of them,
+    replaying the rest the canonical way (so its numbers are those of an uninterrupted run)."""
 
-    def _truncate(self, n: int) -> None:
-        """Drop cached positions ``n`` and later."""
-        if n >= len(self._past):
-            return
-        self._canonical = None
-        if not llama_cpp.llama_memory_seq_rm(self._mem, 0, n, -1):
-            # Memory that cannot drop a tail (recurrent models): start over.
-            llama_cpp.llama_memory_clear(self._mem, True)
-            n = 0
-        del self._past[n:]
-        self._has_logits = False
-        self._version += 1
+    __slots__ = ("generator", "ids", "owner", "prompt_len", "slot")
 
-    def _eval(self, tokens: Sequence[int], on_rows: _RowsCallback | None = None) -> None:
-        """Append ``tokens`` to the cached sequence.
-
-        Without ``on_rows`` only the last token's logits are computed. With it, every token's
-        logits are, and ``on_rows(start, rows)`` is called after each chunk with the float32
-        rows (a view valid only during the call) for ``tokens[start : start + len(rows)]``.
-        """
-        if not tokens:
-            return
-        n_past = len(self._past)
-        if n_past + len(tokens) > self._n_ctx:
-            raise ContextLengthExceeded(
-                f"{n_past + len(tokens)} tokens do not fit the model's context window of {self._n_ctx}",
-                n_tokens=n_past + len(tokens),
-                limit=self._n_ctx,
-            )
-        # Positions from n_past on must be empty (an interrupted call may have left some), and
-        # until the decode below succeeds neither the logits nor a session's view are current.
-        llama_cpp.llama_memory_seq_rm(self._mem, 0, n_past, -1)
-        self._has_logits = False
-        self._canonical = None
-        self._version += 1
-        step = self._score_chunk if on_rows is not None else self._n_batch
-        for start in range(0, len(tokens), step):
-            chunk = tokens[start : start + step]
-            pos = n_past + start
-            if len(chunk) == 1 and on_rows is None:
-                batch = self._one
-                batch.token[0] = chunk[0]
-                batch.pos[0] = pos
-            else:
-                batch = self._many
-                batch.fill(chunk, pos, all_logits=on_rows is not None)
-            rc = llama_cpp.llama_decode(self._ctx, batch.batch)
-            if rc != 0:
-                self._fail(rc)
-            self._past.extend(chunk)
-            self._version += 1
-            self._has_logits = True
-            if on_rows is not None:
-                ptr = llama_cpp.llama_get_logits(self._ctx)
-                if not ptr:
-                    raise EngineError("llama.cpp returned no logits")
-                on_rows(start, np.ctypeslib.as_array(ptr, shape=(len(chunk), self._n_vocab)))
-
-    def _fail(self, rc: int) -> None:
-        """After a failed llama_decode: forget what may be half-written, then raise."""
-        llama_cpp.llama_memory_seq_rm(self._mem, 0, len(self._past), -1)
-        self._has_logits = False
-        self._version += 1
-        reason = {1: "no room left in the KV cache", 2: "aborted"}.get(rc, "error")
-        raise EngineError(f"llama.cpp failed to evaluate the tokens (llama_decode returned {rc}: {reason})")
-
-    def _last_logits(self) -> npt.NDArray[np.float32]:
-        """A copy of the logits after the last evaluated token."""
-        ptr = llama_cpp.llama_get_logits_ith(self._ctx, -1)
-        if not ptr:
-            raise EngineError("llama.cpp returned no logits")
-        return np.ctypeslib.as_array(ptr, shape=(self._n_vocab,)).copy()
-
-    def _session_logits(self, session: _KVSession) -> npt.NDArray[np.float32]:
-        """Logits after everything ``session`` was fed. When the cache is still the session's
-        (nothing else ran in between), only the newly fed tokens are evaluated."""
-        with self._lock:
-            self._require_open()
-            ids = session.ids
-            if session.version == self._version:
-                for token in ids[session.synced :]:
-                    self._eval([token])
-                self._canonical = (tuple(ids), session.prompt_len)
-            else:
-                self._evaluate_fresh(ids, session.prompt_len)
-            session.version = self._version
-            session.synced = len(ids)
-            return self._last_logits()
-
-
-class _KVSession:
-    """A generation state on a :class:`LlamaCppGenerator`'s KV cache (see
-    :class:`nextword.decoding.loop.Session`). Sessions may interleave; one that finds the cache
-    changed replays its own steps (prompt as one batch, then each fed token), so its numbers are
-    those of an uninterrupted run."""
-
-    __slots__ = ("generator", "ids", "prompt_len", "synced", "version")
-
-    def __init__(self, generator: LlamaCppGenerator, prompt_ids: list[int]) -> None:
+    def __init__(self, generator: LlamaCppGenerator, ids: list[int], prompt_len: int, slot: Any = None) -> None:
         self.generator = generator
-        self.ids = prompt_ids
-        self.prompt_len = len(prompt_ids)
-        self.synced = 0
-        self.version = -1
+        self.ids = ids
+        self.prompt_len = prompt_len
+        self.slot = slot
+        self.owner: object = None  # set while a generation leases the slot serving this session
 
     def logits(self) -> npt.NDArray[np.float32]:
         """Raw float32 logits for the token after everything fed so far (a fresh array)."""
-        return self.generator._session_logits(self)
+        need = Need(list(self.ids), self.prompt_len, self.slot, self.owner)
+        result = self.generator._logits(need)
+        self.slot = need.hint
+        return result
 
     def feed(self, token_id: int) -> None:
         """Append one token (evaluated at the next :meth:`logits`)."""
-        token = int(token_id)
-        if not 0 <= token < self.generator._n_vocab:
-            raise InvalidInput(f"token id {token} is outside the vocabulary (0 to {self.generator._n_vocab - 1})")
-        if len(self.ids) >= self.generator._n_ctx:
-            raise ContextLengthExceeded(
-                f"the session already holds {len(self.ids)} tokens, the whole context window",
-                n_tokens=len(self.ids) + 1,
-                limit=self.generator._n_ctx,
-            )
-        self.ids.append(token)
+        self.ids.append(self.generator._checked_token(token_id, len(self.ids)))
+
+    def fork(self) -> _PoolSession:
+        """An independent copy of this state (it shares the cached cells until it diverges)."""
+        return _PoolSession(self.generator, list(self.ids), self.prompt_len, self.slot)
 
 
-class _Batch:
-    """A ``llama_batch`` for one sequence, with its field pointers looked up once."""
+class _PoolBranches:
+    """Continuations of one prompt, evaluated together (``open_branches``)."""
 
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
-        self.batch = llama_cpp.llama_batch_init(capacity, 0, 1)
-        b = self.batch
-        self.token, self.pos, self.logits = b.token, b.pos, b.logits
-        for i in range(capacity):
-            b.n_seq_id[i] = 1
-            b.seq_id[i][0] = 0
-            b.logits[i] = 0
-        b.logits[capacity - 1] = 1
-        b.n_tokens = 1 if capacity == 1 else 0
-        self._freed = False
+    __slots__ = ("generator", "prompt")
 
-    def fill(self, tokens: Sequence[int], n_past: int, *, all_logits: bool) -> None:
-        """Put ``tokens`` at positions ``n_past...``; logits for all of them or only the last."""
-        token, pos, logits = self.token, self.pos, self.logits
-        flag = 1 if all_logits else 0
-        for i, t in enumerate(tokens):
-            token[i] = t
-            pos[i] = n_past + i
-            logits[i] = flag
-        logits[len(tokens) - 1] = 1
-        self.batch.n_tokens = len(tokens)
+    def __init__(self, generator: LlamaCppGenerator, prompt: list[int]) -> None:
+        self.generator = generator
+        self.prompt = prompt
 
-    def free(self) -> None:
-        if not self._freed:
-            self._freed = True
-            llama_cpp.llama_batch_free(self.batch)
+    def logits(self, paths: Sequence[Sequence[int]]) -> npt.NDArray[np.float32]:
+        """Row i: the raw logits after the prompt followed by ``paths[i]``."""
+        gen = self.generator
+        needs = []
+        for path in paths:
+            ids = list(self.prompt)
+            for token in path:
+                ids.append(gen._checked_token(token, len(ids)))
+            needs.append(Need(ids, len(self.prompt)))
+        if not needs:
+            return np.empty((0, gen.n_vocab), dtype=np.float32)
+        gen._submit(Needs(needs))
+        return np.stack([n.result for n in needs if n.result is not None])
 
-
-def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    """Length of the longest common prefix of ``a`` and ``b``."""
-    n = min(len(a), len(b))
-    for i in range(n):
-        if a[i] != b[i]:
-            return i
-    return n
+    def close(self) -> None:
+        """Nothing to free: the sequences' cells stay in the pool as a cache."""

@@ -26,7 +26,7 @@ OPTIONS = {
         int, "context window in tokens (default: the model's training context, at most 4096)", minimum=1
     ),
     "threads": OptionSpec(
-        int, "CPU threads for generation and prompt evaluation (default: half the usable CPUs)", minimum=1
+        int, "CPU threads for generation and prompt evaluation (default: one per usable physical core)", minimum=1
     ),
     "kv_type": OptionSpec(
         str,
@@ -37,6 +37,15 @@ OPTIONS = {
     "flash_attn": OptionSpec(bool, "flash attention (default: on exactly when kv_type is quantized)"),
     "n_gpu_layers": OptionSpec(
         int, "layers offloaded to the GPU, -1 for all (needs a GPU build of llama-cpp-python)", default=0, minimum=-1
+    ),
+    "parallel": OptionSpec(
+        int, "sequences decoded together (default: as many as fit 1 GiB of KV cache, at most 8)", minimum=1
+    ),
+    "batching": OptionSpec(
+        str,
+        "exact: share decodes only where bit-identical to a call alone; fast: all active sequences in one",
+        default="exact",
+        choices=("exact", "fast"),
     ),
     "n_batch": OptionSpec(int, "most tokens per llama.cpp evaluation call (prompts, scoring)", default=512, minimum=1),
     "quant": OptionSpec(

@@ -7,9 +7,20 @@ file, or ``--option`` on the command line):
     Context window in tokens. Default: the model's training context, capped at 4096. For models
     with a learned position table (GPT-2) it may not exceed the training context.
 ``threads``
-    CPU threads, for generation and prompt evaluation alike. Default: half the CPUs the process
-    may use (llama.cpp's physical-core estimate), at least one. More threads than free cores is
-    much slower, not faster: ggml's threads wait for each other at every step.
+    CPU threads, for generation and prompt evaluation alike. Default: one per physical core this
+    process may use, within its cgroup CPU quota (:func:`nextword.cpu.default_threads`; 2 on a
+    2-core machine, where llama-cpp-python's own ``cpu_count() // 2`` gives 1). More threads than
+    free cores is much slower, not faster: ggml's threads wait for each other at every step.
+``parallel``
+    Sequences the context holds, each with its own KV cells: concurrent calls (threads, a batch
+    of prompts, ``num_return_sequences``) decode their steps together, one ``llama_decode`` for
+    all of them. Default: as many as fit 1 GiB of KV cache at ``n_ctx`` tokens each, at most 8.
+``batching``
+    ``exact`` (default): the steps of different sequences share a decode only in groups that
+    were measured (on first use) to give bit-identical logits to a step alone, so a result never
+    depends on what else runs. ``fast``: every active sequence in one decode; faster for weight
+    types whose kernels change with the row count (K-quants), and results may then differ in
+    the last bits from a call alone (see the concurrency docs for the measured divergence).
 ``kv_type``
     Element type of the KV cache, for keys and values alike: ``f16`` (llama.cpp's default),
     ``f32`` (closest to the reference numerics), ``bf16``, or a quantized type (``q8_0``,

@@ -1,0 +1,388 @@
+"""How good a model's predictions are for typing: ``nextword eval`` and :func:`evaluate`.
+
+On a text, :func:`evaluate` measures
+
+* per-token **perplexity** (and each token's surprisal, in bits);
+* next-word **top-1 / top-3 accuracy**: at every word boundary, whether the word that follows is
+  the most likely (one of the 3 most likely) next words of the word search
+  (:func:`nextword.words.search_words`), given the text before it;
+* the **keystroke savings** of a simulated keyboard that shows ``k`` suggestions: for each word,
+  the user types its characters one by one; before each character (at the word's start too) the
+  keyboard shows the ``k`` most likely words given the text so far and the characters typed
+  (:mod:`nextword.complete`); when the word is among them, one keystroke accepts it. A word
+  costs ``min(j + 1, len(word))`` keystrokes when it first appears after ``j`` typed characters,
+  ``len(word)`` when it never does. Savings = 1 - keystrokes / characters. A word is written
+  as the model writes it, its leading space included (``" cats"`` is 5 characters);
+* with a second generator (``compare``), per token: the **KL divergence** ``KL(P_first || P_second)``
+  of the two next-token distributions (nats) and whether their most likely tokens agree.
+
+The text is read in windows of at most ``window`` tokens (and the context length); each window's
+first token has no context and is not scored, and predictions at a position see only the text
+of its window before it. Token figures take one forward pass per window (``sequence_logits``
+when the generator has it, else one session step per token); word figures run one word search
+per word and one completion search per typed character until the word is suggested.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from nextword.complete import complete_after
+from nextword.decoding.detok import text_after
+from nextword.errors import InvalidInput, NextwordError
+from nextword.protocol import Generator
+from nextword.results import Settings
+from nextword.validation import encode_text
+from nextword.words import search_words_from_ids, word_start_mask
+
+__all__ = [
+    "Comparison",
+    "Evaluation",
+    "WordResult",
+    "evaluate",
+    "save_surprisal_plot",
+    "to_json",
+]
+
+_LN2 = math.log(2.0)
+
+#: Tokens per window unless ``window`` says otherwise (and at most the context length).
+DEFAULT_WINDOW = 256
+
+Progress = Callable[[int, int], None]
+"""``progress(done, total)``: called as the evaluation advances (units: scored tokens, then words)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class WordResult:
+    """One word of the text as the keyboard saw it: its rank among the next-word predictions at
+    its start (None if not among the top ``k`` shown), and the keystrokes it cost."""
+
+    text: str
+    start: int
+    rank: int | None
+    keystrokes: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Comparison:
+    """The second generator's figures on the same tokens, and how its distributions differ."""
+
+    settings: Settings
+    perplexity: float
+    mean_kl: float
+    same_top1: float
+    surprisal_bits: tuple[float, ...]
+    kl: tuple[float, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class Evaluation:
+    """What :func:`evaluate` measured (see the module docstring for each figure)."""
+
+    n_tokens: int
+    """Tokens scored (each window's first token excepted)."""
+    n_words: int
+    """Words predicted (those with some text of their window before them)."""
+    n_chars: int
+    """Characters of those words."""
+    perplexity: float
+    surprisal_bits: tuple[float, ...]
+    word_top1: float
+    word_top3: float
+    k: int
+    keystrokes: int
+    words: tuple[WordResult, ...]
+    window: int
+    seconds: float
+    settings: Settings
+    comparison: Comparison | None = None
+
+    @property
+    def keystroke_savings(self) -> float:
+        """1 - keystrokes / characters (nan when no word was predicted)."""
+        return 1.0 - self.keystrokes / self.n_chars if self.n_chars else math.nan
+
+    @property
+    def seconds_per_1000_words(self) -> float:
+        """Wall time per 1,000 words predicted (nan when none were)."""
+        return 1000.0 * self.seconds / self.n_words if self.n_words else math.nan
+
+
+def evaluate(
+    generator: Generator,
+    text: str,
+    *,
+    k: int = 3,
+    compare: Generator | None = None,
+    max_tokens: int | None = None,
+    window: int = DEFAULT_WINDOW,
+    words: bool = True,
+    beam_width: int | None = None,
+    progress: Progress | None = None,
+) -> Evaluation:
+    """Evaluate ``generator``'s predictions on ``text`` (see the module docstring).
+
+    ``k``: suggestions the simulated keyboard shows (top-1 and top-3 accuracy are reported
+    whatever ``k`` is; the word search looks for ``max(k, 3)`` words). ``compare``: a second
+    generator with the same tokenizer, scored on the same tokens (its word figures are not
+    computed here; call :func:`evaluate` on it for those). ``max_tokens``: read at most this many
+    tokens of the text. ``words=False`` skips the word figures (top-k and keystrokes).
+    ``beam_width`` bounds the word searches (see :func:`nextword.words.search_words`).
+
+    Raises :class:`~nextword.errors.InvalidInput` for an empty text, bad arguments, or a
+    ``compare`` generator that tokenizes the text differently.
+    """
+    _check_positive("k", k)
+    _check_positive("window", window)
+    if max_tokens is not None:
+        _check_positive("max_tokens", max_tokens)
+    if window < 2:
+        raise InvalidInput("window must be at least 2 tokens (the first token of a window is not scored)")
+    started = time.perf_counter()
+    ids = encode_text(generator, text, "text")
+    if max_tokens is not None:
+        ids = ids[:max_tokens]
+    if compare is not None:
+        other = encode_text(compare, text, "text")[: len(ids)]
+        if other != ids:
+            raise InvalidInput(
+                "the two generators tokenize the text differently; KL and top-1 agreement compare "
+                "token by token, so they need the same tokenizer"
+            )
+    width = min(window, generator.context_length, compare.context_length if compare else window)
+    if width < 2:
+        raise InvalidInput("the model's context window is too small to score anything")
+    windows = [(s, min(s + width, len(ids))) for s in range(0, len(ids), width)]
+    windows = [(s, e) for s, e in windows if e - s >= 2]
+    n_scored = sum(e - s - 1 for s, e in windows)
+    plan = _word_plan(generator, ids, windows) if words else []
+    total = n_scored + len(plan)
+    done = 0
+
+    surprisal: list[float] = []
+    other_surprisal: list[float] = []
+    kls: list[float] = []
+    same: list[bool] = []
+    for s, e in windows:
+        chunk = ids[s:e]
+        logp = _log_softmax_rows(_sequence_logits(generator, chunk)[:-1])
+        targets = np.asarray(chunk[1:])
+        rows = np.arange(len(targets))
+        surprisal.extend((-logp[rows, targets] / _LN2).tolist())
+        if compare is not None:
+            logq = _log_softmax_rows(_sequence_logits(compare, chunk)[:-1])
+            vocab = min(logp.shape[1], logq.shape[1])
+            p = np.exp(logp[:, :vocab])
+            kls.extend(np.maximum(0.0, np.sum(p * (logp[:, :vocab] - logq[:, :vocab]), axis=1)).tolist())
+            same.extend((np.argmax(logp, axis=1) == np.argmax(logq, axis=1)).tolist())
+            other_surprisal.extend((-logq[rows, targets] / _LN2).tolist())
+        done += len(targets)
+        if progress is not None:
+            progress(done, total)
+
+    results: list[WordResult] = []
+    top1 = top3 = 0
+    for context, target, start in plan:
+        result = _type_word(generator, context, target, start, k, beam_width)
+        results.append(result)
+        top1 += result.rank == 1
+        top3 += result.rank is not None and result.rank <= 3
+        done += 1
+        if progress is not None:
+            progress(done, total)
+
+    n_words = len(results)
+    comparison = None
+    if compare is not None:
+        comparison = Comparison(
+            settings=compare.settings,
+            perplexity=_perplexity(other_surprisal),
+            mean_kl=math.fsum(kls) / len(kls) if kls else math.nan,
+            same_top1=sum(same) / len(same) if same else math.nan,
+            surprisal_bits=tuple(other_surprisal),
+            kl=tuple(kls),
+        )
+    return Evaluation(
+        n_tokens=len(surprisal),
+        n_words=n_words,
+        n_chars=sum(len(r.text) for r in results),
+        perplexity=_perplexity(surprisal),
+        surprisal_bits=tuple(surprisal),
+        word_top1=top1 / n_words if n_words else math.nan,
+        word_top3=top3 / n_words if n_words else math.nan,
+        k=k,
+        keystrokes=sum(r.keystrokes for r in results),
+        words=tuple(results),
+        window=width,
+        seconds=time.perf_counter() - started,
+        settings=generator.settings,
+        comparison=comparison,
+    )
+
+
+# ---- token figures ------------------------------------------------------------------------------
+
+
+def _sequence_logits(generator: Generator, ids: Sequence[int]) -> npt.NDArray[np.floating]:
+    """Logits after every prefix of ``ids`` (row ``i``: after ``ids[: i + 1]``): one pass through
+    the generator's ``sequence_logits`` when it has one, else one session step per token."""
+    fast = getattr(generator, "sequence_logits", None)
+    if fast is not None:
+        return np.asarray(fast(list(ids)))
+    return np.stack(list(_stepwise_logits(generator, ids)))
+
+
+def _stepwise_logits(generator: Generator, ids: Sequence[int]) -> Iterator[npt.NDArray[np.floating]]:
+    open_session = getattr(generator, "open_session", None)
+    if open_session is None:
+        for i in range(1, len(ids) + 1):
+            yield np.asarray(generator.next_token_logits(list(ids[:i])))
+        return
+    session = open_session(list(ids[:1]))
+    for i in range(1, len(ids) + 1):
+        yield np.array(session.logits(), copy=True)
+        if i < len(ids):
+            session.feed(ids[i])
+
+
+def _log_softmax_rows(logits: npt.NDArray[np.floating]) -> npt.NDArray[np.float64]:
+    x = np.asarray(logits, dtype=np.float64)
+    top = x.max(axis=1, keepdims=True)
+    return x - (top + np.log(np.exp(x - top).sum(axis=1, keepdims=True)))
+
+
+def _perplexity(surprisal_bits: Sequence[float]) -> float:
+    if not surprisal_bits:
+        return math.nan
+    mean_nats = math.fsum(surprisal_bits) * _LN2 / len(surprisal_bits)
+    return math.exp(mean_nats) if mean_nats < 709 else math.inf
+
+
+# ---- word figures -------------------------------------------------------------------------------
+
+
+def _word_plan(
+    generator: Generator, ids: Sequence[int], windows: Sequence[tuple[int, int]]
+) -> list[tuple[list[int], str, int]]:
+    """``(context ids, word text, first token index)`` for every word that has context in its
+    window and ends inside it (words by :func:`nextword.words.word_start_mask`)."""
+    if not windows:
+        return []
+    vocab = int(np.asarray(generator.next_token_logits(list(ids[:1]))).shape[-1])
+    mask = word_start_mask(generator, vocab)
+    plan = []
+    for s, e in windows:
+        starts = [i for i in range(s + 1, e) if ids[i] >= vocab or mask[ids[i]]]
+        for a, b in zip(starts, [*starts[1:], e], strict=True):
+            if b == e and e < len(ids) and not (ids[e] >= vocab or mask[ids[e]]):
+                continue  # the word goes on past the window: its end is unknown here
+            context = list(ids[s:a])
+            plan.append((context, text_after(generator.detokenize, context[-1:], ids[a:b]), a))
+    return plan
+
+
+def _type_word(
+    generator: Generator, context: list[int], target: str, start: int, k: int, beam_width: int | None
+) -> WordResult:
+    """Simulate typing ``target`` after ``context`` with ``k`` suggestions shown."""
+    shown = max(k, 3)
+    search = search_words_from_ids(generator, context, shown, beam_width=beam_width)
+    ranked = [w.text for w in search.words[:shown]]
+    rank = ranked.index(target) + 1 if target in ranked else None
+    if rank is not None and rank <= k:
+        return WordResult(target, start, rank, 1)
+    for typed in range(1, len(target)):
+        if typed + 1 >= len(target):
+            break  # accepting would cost as much as typing the rest
+        done = complete_after(generator, context, target[:typed], k, beam_width=beam_width)
+        if target in [w.text for w in done.search.words[:k]]:
+            return WordResult(target, start, rank, typed + 1)
+    return WordResult(target, start, rank, len(target))
+
+
+# ---- output -------------------------------------------------------------------------------------
+
+
+def to_json(result: Evaluation, *, per_token: bool = False) -> dict[str, Any]:
+    """A JSON-friendly dict of the figures (``per_token`` adds the per-token surprisals and KLs)."""
+
+    def num(x: float) -> float | None:
+        return x if math.isfinite(x) else None
+
+    out: dict[str, Any] = {
+        "tokens": result.n_tokens,
+        "words": result.n_words,
+        "characters": result.n_chars,
+        "perplexity": num(result.perplexity),
+        "word_top1": num(result.word_top1),
+        "word_top3": num(result.word_top3),
+        "k": result.k,
+        "keystrokes": result.keystrokes,
+        "keystroke_savings": num(result.keystroke_savings),
+        "window": result.window,
+        "seconds": result.seconds,
+        "seconds_per_1000_words": num(result.seconds_per_1000_words),
+        "settings": result.settings.to_dict(),
+    }
+    if per_token:
+        out["surprisal_bits"] = list(result.surprisal_bits)
+    if result.comparison is not None:
+        c = result.comparison
+        out["compare"] = {
+            "settings": c.settings.to_dict(),
+            "perplexity": num(c.perplexity),
+            "mean_kl": num(c.mean_kl),
+            "same_top1": num(c.same_top1),
+        }
+        if per_token:
+            out["compare"]["surprisal_bits"] = list(c.surprisal_bits)
+            out["compare"]["kl"] = list(c.kl)
+    return out
+
+
+def save_surprisal_plot(result: Evaluation, path: str | Path, *, labels: Sequence[str] = ()) -> Path:
+    """Save a line chart of the per-token surprisal (bits) of the evaluated generator and, with a
+    comparison, of the second one, to a ``.png`` or ``.svg`` file (matplotlib's Agg canvas)."""
+    target = Path(path)
+    fmt = {".png": "png", ".svg": "svg"}.get(target.suffix.lower())
+    if fmt is None:
+        raise InvalidInput(f"--plot writes .png or .svg files, got {target.name!r}")
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise NextwordError("--plot needs matplotlib; install it with `pip install matplotlib`") from None
+    names = list(labels) or [f"{result.settings.backend}:{Path(result.settings.model).name}"]
+    fig = Figure(figsize=(10.0, 3.6), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    x = np.arange(1, result.n_tokens + 1)
+    ax.plot(x, result.surprisal_bits, lw=0.8, label=names[0].replace("$", r"\$"))
+    if result.comparison is not None:
+        c = result.comparison
+        second = names[1] if len(names) > 1 else f"{c.settings.backend}:{Path(c.settings.model).name}"
+        ax.plot(x, c.surprisal_bits, lw=0.8, alpha=0.8, label=second.replace("$", r"\$"))
+    ax.set_xlabel("token position (scored tokens)")
+    ax.set_ylabel("surprisal (bits)")
+    ax.set_title(f"Per-token surprisal, perplexity {result.perplexity:.2f}", loc="left", fontsize=10)
+    ax.legend(loc="upper right", fontsize=8)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(target, format=fmt)
+    except OSError as exc:
+        raise NextwordError(f"could not write the plot to {str(target)!r}: {exc.strerror or exc}") from None
+    return target
+
+
+def _check_positive(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidInput(f"{name} must be a positive integer, got {value!r}")

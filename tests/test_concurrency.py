@@ -1,0 +1,243 @@
+"""Many callers at once: the scheduler, batched decoding on llama.cpp, thread defaults."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pytest
+
+import nextword
+from nextword.cpu import cgroup_cpu_limit, default_threads, physical_cores
+from nextword.errors import Cancelled
+from nextword.scheduler import CancelScope, StepScheduler, check_cancelled, run_concurrently
+from nextword.testing.pytest_fixtures import require_module
+
+WORKER = Path(__file__).with_name("concurrency_worker.py")
+PROMPTS = ["I love cats because", "Once upon a time", "The weather today is", "My favourite food"]
+
+
+# ---- the scheduler (no engine) ---------------------------------------------------------------
+
+
+class _Req:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+def test_scheduler_groups_batchable_requests_of_concurrent_callers() -> None:
+    groups: list[list[str]] = []
+    gate = threading.Event()
+
+    def execute(requests: Sequence[_Req]) -> None:
+        groups.append([r.name for r in requests])
+        gate.wait(5)  # the first group holds the engine until every caller has queued
+
+    sched: StepScheduler[_Req] = StepScheduler(execute, max_group=3, gather_s=0)
+    first = threading.Thread(target=sched.run, args=(_Req("a"),))
+    first.start()
+    while not groups:
+        time.sleep(0.001)
+    others = [threading.Thread(target=sched.run, args=(_Req(n),)) for n in "bcdef"]
+    for t in others:
+        t.start()
+    while len(sched._pending) < 5:
+        time.sleep(0.001)
+    gate.set()
+    for t in [first, *others]:
+        t.join(5)
+    assert groups[0] == ["a"]
+    assert sorted(sum(groups[1:], [])) == list("bcdef")
+    assert [len(g) for g in groups[1:]] == [3, 2]  # in arrival order, at most max_group at a time
+    assert sched.stats == (3, 6)
+
+
+def test_scheduler_runs_non_batchable_requests_alone_and_reports_failures_per_caller() -> None:
+    seen: list[list[str]] = []
+
+    def execute(requests: Sequence[_Req]) -> None:
+        seen.append([r.name for r in requests])
+        if any(r.name == "boom" for r in requests):
+            raise KeyError("boom")
+
+    sched: StepScheduler[_Req] = StepScheduler(execute, max_group=4)
+    sched.run(_Req("solo"), batchable=False)
+    with pytest.raises(KeyError):
+        sched.run(_Req("boom"))
+    sched.run(_Req("after"))  # the scheduler is usable after a failure
+    assert seen == [["solo"], ["boom"], ["after"]]
+
+
+def test_cancel_scope_stops_the_next_step_and_nests() -> None:
+    outer = CancelScope()
+    with outer:
+        inner = CancelScope.nested()
+        check_cancelled()
+        outer.cancel()
+        with pytest.raises(Cancelled):
+            check_cancelled()
+        assert inner.cancelled
+    check_cancelled()  # outside the scope nothing is cancelled
+
+
+def test_run_concurrently_returns_in_order_and_cancels_the_rest_on_failure() -> None:
+    assert run_concurrently([lambda i=i: i * i for i in range(6)], 3) == [0, 1, 4, 9, 16, 25]
+    started = threading.Event()
+
+    def fail() -> int:
+        started.wait(5)
+        raise ValueError("first failure")
+
+    def long() -> int:
+        started.set()
+        for _ in range(500):  # an engine loop: checks for cancellation at every step
+            check_cancelled()
+            time.sleep(0.01)
+        return 0
+
+    t0 = time.monotonic()
+    with pytest.raises(ValueError, match="first failure"):
+        run_concurrently([long, fail], 2)
+    assert time.monotonic() - t0 < 4  # the long job was cancelled, not waited for to the end
+
+
+# ---- thread defaults ---------------------------------------------------------------------------
+
+
+def test_cgroup_cpu_limit_reads_v2_and_v1(tmp_path: Path) -> None:
+    (tmp_path / "cpu.max").write_text("150000 100000\n")
+    assert cgroup_cpu_limit(tmp_path) == 1.5
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert cgroup_cpu_limit(tmp_path) is None
+    v1 = tmp_path / "v1"
+    (v1 / "cpu").mkdir(parents=True)
+    (v1 / "cpu" / "cpu.cfs_quota_us").write_text("300000\n")
+    (v1 / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    assert cgroup_cpu_limit(v1) == 3.0
+    (v1 / "cpu" / "cpu.cfs_quota_us").write_text("-1\n")
+    assert cgroup_cpu_limit(v1) is None
+
+
+def test_physical_cores_counts_hyperthread_siblings_once(tmp_path: Path) -> None:
+    for cpu, core in enumerate([0, 1, 0, 1]):  # 4 CPUs, 2 cores with 2 threads each
+        topo = tmp_path / f"cpu{cpu}" / "topology"
+        topo.mkdir(parents=True)
+        (topo / "physical_package_id").write_text("0\n")
+        (topo / "core_id").write_text(f"{core}\n")
+    assert physical_cores([0, 1, 2, 3], tmp_path) == 2
+    assert physical_cores([0, 2], tmp_path) == 1
+    assert physical_cores([7], tmp_path) is None
+    assert 1 <= default_threads() <= len(__import__("os").sched_getaffinity(0))
+
+
+# ---- llama.cpp: batched decoding -----------------------------------------------------------------
+
+
+def _llamacpp(path: Path, **options: object) -> nextword.Generator:
+    require_module("llama_cpp", "install nextword[llamacpp]")
+    return nextword.load("llamacpp", str(path), **options)
+
+
+@pytest.fixture(scope="module")
+def q8_gen(tiny_gguf: Callable[[str], Path]) -> nextword.Generator:
+    gen = _llamacpp(tiny_gguf("q8_0"), parallel=4)
+    yield gen
+    gen.close()
+
+
+def test_a_list_of_prompts_as_one_batch_equals_them_one_by_one(q8_gen: nextword.Generator) -> None:
+    alone = [q8_gen.generate(p, max_new_tokens=12) for p in PROMPTS]
+    batch = q8_gen.generate(PROMPTS, max_new_tokens=12)
+    assert [g.sequences for g in batch] == [g.sequences for g in alone]
+    sampling = {"max_new_tokens": 8, "do_sample": True, "seed": 3, "num_return_sequences": 2}
+    sampled_alone = [q8_gen.generate(p, **sampling) for p in PROMPTS]
+    sampled = q8_gen.generate(PROMPTS, **sampling)
+    assert [g.sequences for g in sampled] == [g.sequences for g in sampled_alone]
+
+
+def test_batched_steps_share_decodes(q8_gen: nextword.Generator) -> None:
+    pool = q8_gen._pool  # type: ignore[attr-defined]
+    q8_gen.reset_cache()  # type: ignore[attr-defined]
+    before = pool.decodes
+    q8_gen.generate(PROMPTS, max_new_tokens=12)
+    # 4 prompts, then 11 steps of 4 sequences; exact groups on Q8_0 hold all 4 (measured once).
+    assert q8_gen.batch_group_size >= 4  # type: ignore[attr-defined]
+    assert pool.decodes - before < 4 + 11 * 2
+
+
+def test_branches_equal_sessions_fed_with_the_path(q8_gen: nextword.Generator) -> None:
+    import numpy as np
+
+    prompt = q8_gen.tokenize("I love cats because")
+    paths: list[list[int]] = [[], [340], [340, 389], [484], [484, 389, 262]]
+    branches = q8_gen.open_branches(prompt)  # type: ignore[attr-defined]
+    rows = branches.logits(paths)
+    branches.close()
+    for path, row in zip(paths, rows, strict=True):
+        session = q8_gen.open_session(prompt)  # type: ignore[attr-defined]
+        for token in path:
+            session.feed(token)
+        assert np.array_equal(session.logits(), row)
+
+
+def test_cancelled_generation_leaves_the_generator_as_fresh(q8_gen: nextword.Generator) -> None:
+    fresh = q8_gen.generate("Once upon a time", max_new_tokens=16)
+    scope = CancelScope()
+    stream = q8_gen.stream("Once upon a time", max_new_tokens=200)
+    with scope:
+        chunks = iter(stream)
+        next(chunks)
+        scope.cancel()
+        with pytest.raises(Cancelled):
+            for _ in chunks:
+                pass
+    assert q8_gen.generate("Once upon a time", max_new_tokens=16).sequences == fresh.sequences
+
+
+@pytest.mark.slow
+def test_gemma_batch_equals_one_by_one_in_exact_mode(gemma_gguf: Path) -> None:
+    gen = _llamacpp(gemma_gguf, parallel=4, n_ctx=512)
+    try:
+        alone = [gen.generate(p, max_new_tokens=16).sequences for p in PROMPTS]
+        assert [g.sequences for g in gen.generate(PROMPTS, max_new_tokens=16)] == alone
+        # Q4_K_M kernels change with the row count: exact groups are smaller than 4 here.
+        assert 1 <= gen.batch_group_size < 4  # type: ignore[attr-defined]
+    finally:
+        gen.close()
+
+
+# ---- many threads, mixed calls, in a subprocess (an abort shows as a dead process) ------------
+
+
+def _run_worker(*args: str) -> dict[str, object]:
+    proc = subprocess.run(
+        [sys.executable, str(WORKER), *args], capture_output=True, text=True, timeout=900, check=False
+    )
+    assert proc.returncode == 0, f"worker died with {proc.returncode}: {proc.stderr[-3000:]}"
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report["errors"] == [] and report["mismatches"] == [], report
+    assert report["checked"] == 72
+    return report
+
+
+@pytest.mark.slow
+def test_eight_threads_mixed_calls_llamacpp(tiny_gguf: Callable[[str], Path]) -> None:
+    require_module("llama_cpp", "install nextword[llamacpp]")
+    _run_worker("llamacpp", str(tiny_gguf("q8_0")))
+
+
+@pytest.mark.slow
+def test_eight_threads_mixed_calls_llamacpp_gemma(gemma_gguf: Path) -> None:
+    require_module("llama_cpp", "install nextword[llamacpp]")
+    _run_worker("llamacpp", str(gemma_gguf), "n_ctx=512")
+
+
+@pytest.mark.slow
+def test_eight_threads_mixed_calls_hf(tiny_gpt2_dir: Path) -> None:
+    require_module("torch", "install nextword[hf]")
+    _run_worker("hf", str(tiny_gpt2_dir), "device=cpu")
