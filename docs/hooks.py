@@ -39,7 +39,11 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT / "plugins") not in sys.path:  # the built-in plugins, when nextword is not installed
     sys.path.append(str(ROOT / "plugins"))
 
-FALLBACK_PLUGIN_MODULES = {"hf": "nextword_hf.plugin", "llamacpp": "nextword_llamacpp.plugin"}
+FALLBACK_PLUGIN_MODULES = {
+    "hf": "nextword_hf.plugin",
+    "llamacpp": "nextword_llamacpp.plugin",
+    "openai": "nextword_openai.plugin",
+}
 
 _PLACEHOLDER = re.compile(r"^<!-- nextword:(?P<name>[\w-]+)(?P<args>(?: [\w.-]+)*) -->[ \t]*$", re.MULTILINE)
 
@@ -223,9 +227,10 @@ def decoding_support(markdown: str, src: str) -> str:
     from nextword.decoding_config import DecodingConfig
 
     found = _builtin_backends()
-    names = sorted(found.specs)
+    names = sorted(n for n in found.specs if not getattr(found.specs[n], "probed", False))
     if not names:
         raise ValueError("no built-in backend could be imported")
+    remote = sorted(n for n in found.specs if getattr(found.specs[n], "probed", False))
     rows = []
     for option in DecodingConfig.field_names():
         cells = []
@@ -244,7 +249,14 @@ def decoding_support(markdown: str, src: str) -> str:
             caps = found.specs[name].capabilities
             cells.append("yes" if caps is not None and getattr(caps, feature) else "**no**")
         rows.append([label, *cells])
-    return _table(["option / feature", *(f"`{n}`" for n in names)], rows) + found.note()
+    after = ""
+    if remote:
+        listed = ", ".join(f"`{n}`" for n in remote)
+        after = (
+            f"\n\n{listed}: what is supported depends on the server it talks to; see "
+            "[Serving and scaling out](serving.md#what-each-server-keeps).\n"
+        )
+    return _table(["option / feature", *(f"`{n}`" for n in names)], rows) + after + found.note()
 
 
 def _support_text(value: str) -> str:

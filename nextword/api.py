@@ -238,4 +238,4 @@ def _load(resolved: Resolved) -> tuple[Generator, Settings]:
                 generator.close()
                 raise
             _CACHE[key] = generator
-    return generator, settings
+    return generator, dataclasses.replace(settings, options=spec.shown_options(settings.options))

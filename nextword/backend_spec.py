@@ -21,6 +21,8 @@ class OptionSpec:
     default: Any = None
     choices: tuple[Any, ...] | None = None
     minimum: int | None = None
+    secret: bool = False
+    """A credential (an API key): never shown in settings, results or ``nextword config``."""
 
     def coerce(self, backend: str, name: str, value: Any) -> Any:
         """``value`` converted to the option's type (strings from env/CLI are parsed), or
@@ -74,6 +76,9 @@ class BackendSpec:
     options: Mapping[str, OptionSpec] = dataclasses.field(default_factory=dict)
     capabilities: Capabilities = dataclasses.field(default_factory=lambda: Capabilities.all(Support.EMULATED))
     check: Callable[[], str | None] = lambda: None
+    probed: bool = False
+    """The generator learns its capabilities when it loads (a remote server's): they may be fewer
+    than the spec's (the most the backend can offer), never more."""
 
     def __post_init__(self) -> None:
         if self.capabilities is None:  # an explicit None means the default
@@ -88,6 +93,12 @@ class BackendSpec:
                 f"the {self.name!r} backend loaded a generator that reports backend {backend!r}; "
                 "pass the backend's spec to the generator (BaseGenerator(..., spec=SPEC)) so both say the same"
             )
+        if self.probed:
+            if not generator.capabilities.within(self.capabilities):
+                raise ModelLoadError(
+                    f"the {self.name!r} backend loaded a generator that claims more than its BackendSpec declares"
+                )
+            return
         if generator.capabilities != self.capabilities:
             raise ModelLoadError(
                 f"the {self.name!r} backend loaded a generator whose capabilities differ from its BackendSpec's; "
@@ -104,3 +115,12 @@ class BackendSpec:
                 raise InvalidConfig(f"unknown option {name!r} for the {self.name!r} backend (its options: {known})")
             out[name] = spec.coerce(self.name, name, value)
         return out
+
+    def shown_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        """``options`` as they may be shown: secret ones (API keys) replaced by ``"<hidden>"``."""
+        return {
+            name: "<hidden>"
+            if value is not None and (spec := self.options.get(name)) is not None and spec.secret
+            else value
+            for name, value in options.items()
+        }

@@ -13,6 +13,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import dataclasses
+import math
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, overload
 
@@ -24,10 +25,11 @@ from nextword.capabilities import Capabilities, Support
 from nextword.complete import CompleteMode, predict_or_complete
 from nextword.decoding.detok import IncrementalDetokenizer, context_for, piece_text
 from nextword.decoding.loop import Session, sample_tokens
-from nextword.decoding.processors import log_softmax, top_indices
+from nextword.decoding.processors import log_softmax
 from nextword.decoding.stop import StopMatcher
 from nextword.decoding_config import DecodingConfig
 from nextword.errors import InvalidConfig, InvalidInput
+from nextword.logprobs import TopLogprobs, top_logprobs
 from nextword.results import Candidate, Completion, FinishReason, Generation, Prediction, Score, Settings, TokenScore
 from nextword.scheduler import check_cancelled
 from nextword.validation import check_length, encode_text
@@ -207,6 +209,14 @@ class BaseGenerator(abc.ABC):
             out.append([_Lazy(self.token_stream, ids, config, n, rng) for _ in range(config.num_return_sequences)])
         return out
 
+    def next_token_top_logprobs(self, token_ids: Sequence[int], n: int) -> TopLogprobs:
+        """The ``n`` most likely tokens after ``token_ids`` with their log-probabilities.
+
+        The default takes them from :meth:`next_token_logits`. A backend without full logits
+        (``capabilities.logits`` False) overrides this instead and declares ``max_logprobs``.
+        """
+        return TopLogprobs.from_logits(self.next_token_logits(token_ids), n)
+
     def token_logprobs(self, token_ids: Sequence[int]) -> list[float]:
         """Log-probability of each token after the first, given the tokens before it."""
         session = self.open_session(token_ids[:1])
@@ -271,12 +281,25 @@ class BaseGenerator(abc.ABC):
         if not single:
             self.capabilities.require("batch", self.backend)
         prompts_ids = [self._encode_prompt(p) for p in prompts]
+        results = self._generate(prompts, prompts_ids, cfg)
+        return results[0] if single else results
+
+    def generate_tokens(
+        self, prompt_ids: Sequence[int], config: DecodingConfig | None = None, /, **decoding: Any
+    ) -> Generation:
+        """Continue a prompt given as token ids (as a server's token-id prompts are); otherwise
+        the same as :meth:`generate` for one prompt. ``result.prompt`` is the ids' text."""
+        cfg = self._config(config, decoding)
+        ids = self._check_ids(prompt_ids)
+        return self._generate([self.detokenize(ids)], [ids], cfg)[0]
+
+    def _generate(self, prompts: list[str], prompts_ids: list[list[int]], cfg: DecodingConfig) -> list[Generation]:
         n_new = [cfg.new_tokens_for(len(ids)) for ids in prompts_ids]
         for ids, n in zip(prompts_ids, n_new, strict=True):
             self._check_length(len(ids), n)
             _check_min_new(cfg, n)
         raw = self.generate_ids(prompts_ids, cfg, n_new)
-        results = [
+        return [
             Generation(
                 prompt=p,
                 prompt_token_ids=tuple(ids),
@@ -285,7 +308,6 @@ class BaseGenerator(abc.ABC):
             )
             for p, ids, seqs in zip(prompts, prompts_ids, raw, strict=True)
         ]
-        return results[0] if single else results
 
     def stream(self, prompt: str, config: DecodingConfig | None = None, /, **decoding: Any) -> TextStream:
         """Continue ``prompt``, yielding text chunks as they are generated.
@@ -299,7 +321,20 @@ class BaseGenerator(abc.ABC):
             raise InvalidConfig("stream() produces one sequence; num_return_sequences must be 1")
         if not isinstance(prompt, str):
             raise InvalidInput(f"stream() takes one prompt string, got {type(prompt).__name__}")
-        ids = self._encode_prompt(prompt)
+        return self._stream(prompt, self._encode_prompt(prompt), cfg)
+
+    def stream_tokens(
+        self, prompt_ids: Sequence[int], config: DecodingConfig | None = None, /, **decoding: Any
+    ) -> TextStream:
+        """:meth:`stream` for a prompt given as token ids."""
+        cfg = self._config(config, decoding)
+        self.capabilities.require("stream", self.backend)
+        if cfg.num_return_sequences != 1:
+            raise InvalidConfig("stream() produces one sequence; num_return_sequences must be 1")
+        ids = self._check_ids(prompt_ids)
+        return self._stream(self.detokenize(ids), ids, cfg)
+
+    def _stream(self, prompt: str, ids: list[int], cfg: DecodingConfig) -> TextStream:
         n_new = cfg.new_tokens_for(len(ids))
         self._check_length(len(ids), n_new)
         _check_min_new(cfg, n_new)
@@ -332,19 +367,19 @@ class BaseGenerator(abc.ABC):
             return predict_or_complete(self, prompt, k, complete=complete)
         if unit != "token":
             raise InvalidInput(f"unit must be 'word' or 'token', got {unit!r}")
+        self.capabilities.check_logprobs(k, self.backend)
         ids = self._encode_prompt(prompt)
         self._check_length(len(ids), 0)
-        logp = log_softmax(self.next_token_logits(ids))
-        top = top_indices(logp, k)
+        top = top_logprobs(self, ids, k)
         context = context_for(self.detokenize, ids)
         candidates = tuple(
             Candidate(
-                text=piece_text(self.detokenize, context, int(t)),
-                token_ids=(int(t),),
-                prob=float(np.exp(logp[t])),
-                logprob=float(logp[t]),
+                text=piece_text(self.detokenize, context, t),
+                token_ids=(t,),
+                prob=math.exp(lp),
+                logprob=lp,
             )
-            for t in top
+            for t, lp in zip(top.token_ids, top.logprobs, strict=True)
         )
         return Prediction(prompt=prompt, candidates=candidates, settings=self._settings)
 
@@ -368,6 +403,27 @@ class BaseGenerator(abc.ABC):
         cfg = DecodingConfig.from_options(config, **decoding) if decoding else (config or DecodingConfig())
         self.capabilities.check(cfg, self.backend)
         return cfg
+
+    def _check_ids(self, prompt_ids: object) -> list[int]:
+        if isinstance(prompt_ids, (str, bytes)) or not isinstance(prompt_ids, Sequence):
+            raise InvalidInput(f"the prompt ids must be a list of integers, got {type(prompt_ids).__name__}")
+        if not prompt_ids:
+            raise InvalidInput("the prompt ids are empty; give at least one token id")
+        if any(isinstance(t, bool) or not isinstance(t, (int, np.integer)) for t in prompt_ids):
+            raise InvalidInput("the prompt ids must all be integers")
+        ids = [int(t) for t in prompt_ids]
+        vocab = self.vocab_size
+        bad = [t for t in ids if t < 0 or (vocab is not None and t >= vocab)]
+        if bad:
+            limit = f"0 to {vocab - 1}" if vocab is not None else "non-negative"
+            raise InvalidInput(f"token id {bad[0]} is out of range; ids must be {limit}")
+        return ids
+
+    @property
+    def vocab_size(self) -> int | None:
+        """Number of token ids the model knows, when the backend says (None: unknown). Token-id
+        prompts are checked against it; override it where the engine knows it."""
+        return None
 
     def _encode_prompt(self, prompt: object, what: str = "prompt") -> list[int]:
         return encode_text(self, prompt, what)

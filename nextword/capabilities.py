@@ -34,6 +34,13 @@ class Capabilities:
     ``options`` maps each :class:`~nextword.decoding_config.DecodingConfig` field to its
     :class:`Support`; a field left out counts as unsupported. The booleans say whether
     batches, streaming, next-token prediction and scoring work.
+
+    ``logits`` says whether :meth:`~nextword.protocol.Generator.next_token_logits` returns the
+    full next-token distribution. A backend that cannot (a remote server that returns only the
+    most likely tokens) sets it to False and implements ``next_token_top_logprobs`` instead;
+    ``max_logprobs`` is then the most log-probabilities per position it can return (None: the
+    whole vocabulary). Prediction, word search, scoring and the conformance suite read these two
+    fields to choose what they compute and check.
     """
 
     options: Mapping[str, Support]
@@ -41,6 +48,8 @@ class Capabilities:
     stream: bool = True
     predict_next: bool = True
     score: bool = True
+    logits: bool = True
+    max_logprobs: int | None = None
 
     @classmethod
     def all(cls, support: Support, **overrides: Support) -> Capabilities:
@@ -48,6 +57,29 @@ class Capabilities:
         options = {name: support for name in DecodingConfig.field_names()}
         options.update(overrides)
         return cls(options=options)
+
+    def check_logprobs(self, n: int, backend: str) -> None:
+        """Raise :class:`UnsupportedOption` if ``n`` log-probabilities per position exceed
+        :attr:`max_logprobs`."""
+        if self.max_logprobs is not None and n > self.max_logprobs:
+            raise UnsupportedOption(
+                f"the {backend!r} backend returns at most {self.max_logprobs} log-probabilities per "
+                f"position, {n} were asked for; ask for at most {self.max_logprobs}",
+                option="logprobs",
+                backend=backend,
+            )
+
+    def within(self, other: Capabilities) -> bool:
+        """Whether everything this declaration supports, ``other`` supports too."""
+        options = all(other.supports(name) for name in self.options if self.supports(name))
+        features = all(
+            getattr(other, flag) or not getattr(self, flag) for flag in ("batch", "stream", "predict_next", "score")
+        )
+        logits = other.logits or not self.logits
+        limit = other.max_logprobs is None or (
+            self.max_logprobs is not None and self.max_logprobs <= other.max_logprobs
+        )
+        return options and features and logits and limit
 
     def support(self, option: str) -> Support:
         """How ``option`` is honoured."""
@@ -83,4 +115,6 @@ class Capabilities:
             "stream": self.stream,
             "predict_next": self.predict_next,
             "score": self.score,
+            "logits": self.logits,
+            "max_logprobs": self.max_logprobs,
         }

@@ -46,6 +46,7 @@ from nextword.decoding.detok import text_after
 from nextword.decoding.processors import log_softmax
 from nextword.errors import InvalidInput
 from nextword.explanation.compute import _added_first_token
+from nextword.logprobs import top_logprobs
 from nextword.protocol import Generator
 from nextword.results import Candidate, Prediction
 from nextword.validation import check_length, encode_text
@@ -59,6 +60,7 @@ from nextword.words import (
     _piece_reader,
     predict_words,
     search_words_from_ids,
+    token_starts_word,
     word_start_mask,
 )
 
@@ -130,7 +132,8 @@ class _PieceIndex:
     before the U+FFFD to them, so that their mass is counted as unresolved rather than lost)."""
 
     keys: tuple[bytes, ...]
-    ids: tuple[int, ...]
+    ids: npt.NDArray[np.int64]
+    lengths: npt.NDArray[np.int64]
     by_bytes: dict[bytes, tuple[int, ...]]
     pieces: tuple[bytes | None, ...]
     unknown: dict[bytes, tuple[int, ...]]
@@ -163,23 +166,20 @@ class _PieceIndex:
             by_bytes.setdefault(piece, []).append(t)
         return cls(
             keys=tuple(o[0] for o in order),
-            ids=tuple(o[1] for o in order),
+            ids=np.array([o[1] for o in order], dtype=np.int64),
+            lengths=np.array([len(p or b"") for p in pieces], dtype=np.int64),
             by_bytes={k: tuple(v) for k, v in by_bytes.items()},
             pieces=tuple(pieces),
             unknown={k: tuple(v) for k, v in unknown.items()},
         )
 
-    def consistent(self, rest: bytes) -> list[int]:
+    def consistent(self, rest: bytes) -> npt.NDArray[np.int64]:
         """Tokens whose bytes are a proper prefix of ``rest`` or begin with ``rest``."""
-        out: list[int] = []
-        for j in range(1, len(rest)):
-            out.extend(self.by_bytes.get(rest[:j], ()))
+        heads = [t for j in range(1, len(rest)) for t in self.by_bytes.get(rest[:j], ())]
         lo = bisect.bisect_left(self.keys, rest)
-        hi = lo
-        while hi < len(self.keys) and self.keys[hi].startswith(rest):
-            hi += 1
-        out.extend(self.ids[lo:hi])
-        return out
+        end = rest.rstrip(b"\xff")
+        hi = len(self.keys) if not end else bisect.bisect_left(self.keys, end[:-1] + bytes([end[-1] + 1]))
+        return np.concatenate([np.array(heads, dtype=np.int64), self.ids[lo:hi]])
 
     def maybe_consistent(self, rest: bytes) -> list[int]:
         """Tokens of unknown bytes (a split character, on a generator without ``token_bytes``)
@@ -223,6 +223,8 @@ class WordCompletion:
     unresolved_mass: float
     model_calls: int
     covering_paths: int
+    dropped_mass: float = 0.0
+    """Mass of the covering paths the search could not reach within its beam (unexplored)."""
 
     @property
     def normalizer(self) -> float:
@@ -234,7 +236,8 @@ class WordCompletion:
         """Conditional probability left unexplored (in covering paths or unresolved ones)."""
         if self.normalizer <= 0.0:
             return 1.0
-        return min(1.0, (self.search.unexplored_mass + self.unresolved_mass) / self.normalizer)
+        rest = self.search.unexplored_mass + self.dropped_mass + self.unresolved_mass
+        return min(1.0, rest / self.normalizer)
 
     def prob_of(self, text: str) -> float:
         """Conditional probability of the word ``text`` (0.0 when it was not examined)."""
@@ -320,18 +323,22 @@ def complete_after(
         vocab = root.shape[-1]
         index = _piece_index(generator, vocab)
         mask = word_start_mask(generator, vocab)
-        starts, unresolved = _covering_paths(evaluator, root, typed, index, mask, beam, floor, depth_limit)
+        starts, unresolved, prefix_mass, dropped = _covering_paths(
+            evaluator, root, typed, index, mask, beam, floor, depth_limit
+        )
         phase_calls = evaluator.calls
     finally:
         evaluator.close()
-    prefix_mass = math.fsum(math.exp(lp) for _, lp in starts)
-    if not starts and unresolved > 0.0:
+    if not starts and unresolved > 0.0 and getattr(generator, "token_bytes", None) is None:
         raise InvalidInput(
             f"{typed!r} is only spelled here by tokens holding part of a character, and the "
             f"{generator.backend!r} backend gives no token_bytes() to follow them"
         )
     if not starts:
-        raise InvalidInput(f"no token sequence of at most {depth_limit} tokens spells {typed!r} under this model")
+        raise InvalidInput(
+            f"no token sequence of at most {depth_limit} tokens spelling {typed!r} was found within the "
+            "search bounds (beam_width, min_prob, max_tokens)"
+        )
     search = search_words_from_ids(
         generator,
         context,
@@ -349,6 +356,7 @@ def complete_after(
         search=search,
         prefix_mass=prefix_mass,
         unresolved_mass=unresolved,
+        dropped_mass=dropped,
         model_calls=phase_calls + search.model_calls,
         covering_paths=len(starts),
     )
@@ -363,38 +371,42 @@ def _covering_paths(
     beam: int,
     floor: float,
     depth_limit: int,
-) -> tuple[list[tuple[tuple[int, ...], float]], float]:
-    """Every token path that spells ``typed`` and reaches its end, with its log-probability after
-    the evaluator's prompt; and the mass of the paths that spell a part of it and were not
-    extended. Matching is on bytes, so a character split across tokens is followed exactly.
+) -> tuple[list[tuple[tuple[int, ...], float]], float, float, float]:
+    """The token paths that spell ``typed`` and reach its end, with their log-probability after
+    the evaluator's prompt (the ``beam`` most likely of each length); the mass of the paths that
+    spell a part of it and were not extended; the total mass of all covering paths; and the mass
+    of the covering paths left out. Matching is on bytes, so a character split across tokens is followed exactly.
 
     Paths still inside ``typed`` (*pending*) are extended best-first, at most ``beam`` per
     length, none below ``floor`` or at ``depth_limit`` tokens. Tokens after the first must
     continue the word (not start a new one).
     """
     target = typed.encode("utf-8")
-    starts: list[tuple[tuple[int, ...], float]] = []
+    covering: list[tuple[tuple[int, ...], npt.NDArray[np.int64], npt.NDArray[np.float64]]] = []
     pending: list[tuple[float, int, tuple[int, ...], int]] = []  # (-logprob, order, path, bytes spelled)
     order = itertools.count()
     unresolved = 0.0
     extended: dict[int, int] = {}
+    vocab = mask.shape[-1]
 
     def consider(path: tuple[int, ...], logprob: float, done: int, logp: npt.NDArray[np.float64]) -> None:
         nonlocal unresolved
         for token in index.maybe_consistent(target[done:]):
-            if not path or (token < mask.shape[-1] and not mask[token]):
+            if not path or (token < vocab and not mask[token]):
                 unresolved += math.exp(logprob + float(logp[token]))  # cannot be followed: counted as unexplored
-        for token in index.consistent(target[done:]):
-            if path and (token >= mask.shape[-1] or mask[token]):
-                continue  # a word start would begin another word
-            lp = logprob + float(logp[token])
-            if lp == -math.inf:
-                continue
-            spelled = done + len(index.pieces[token] or b"")
-            if spelled >= len(target):
-                starts.append(((*path, token), lp))
-            else:
-                heapq.heappush(pending, (-lp, next(order), (*path, token), spelled))
+        tokens = index.consistent(target[done:])
+        tokens = tokens[tokens < vocab]
+        if path:
+            tokens = tokens[~mask[tokens]]  # a word start would begin another word
+        lps = logprob + logp[tokens]
+        keep = np.isfinite(lps)
+        tokens, lps = tokens[keep], lps[keep]
+        covers = done + index.lengths[tokens] >= len(target)
+        if covers.any():
+            covering.append((path, tokens[covers], lps[covers]))
+        for token, lp in zip(tokens[~covers].tolist(), lps[~covers].tolist(), strict=True):
+            spelled = done + int(index.lengths[token])
+            heapq.heappush(pending, (-lp, next(order), (*path, token), spelled))
 
     consider((), 0.0, 0, root)
     while pending:
@@ -406,8 +418,29 @@ def _covering_paths(
             continue
         extended[depth] = extended.get(depth, 0) + 1
         consider(path, -neg, done, evaluator.logprobs(path))
+    # The search extends at most ``beam`` paths of each length, most likely first: only the
+    # ``beam`` most likely covering paths of each length can be extended; the others' mass is
+    # returned apart (unexplored, like the search's own unexplored candidates).
+    starts: list[tuple[tuple[int, ...], float]] = []
+    total = math.fsum(float(np.exp(lps).sum()) for _, _, lps in covering)
+    by_depth: dict[int, list[tuple[tuple[int, ...], npt.NDArray[np.int64], npt.NDArray[np.float64]]]] = {}
+    for path, tokens, lps in covering:
+        by_depth.setdefault(len(path) + 1, []).append((path, tokens, lps))
+    for chunks in by_depth.values():
+        flat = [(lp, path, t) for path, tokens, lps in chunks for t, lp in _top_pairs(tokens, lps, beam)]
+        flat.sort(key=lambda x: -x[0])
+        starts.extend(((*path, t), lp) for lp, path, t in flat[:beam])
     # A covering path is never extended here, so no start is a prefix of another.
-    return starts, unresolved
+    kept = math.fsum(math.exp(lp) for _, lp in starts)
+    return starts, unresolved, total, max(0.0, total - kept)
+
+
+def _top_pairs(tokens: npt.NDArray[np.int64], lps: npt.NDArray[np.float64], n: int) -> list[tuple[int, float]]:
+    """The ``n`` most likely ``(token, logprob)`` pairs."""
+    if len(tokens) > n:
+        pick = np.argpartition(-lps, n - 1)[:n]
+        tokens, lps = tokens[pick], lps[pick]
+    return list(zip(tokens.tolist(), lps.tolist(), strict=True))
 
 
 # ---- the reading of a prompt -----------------------------------------------------------------------
@@ -418,6 +451,15 @@ def continuation_prob(generator: Generator, prompt: str) -> float:
     word, by :func:`~nextword.words.word_start_mask`): how ``complete="auto"`` reads a prompt."""
     ids = encode_text(generator, prompt)
     check_length(len(ids), 1, generator.context_length)
+    if not getattr(generator.capabilities, "logits", True):
+        # Only the top N are known (a remote server): the listed continuations are a lower bound.
+        limit = generator.capabilities.max_logprobs
+        top = top_logprobs(generator, ids, 64 if limit is None else min(64, limit))
+        return math.fsum(
+            math.exp(lp)
+            for t, lp in zip(top.token_ids, top.logprobs, strict=True)
+            if not token_starts_word(generator, t)
+        )
     p = np.exp(log_softmax(np.asarray(generator.next_token_logits(ids))))
     starts = word_start_mask(generator, p.shape[-1])
     return float(p[~starts].sum())

@@ -303,7 +303,10 @@ def _type_word(
     for typed in range(1, len(target)):
         if typed + 1 >= len(target):
             break  # accepting would cost as much as typing the rest
-        done = complete_after(generator, context, target[:typed], k, beam_width=beam_width)
+        try:
+            done = complete_after(generator, context, target[:typed], k, beam_width=beam_width)
+        except InvalidInput:  # nothing spelling the typed characters within the bounds: no suggestion
+            continue
         if target in [w.text for w in done.search.words[:k]]:
             return WordResult(target, start, rank, typed + 1)
     return WordResult(target, start, rank, len(target))

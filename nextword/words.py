@@ -35,6 +35,12 @@ How exact it is
     stops it: at most ``beam_width`` prefixes of each length are extended, none below
     ``min_prob``, none longer than ``max_tokens`` tokens (nor past the context window). See
     :func:`search_words` for the accounting (``unexplored_mass``).
+
+    A backend that returns only the top N log-probabilities per position (``capabilities.logits``
+    False, a remote server) is searched over the listed tokens only: a word's end factor counts the
+    listed word starts, and the unlisted mass after every prefix stays unexplored. The accounting
+    identity still holds, each word's probability is then a lower bound, and ``unexplored_mass``
+    says how much the server's limit left unknown.
 """
 
 from __future__ import annotations
@@ -56,7 +62,8 @@ import numpy.typing as npt
 from nextword.decoding.branches import Branches, SessionBranches, open_branches
 from nextword.decoding.detok import text_after
 from nextword.decoding.processors import log_softmax, top_indices
-from nextword.errors import InvalidInput
+from nextword.errors import InvalidInput, UnsupportedOption
+from nextword.logprobs import top_logprobs
 from nextword.protocol import Generator
 from nextword.results import Candidate, Prediction, Settings
 from nextword.scheduler import check_cancelled
@@ -72,6 +79,7 @@ __all__ = [
     "search_words",
     "search_words_from_ids",
     "starts_new_word",
+    "token_starts_word",
     "word_start_mask",
 ]
 
@@ -143,6 +151,7 @@ class _PerGenerator:
 
 _MASKS = _PerGenerator()
 _RESULTS = _PerGenerator()
+_STARTS = _PerGenerator()  # token id -> starts a word, for top-N backends
 
 
 def word_start_mask(generator: Generator, vocab_size: int) -> npt.NDArray[np.bool_]:
@@ -595,6 +604,100 @@ class _Search:
             word.paths.append((path, logprob))
 
 
+class _TopNEvaluator:
+    """The top-N lists after ``prompt + path`` of a backend without full logits."""
+
+    def __init__(self, generator: Generator, prompt_ids: Sequence[int], n: int) -> None:
+        self._generator = generator
+        self._prompt = list(prompt_ids)
+        self._n = n
+        self.calls = 0
+        self.batches = 0
+
+    def top(self, path: tuple[int, ...]) -> tuple[list[int], list[float]]:
+        self.calls += 1
+        self.batches += 1
+        listed = top_logprobs(self._generator, self._prompt + list(path), self._n)
+        return list(listed.token_ids), list(listed.logprobs)
+
+    def close(self) -> None:
+        pass
+
+
+class _TopNSearch(_Search):
+    """The search over a backend that lists only its top N next tokens (``capabilities.logits``
+    False). Only listed tokens are classified and extended; after every prefix the mass of the
+    unlisted tokens, word starts or not, stays unexplored, so the accounting identity holds and
+    each word's probability is a lower bound (its end factor counts the listed word starts)."""
+
+    def __init__(
+        self, generator: Generator, prompt_ids: list[int], k: int, beam: int, floor: float, depth: int
+    ) -> None:
+        super().__init__(generator, prompt_ids, k, beam, floor, depth, None)
+        self.evaluator.close()  # the dense evaluator is not used
+        limit = generator.capabilities.max_logprobs
+        n = max(beam, 64) if limit is None else min(limit, max(beam, 64))
+        self.top_n = _TopNEvaluator(generator, prompt_ids, n)
+        self.evaluator = self.top_n  # type: ignore[assignment]
+
+    def start(self) -> None:
+        tokens, logps = self.top_n.top(())
+        self._add_group(_Group(1, (), 0.0, tokens[: self.beam], logps[: self.beam], 1.0))
+
+    def extend(self, group: _Group, token: int, path_logprob: float) -> None:
+        path = (*group.path, token)
+        if group.depth == 1 and token in self.eos:
+            self._add_word(path, path_logprob)
+            return
+        self.extended[group.depth] += 1
+        try:
+            tokens, logps = self.top_n.top(path)
+        except UnsupportedOption:
+            # The backend cannot evaluate this path (a text-only server whose tokenizer reads the
+            # path's text otherwise): the whole prefix stays unexplored.
+            self._add_group(_Group(group.depth + 1, path, path_logprob, [], [], math.exp(path_logprob)))
+            return
+        end_mass = cont_mass = 0.0
+        children: list[int] = []
+        child_logps: list[float] = []
+        for t, lp in zip(tokens, logps, strict=True):
+            if self._is_start(t):
+                end_mass += math.exp(lp)
+            else:
+                cont_mass += math.exp(lp)
+                if group.depth < self.depth_limit and len(children) < self.beam:
+                    children.append(t)
+                    child_logps.append(lp)
+        if end_mass > 0.0:
+            self._add_word(path, path_logprob + math.log(end_mass))
+        unlisted = max(0.0, 1.0 - end_mass - cont_mass)
+        total = math.exp(path_logprob) * (cont_mass + unlisted)
+        self._add_group(_Group(group.depth + 1, path, path_logprob, children, child_logps, total))
+
+    def upcoming(self, n: int) -> list[tuple[int, ...]]:
+        return []
+
+    def _is_start(self, token: int) -> bool:
+        return token_starts_word(self.generator, token)
+
+
+def token_starts_word(generator: Generator, token: int) -> bool:
+    """Whether the token ``token`` starts a new word (as :func:`word_start_mask` says), for one
+    token at a time: what a backend without full logits needs, cached per generator."""
+    starts: dict[Any, Any] = _STARTS.get(generator, dict)
+    known = starts.get(token)
+    if known is None:
+        piece = starts.get("piece")
+        if piece is None:
+            piece = starts["piece"] = _piece_reader(generator)
+        try:
+            known = starts_new_word(piece(token)) or token in _eos_ids(generator)
+        except Exception:  # an id the tokenizer does not know: a word of its own
+            known = True
+        starts[token] = known
+    return bool(known)
+
+
 def search_words(
     generator: Generator,
     prompt: str,
@@ -653,7 +756,18 @@ def search_words(
     prompt_ids = _encode(generator, prompt)
     check_length(len(prompt_ids), 1, generator.context_length)
     room = generator.context_length - len(prompt_ids)  # most tokens a word can have here
-    search = _Search(generator, prompt_ids, k, beam, floor, min(depth_limit, room), allowed)
+    search: _Search
+    if getattr(generator.capabilities, "logits", True):
+        search = _Search(generator, prompt_ids, k, beam, floor, min(depth_limit, room), allowed)
+    elif allowed is not None:
+        raise UnsupportedOption(
+            f"the {generator.backend!r} backend lists only its top log-probabilities; a restricted word "
+            "search (allowed=...) needs full logits",
+            option="allowed",
+            backend=generator.backend,
+        )
+    else:
+        search = _TopNSearch(generator, prompt_ids, k, beam, floor, min(depth_limit, room))
     try:
         search.start()
         while (candidate := search.next_candidate()) is not None:
@@ -747,6 +861,7 @@ def clear_cache() -> None:
     """Forget every cached word prediction (and every generator's word-start table)."""
     _RESULTS.clear()
     _MASKS.clear()
+    _STARTS.clear()
 
 
 class _LRU:

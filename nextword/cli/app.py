@@ -13,6 +13,7 @@ from nextword.cli.evaluation import eval_command
 from nextword.cli.finetune import finetune
 from nextword.cli.generation import generate
 from nextword.cli.inspection import backends, config
+from nextword.cli.serve import serve
 from nextword.cli.words import explain, predict
 from nextword.errors import NextwordError
 from nextword.registry import plugin_manager
@@ -26,7 +27,7 @@ def cli() -> None:
     """nextword: next-word prediction and text generation with pluggable backends."""
 
 
-for _command in (generate, predict, explain, eval_command, backends, config, finetune):
+for _command in (generate, predict, explain, eval_command, backends, config, finetune, serve):
     cli.add_command(_command)
 
 

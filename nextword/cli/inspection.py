@@ -49,7 +49,9 @@ def config(backend: str | None, model: str | None, options: tuple[str, ...], as_
     resolved = resolve(backend, model, parse_options(options) or None)
     problem: str | None = None
     try:
-        settings = effective_settings(resolved, get_backend(resolved.backend))
+        spec = get_backend(resolved.backend)
+        settings = effective_settings(resolved, spec)
+        settings = dataclasses.replace(settings, options=spec.shown_options(settings.options))
     except BackendNotFound as exc:  # still show what was resolved, and why it cannot load
         problem = str(exc)
         settings = Settings(

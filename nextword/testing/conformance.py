@@ -14,7 +14,11 @@ that returns a loaded :class:`~nextword.protocol.Generator`::
 
 The backend's capability declaration decides what each test checks: an option the backend
 supports is checked for its behaviour, an option it declares unsupported is checked to raise
-:class:`~nextword.errors.UnsupportedOption`. No test is skipped.
+:class:`~nextword.errors.UnsupportedOption`. No test is skipped. A backend that returns only the
+top N log-probabilities (``capabilities.logits`` False, a remote server) is checked against those:
+a sampled or greedy token must be listed where the rule says it is among the most likely, and
+the checks that need the full logits (the repetition-penalty rule on raw logits) check what can
+be seen from outside instead.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import pytest
 from nextword.decoding.processors import apply_repetition_penalty, log_softmax, top_p_filter
 from nextword.decoding_config import DecodingConfig
 from nextword.errors import ContextLengthExceeded, InvalidConfig, InvalidInput, NextwordError, UnsupportedOption
+from nextword.logprobs import top_logprobs
 from nextword.protocol import Generator
 
 __all__ = ["GeneratorConformance", "SAMPLE_VALUES"]
@@ -51,6 +56,52 @@ SAMPLE_VALUES: dict[str, dict[str, Any]] = {
     "seed": {"seed": 3, "do_sample": True},
 }
 """A non-default value for each decoding option, used to check that unsupported options raise."""
+
+
+class _Distribution:
+    """Next-token log-probabilities as a test can see them: the whole vocabulary for a backend with
+    full logits, the listed top N (every other token reads -inf) for one without."""
+
+    def __init__(self, generator: Generator, ids: Sequence[int], n: int = 20) -> None:
+        self.full = bool(getattr(generator.capabilities, "logits", True))
+        if self.full:
+            self._logits = np.array(generator.next_token_logits(list(ids)), dtype=np.float64)
+            self._logp = log_softmax(self._logits)
+            self._listed: dict[int, float] = {}
+        else:
+            limit = generator.capabilities.max_logprobs
+            top = top_logprobs(generator, ids, n if limit is None else min(n, limit))
+            self._listed = top.as_dict()
+            self._sorted = list(top.logprobs)
+
+    def __getitem__(self, token: int) -> float:
+        if self.full:
+            return float(self._logp[token])
+        return self._listed.get(int(token), -math.inf)
+
+    def snapshot(self) -> tuple[Any, ...]:
+        """Everything visible, for exact comparisons."""
+        return tuple(self._logits.tolist()) if self.full else tuple(sorted(self._listed.items()))
+
+    def best(self) -> float:
+        return float(np.max(self._logp)) if self.full else self._sorted[0]
+
+    def kth(self, k: int) -> float:
+        """The ``k``-th largest log-probability."""
+        return float(np.sort(self._logp)[-k]) if self.full else self._sorted[k - 1]
+
+    def nucleus_floor(self, top_p: float) -> float:
+        """The smallest log-probability inside the ``top_p`` nucleus (-inf when the listed tokens
+        do not reach ``top_p``: the nucleus then reaches past what the backend shows)."""
+        if self.full:
+            kept = top_p_filter(self._logits.copy(), top_p)
+            return float(self._logp[np.isfinite(kept)].min())
+        total = 0.0
+        for lp in self._sorted:
+            total += math.exp(lp)
+            if total >= top_p:
+                return lp
+        return -math.inf
 
 
 class GeneratorConformance:
@@ -82,8 +133,8 @@ class GeneratorConformance:
         with pytest.raises(UnsupportedOption):
             generator.generate(self.prompts[0], max_new_tokens=2, **SAMPLE_VALUES[option])
 
-    def _logprobs(self, generator: Generator, ids: Sequence[int]) -> np.ndarray:
-        return log_softmax(generator.next_token_logits(list(ids)))
+    def _dist(self, generator: Generator, ids: Sequence[int]) -> _Distribution:
+        return _Distribution(generator, ids)
 
     def _clear_winner(self, logits: np.ndarray) -> bool:
         top2 = np.sort(np.asarray(logits, dtype=np.float64))[-2:]
@@ -107,6 +158,45 @@ class GeneratorConformance:
         assert result.settings.decoding.max_new_tokens == 5
         assert result.settings.backend == generator.backend
 
+    # ---- tokenizer contract ------------------------------------------------------------------
+
+    def _added_prefix(self, generator: Generator, ids: list[int], text: str) -> int:
+        """How many leading ids the tokenizer added before ``text`` (0, or 1 for a BOS token)."""
+        if generator.detokenize(ids) == text:
+            return 0
+        assert generator.detokenize(ids[1:]) == text, f"tokenize/detokenize do not round-trip {text!r}"
+        return 1
+
+    def test_special_tokens_render_as_text(self, generator: Generator) -> None:
+        """``detokenize`` of a special (end-of-text) token gives its text, not nothing."""
+        for token in sorted(generator.eos_token_ids):
+            assert generator.detokenize([token]) != "", f"end-of-text token {token} renders as an empty string"
+
+    def test_special_token_names_in_a_prompt_are_plain_text(self, generator: Generator) -> None:
+        """A prompt that spells a special token's name is text: it never becomes the control
+        token, and it reads back unchanged."""
+        names = {generator.detokenize([t]) for t in generator.eos_token_ids} | {"<|endoftext|>", "</s>", "<eos>"}
+        for name in sorted(n for n in names if n.strip()):
+            text = f"Say {name} twice: {name}."
+            ids = generator.tokenize(text)
+            added = self._added_prefix(generator, ids, text)
+            assert not set(ids[added:]) & set(generator.eos_token_ids), f"{name!r} in the text became a control token"
+
+    def test_bos_only_where_the_model_adds_it(self, generator: Generator) -> None:
+        """A tokenizer that adds a BOS token adds the same one, once, at the start of every text,
+        and never one inside a text; one that adds none adds nothing."""
+        first: set[int] = set()
+        added_counts = set()
+        for prompt in self.prompts:
+            ids = generator.tokenize(prompt)
+            added = self._added_prefix(generator, ids, prompt)
+            added_counts.add(added)
+            if added:
+                first.add(ids[0])
+                assert generator.tokenize(prompt + " " + prompt).count(ids[0]) == 1
+        assert len(added_counts) == 1, "a BOS token is added to some prompts and not to others"
+        assert len(first) <= 1, "different prompts got different BOS tokens"
+
     # ---- greedy -----------------------------------------------------------------------------
 
     def test_greedy_is_deterministic(self, generator: Generator) -> None:
@@ -119,13 +209,13 @@ class GeneratorConformance:
     def test_results_do_not_depend_on_earlier_calls(self, generator: Generator) -> None:
         prompt = self.prompts[0]
         ids = generator.tokenize(prompt)
-        logits = np.array(generator.next_token_logits(ids))
+        before = self._dist(generator, ids).snapshot()
         text = generator.generate(prompt, max_new_tokens=self.new_tokens)
         # Calls that share a prefix with the prompt, or not, in between.
         generator.generate(prompt + " and then", max_new_tokens=4)
         generator.predict_next(self.prompts[1], k=3, unit="token")
-        generator.next_token_logits(ids[:-1])  # leaves a prefix of the prompt behind, if cached
-        assert np.array_equal(np.array(generator.next_token_logits(ids)), logits)
+        self._dist(generator, ids[:-1])  # leaves a prefix of the prompt behind, if cached
+        assert self._dist(generator, ids).snapshot() == before
         assert generator.generate(prompt, max_new_tokens=self.new_tokens).token_ids == text.token_ids
 
     def test_greedy_follows_the_argmax(self, generator: Generator) -> None:
@@ -133,9 +223,8 @@ class GeneratorConformance:
         result = generator.generate(prompt, max_new_tokens=self.new_tokens)
         ids = generator.tokenize(prompt)
         for token in result.token_ids:
-            logits = generator.next_token_logits(ids)
-            best = float(np.max(logits))
-            assert logits[token] >= best - self.logit_tolerance, "greedy chose a token that is not the argmax"
+            dist = self._dist(generator, ids)
+            assert dist[token] >= dist.best() - self.logit_tolerance, "greedy chose a token that is not the argmax"
             ids.append(token)
 
     def test_temperature_zero_and_top_k_one_agree_with_greedy(self, generator: Generator) -> None:
@@ -166,9 +255,9 @@ class GeneratorConformance:
         assert any(o.token_ids != runs[0].token_ids for o in others), "different seeds never changed the sample"
 
     def _assert_samples_within(self, generator: Generator, option: str, value: Any, floor: Any) -> None:
-        """Sample with ``option=value`` under three seeds; at every step the chosen token's logit
-        must reach ``floor(logits)`` (the smallest logit of the allowed set), less the tolerance
-        (tokens tied with the set's last member count as in it)."""
+        """Sample with ``option=value`` under three seeds; at every step the chosen token's
+        log-probability must reach ``floor(distribution)`` (the smallest of the allowed set), less
+        the tolerance (tokens tied with the set's last member count as in it)."""
         prompt = self.prompts[2]
         for seed in (1, 2, 3):
             result = generator.generate(
@@ -176,8 +265,8 @@ class GeneratorConformance:
             )
             ids = generator.tokenize(prompt)
             for token in result.token_ids:
-                logits = np.array(generator.next_token_logits(ids), dtype=np.float64)
-                assert logits[token] >= floor(logits) - self.logit_tolerance, (
+                dist = self._dist(generator, ids)
+                assert dist[token] >= floor(dist) - self.logit_tolerance, (
                     f"a token sampled with {option}={value} lies outside the allowed set"
                 )
                 ids.append(token)
@@ -186,18 +275,13 @@ class GeneratorConformance:
         if not self._supports(generator, "top_k"):
             self._expect_unsupported(generator, "top_k")
             return
-        self._assert_samples_within(generator, "top_k", 3, lambda logits: np.sort(logits)[-3])
+        self._assert_samples_within(generator, "top_k", 3, lambda dist: dist.kth(3))
 
     def test_sampled_tokens_lie_in_the_top_p_set(self, generator: Generator) -> None:
         if not self._supports(generator, "top_p"):
             self._expect_unsupported(generator, "top_p")
             return
-
-        def nucleus_floor(logits: np.ndarray) -> float:
-            kept = top_p_filter(logits.copy(), 0.5)
-            return float(np.min(kept[np.isfinite(kept)]))
-
-        self._assert_samples_within(generator, "top_p", 0.5, nucleus_floor)
+        self._assert_samples_within(generator, "top_p", 0.5, lambda dist: dist.nucleus_floor(0.5))
 
     def test_num_return_sequences(self, generator: Generator) -> None:
         if not self._supports(generator, "num_return_sequences"):
@@ -311,6 +395,9 @@ class GeneratorConformance:
         for penalty in (1.8, 0.6):
             prompt = self.prompts[0]
             result = generator.generate(prompt, max_new_tokens=8, repetition_penalty=penalty)
+            assert result.finish_reason == "eos" or len(result.token_ids) == 8
+            if not getattr(generator.capabilities, "logits", True):
+                continue  # the rule acts on raw logits, which this backend does not show
             ids = generator.tokenize(prompt)
             for token in result.token_ids:
                 logits = np.array(generator.next_token_logits(ids), dtype=np.float64)
@@ -451,10 +538,12 @@ class GeneratorConformance:
     # ---- prediction and scoring -------------------------------------------------------------
 
     def test_predict_next_is_a_sorted_distribution(self, generator: Generator) -> None:
+        limit = generator.capabilities.max_logprobs
+        k = 10 if limit is None else min(10, limit)
         for prompt in self.prompts:
-            prediction = generator.predict_next(prompt, k=10, unit="token")
+            prediction = generator.predict_next(prompt, k=k, unit="token")
             probs = [c.prob for c in prediction]
-            assert len(probs) == 10
+            assert len(probs) == k
             assert probs == sorted(probs, reverse=True)
             assert all(0.0 <= p <= 1.0 for p in probs)
             assert sum(probs) <= 1.0 + 1e-6
@@ -473,20 +562,30 @@ class GeneratorConformance:
 
     def test_predict_next_matches_the_logits(self, generator: Generator) -> None:
         prompt = self.prompts[0]
-        logp = self._logprobs(generator, generator.tokenize(prompt))
+        dist = self._dist(generator, generator.tokenize(prompt))
         for c in generator.predict_next(prompt, k=5, unit="token"):
-            assert c.logprob == pytest.approx(logp[c.token_id], abs=1e-4)
+            assert c.logprob == pytest.approx(dist[c.token_id], abs=1e-4)
 
     def test_score_agrees_with_the_chain_of_predictions(self, generator: Generator) -> None:
+        if not generator.capabilities.score:
+            with pytest.raises(UnsupportedOption):
+                generator.score(self.prompts[0])
+            return
         for prompt in self.prompts:
             text = prompt + generator.generate(prompt, max_new_tokens=6).text
             score = generator.score(text)
             ids = generator.tokenize(text)
             assert score.first_token_id == ids[0]
             assert [t.token_id for t in score.tokens] == ids[1:]
+            compared = 0
             for i, tok in enumerate(score.tokens, start=1):
-                expected = float(self._logprobs(generator, ids[:i])[ids[i]])
+                expected = self._dist(generator, ids[:i])[ids[i]]
+                if expected == -math.inf and not getattr(generator.capabilities, "logits", True):
+                    assert tok.logprob < 0.0
+                    continue  # not in the backend's top N: its exact value is not visible
                 assert tok.logprob == pytest.approx(expected, abs=max(1e-3, 10 * self.logit_tolerance))
+                compared += 1
+            assert compared, "no scored token could be compared with the predictions"
             assert score.logprob == pytest.approx(sum(t.logprob for t in score.tokens))
             assert score.perplexity == pytest.approx(math.exp(-score.logprob / len(score.tokens)))
         # The top candidate's log-prob is the last token's score of prompt + candidate.
@@ -505,7 +604,7 @@ class GeneratorConformance:
             generator.generate(long_prompt, max_new_tokens=1)
         with pytest.raises(ContextLengthExceeded):
             generator.predict_next(long_prompt)
-        with pytest.raises(ContextLengthExceeded):
+        with pytest.raises(ContextLengthExceeded if generator.capabilities.score else UnsupportedOption):
             generator.score(long_prompt)
         n = len(generator.tokenize(self.prompts[0]))
         with pytest.raises(ContextLengthExceeded):
@@ -522,14 +621,14 @@ class GeneratorConformance:
             generator.generate([], max_new_tokens=1)
         with pytest.raises(InvalidInput):
             generator.predict_next(self.prompts[0], k=0)
-        with pytest.raises(InvalidInput):
+        with pytest.raises(InvalidInput if generator.capabilities.score else UnsupportedOption):
             generator.score("")
 
     def test_invalid_options_raise_before_the_engine_runs(self, generator: Generator, monkeypatch: Any) -> None:
         def boom(*args: Any, **kwargs: Any) -> Any:
             raise AssertionError("the engine was called despite an invalid option")
 
-        for name in ("next_token_logits", "generate_ids", "token_stream", "open_session"):
+        for name in ("next_token_logits", "next_token_top_logprobs", "generate_ids", "token_stream", "open_session"):
             if hasattr(generator, name):
                 monkeypatch.setattr(generator, name, boom)
         bad: list[dict[str, Any]] = [

@@ -161,7 +161,36 @@ def inspect_gguf(path: str | os.PathLike[str]) -> GGUFInfo:
 
 
 def _read_header(path: Path, buf: Any, size: int) -> GGUFInfo:
+    """Read and check the whole header of the GGUF file ``path`` (``buf``, ``size`` bytes):
+    magic and version, key/values, tensor records, then what llama.cpp would abort on."""
     r = _Reader(buf, size)
+    version = _read_version(path, buf, r)
+    n_tensors = r.u64("the tensor count")
+    n_kv = r.u64("the key/value count")
+    # Every record takes some bytes; counts the file cannot hold are corrupt (and would loop for long).
+    if n_kv * 12 > size or n_tensors * 24 > size:
+        raise _CorruptGGUF(f"it declares {n_tensors} tensors and {n_kv} key/values, more than the file can hold")
+    metadata, byte_tokens = _read_metadata(r, n_kv)
+    alignment = metadata.get("general.alignment", _GGUF_DEFAULT_ALIGNMENT)
+    if not isinstance(alignment, int) or alignment <= 0 or alignment & (alignment - 1):
+        raise _CorruptGGUF(f"general.alignment is {alignment!r}, not a power of two")
+    tensors = _read_tensor_records(r, n_tensors, alignment)
+    _check_tensor_data(path, tensors, -(-r.pos // alignment) * alignment, size)
+    arch = _check_model_metadata(metadata, byte_tokens)
+    n_ctx_train = metadata.get(f"{arch}.context_length")
+    return GGUFInfo(
+        path=path,
+        version=version,
+        architecture=arch,
+        context_length=int(n_ctx_train) if isinstance(n_ctx_train, int) and n_ctx_train > 0 else None,
+        n_tensors=n_tensors,
+        file_size=size,
+        metadata=metadata,
+    )
+
+
+def _read_version(path: Path, buf: Any, r: _Reader) -> int:
+    """Check the magic bytes and read a GGUF version llama.cpp reads (little-endian)."""
     magic = bytes(buf[:4])
     if magic != _GGUF_MAGIC:
         raise ModelLoadError(
@@ -178,12 +207,12 @@ def _read_header(path: Path, buf: Any, size: int) -> GGUFInfo:
             f"{str(path)!r} has GGUF version {version}; llama.cpp reads versions "
             f"{', '.join(map(str, _GGUF_VERSIONS))} (convert the model again with a current converter)"
         )
-    n_tensors = r.u64("the tensor count")
-    n_kv = r.u64("the key/value count")
-    # Every record takes some bytes; counts the file cannot hold are corrupt (and would loop for long).
-    if n_kv * 12 > size or n_tensors * 24 > size:
-        raise _CorruptGGUF(f"it declares {n_tensors} tensors and {n_kv} key/values, more than the file can hold")
+    return version
 
+
+def _read_metadata(r: _Reader, n_kv: int) -> tuple[dict[str, Scalar], set[bytes]]:
+    """The ``n_kv`` key/values (scalars kept, arrays skipped) and the distinct byte tokens of
+    ``tokenizer.ggml.tokens``; a key that occurs twice is corrupt."""
     metadata: dict[str, Scalar] = {}
     byte_tokens: set[bytes] = set()
     for i in range(n_kv):
@@ -194,12 +223,13 @@ def _read_header(path: Path, buf: Any, size: int) -> GGUFInfo:
             raise _CorruptGGUF(f"the key {key!r} occurs twice")
         if value is not None:
             metadata[key] = value
+    return metadata, byte_tokens
 
-    alignment = metadata.get("general.alignment", _GGUF_DEFAULT_ALIGNMENT)
-    if not isinstance(alignment, int) or alignment <= 0 or alignment & (alignment - 1):
-        raise _CorruptGGUF(f"general.alignment is {alignment!r}, not a power of two")
 
-    tensors: list[tuple[str, int, int]] = []  # name, offset, nbytes
+def _read_tensor_records(r: _Reader, n_tensors: int, alignment: int) -> list[tuple[str, int, int]]:
+    """(name, data offset, size in bytes) of each tensor record, each checked: rank, known type,
+    a shape its type can hold, an aligned offset, a name not seen before."""
+    tensors: list[tuple[str, int, int]] = []
     names: set[str] = set()
     for i in range(n_tensors):
         name = r.string(f"the name of tensor #{i}")
@@ -224,8 +254,11 @@ def _read_header(path: Path, buf: Any, size: int) -> GGUFInfo:
             raise _CorruptGGUF(f"the tensor {name!r} occurs twice")
         names.add(name)
         tensors.append((name, offset, n_elements // block * type_size))
+    return tensors
 
-    data_start = -(-r.pos // alignment) * alignment
+
+def _check_tensor_data(path: Path, tensors: list[tuple[str, int, int]], data_start: int, size: int) -> None:
+    """Every tensor's data lies inside the file, and there is at least one tensor."""
     for name, offset, nbytes in tensors:
         end = data_start + offset + nbytes
         if end > size:
@@ -234,6 +267,10 @@ def _read_header(path: Path, buf: Any, size: int) -> GGUFInfo:
         raise ModelLoadError(
             f"{str(path)!r} holds no tensors (a vocabulary-only GGUF?); give a GGUF file with the model's weights"
         )
+
+
+def _check_model_metadata(metadata: dict[str, Scalar], byte_tokens: set[bytes]) -> str:
+    """The architecture, after the metadata checks llama.cpp would otherwise abort the process on."""
     arch = metadata.get("general.architecture")
     if not isinstance(arch, str) or not arch:
         raise _CorruptGGUF("it has no general.architecture")
@@ -244,13 +281,4 @@ def _read_header(path: Path, buf: Any, size: int) -> GGUFInfo:
     if n_layers is not None and (not isinstance(n_layers, int) or not 1 <= n_layers <= _MAX_LAYERS):
         # llama.cpp asserts this range and aborts the process otherwise.
         raise _CorruptGGUF(f"{arch}.block_count is {n_layers!r}, outside 1..{_MAX_LAYERS}")
-    n_ctx_train = metadata.get(f"{arch}.context_length")
-    return GGUFInfo(
-        path=path,
-        version=version,
-        architecture=arch,
-        context_length=int(n_ctx_train) if isinstance(n_ctx_train, int) and n_ctx_train > 0 else None,
-        n_tensors=n_tensors,
-        file_size=size,
-        metadata=metadata,
-    )
+    return arch

@@ -65,7 +65,7 @@ class ByteBigramGenerator(BaseGenerator):
         return list(text.encode("utf-8"))
 
     def detokenize(self, token_ids: Sequence[int]) -> str:
-        return bytes(t for t in token_ids if t != EOS).decode("utf-8", errors="replace")
+        return b"".join(b"<eos>" if t == EOS else bytes([t]) for t in token_ids).decode("utf-8", errors="replace")
 
     def next_token_logits(self, token_ids: Sequence[int]) -> npt.NDArray[np.float32]:
         return self.table[token_ids[-1]].copy()

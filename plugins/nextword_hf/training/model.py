@@ -30,7 +30,27 @@ def load_base(base: str, device: str) -> tuple[Any, Any]:
     tokenizer, model = load_pretrained(locate(base), dtype=torch.float32, device=device)
     if getattr(model.config, "is_encoder_decoder", False):
         raise ModelLoadError(f"{base!r} is not a causal language model")
+    _detach_gguf_quantizer(model, base)
     return tokenizer, model
+
+
+def _detach_gguf_quantizer(model: Any, base: str) -> None:
+    """A model read from a .gguf file keeps transformers' GGUF quantizer attached, which refuses
+    training and saving. Where every weight was unpacked to float (transformers' fallback when no
+    GGUF matmul kernel is installed, and its loader for most architectures) the model is an
+    ordinary dense one: drop the quantizer."""
+    quantizer = getattr(model, "hf_quantizer", None)
+    if quantizer is None:
+        return
+    packed = bool(getattr(quantizer, "packed_modules", None))
+    if packed or not all(p.is_floating_point() for p in model.parameters()):
+        raise ModelLoadError(
+            f"{base!r} was loaded with packed quantized weights, which cannot be trained; load it dequantized "
+            "(without the `kernels` package) or convert it to a model folder first"
+        )
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
 
 
 def prepare_model(model: Any, options: FinetuneOptions) -> Any:

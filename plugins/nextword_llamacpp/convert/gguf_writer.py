@@ -45,6 +45,8 @@ def write_gguf(model: SourceModel, path: Path, kind: str, *, progress: bool, des
             data = plan.reader.load(plan.source)
             if plan.transpose:
                 data = data.T
+            if plan.offset:
+                data = data.astype(np.float32) + np.float32(plan.offset)
             data = np.ascontiguousarray(data, dtype=np.float32)
             writer.write_tensor_data(gguf.quants.quantize(data, qtype))
     finally:
@@ -117,7 +119,13 @@ def _add_metadata(gguf: Any, writer: Any, model: SourceModel, kind: str) -> None
         writer.add_eos_token_id(vocab.eos_id)
     if vocab.pad_id is not None:
         writer.add_pad_token_id(vocab.pad_id)
+    if vocab.unk_id is not None:
+        writer.add_unk_token_id(vocab.unk_id)
     writer.add_add_bos_token(vocab.add_bos)
+    if vocab.add_eos is not None:
+        writer.add_add_eos_token(vocab.add_eos)
+    if vocab.add_space_prefix is not None:
+        writer.add_add_space_prefix(vocab.add_space_prefix)
 
 
 def _import_gguf() -> Any:

@@ -19,7 +19,8 @@ class Vocab:
     ``model`` and ``pre`` are llama.cpp's ``tokenizer.ggml.model`` and ``tokenizer.ggml.pre``
     (``"gpt2"`` and ``"gpt-2"`` for GPT-2's byte-level BPE); ``merges`` are BPE merges as
     ``"a b"`` (empty for a tokenizer without merges) and ``scores`` the per-token scores of a
-    SentencePiece-style vocabulary (None when the format has none).
+    SentencePiece-style vocabulary (None when the format has none). ``unk_id``, ``add_eos`` and
+    ``add_space_prefix`` are written only when set.
     """
 
     tokens: list[str]
@@ -32,6 +33,9 @@ class Vocab:
     model: str = "gpt2"
     pre: str = "gpt-2"
     scores: list[float] | None = None
+    unk_id: int | None = None
+    add_eos: bool | None = None
+    add_space_prefix: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,7 @@ class TensorPlan:
     reader: TensorReader
     shape: tuple[int, ...]  # numpy shape as written (rows last-major, after any transpose)
     transpose: bool
+    offset: float = 0.0  # added to every value when written (Gemma stores its norm weights as 1 + w)
 
 
 @dataclass(frozen=True)

