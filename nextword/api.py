@@ -6,6 +6,8 @@ once (later calls with the same settings reuse it) and attaches the settings to 
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import dataclasses
 import os
 import threading
@@ -24,10 +26,17 @@ from nextword.streams import GenerationStream
 
 __all__ = ["generate", "load", "loaded", "predict_next", "score", "stream", "unload"]
 
+_Key = tuple[BackendSpec, str, str]
+
 # Keyed by the BackendSpec object too, so a backend re-registered by another plugin never gets
-# a generator that the previous one loaded.
-_CACHE: dict[tuple[BackendSpec, str, str], Generator] = {}
-_LOCK = threading.RLock()
+# a generator that the previous one loaded; and by the canonical path of a model that is a file
+# or folder, so equivalent paths share one copy.
+_CACHE: dict[_Key, Generator] = {}
+# Guards _CACHE and _LOADING only; it is never held while a model loads, so calls on models
+# already loaded never wait for another model's load.
+_LOCK = threading.Lock()
+# One lock per model being loaded: concurrent loads of the same model wait for the first one.
+_LOADING: dict[_Key, threading.Lock] = {}
 
 
 def load(backend: str | None = None, model: str | os.PathLike[str] | None = None, **options: Any) -> Generator:
@@ -42,17 +51,19 @@ def load(backend: str | None = None, model: str | os.PathLike[str] | None = None
 
 
 def loaded() -> list[Generator]:
-    """The generators currently cached."""
+    """The generators currently cached (a generator closed by its user is no longer listed)."""
     with _LOCK:
+        _drop_closed()
         return list(_CACHE.values())
 
 
 def unload() -> None:
     """Close and forget every cached generator."""
     with _LOCK:
-        for generator in _CACHE.values():
-            generator.close()
+        generators = list(_CACHE.values())
         _CACHE.clear()
+    for generator in generators:
+        generator.close()
 
 
 @overload
@@ -215,27 +226,79 @@ def _load(resolved: Resolved) -> tuple[Generator, Settings]:
     spec = get_backend(resolved.backend)
     settings = effective_settings(resolved, spec)
     model, options = settings.model, dict(settings.options)
-    key = (spec, model, repr(sorted(options.items())))
-    with _LOCK:
-        generator = _CACHE.get(key)
-        if generator is None:
-            try:
-                generator = spec.load(model, **options)
-            except NextwordError:
-                raise
-            except Exception as exc:
-                raise ModelLoadError(
-                    f"the {spec.name!r} backend could not load model {model!r}: {type(exc).__name__}: {exc}"
-                ) from exc
-            if not isinstance(generator, Generator):
-                raise ModelLoadError(
-                    f"the {spec.name!r} backend returned {type(generator).__name__}, which does not "
-                    "implement the nextword.Generator protocol"
-                )
-            try:
-                spec.check_generator(generator)
-            except ModelLoadError:
-                generator.close()
-                raise
-            _CACHE[key] = generator
+    key = (spec, _canonical(model), repr(sorted(options.items())))
+    generator = _cached_load(key, spec, model, options)
     return generator, dataclasses.replace(settings, options=spec.shown_options(settings.options))
+
+
+def _cached_load(key: _Key, spec: BackendSpec, model: str, options: dict[str, Any]) -> Generator:
+    """The cached generator for ``key``, loading it (once, even when asked from many threads)."""
+    with _LOCK:
+        _drop_closed()
+        generator = _CACHE.get(key)
+        if generator is not None:
+            return generator
+        loading = _LOADING.setdefault(key, threading.Lock())
+    try:
+        with loading:
+            with _LOCK:
+                generator = _CACHE.get(key)
+            if generator is not None:
+                return generator
+            generator = _load_model(spec, model, options)
+            with _LOCK:
+                _CACHE[key] = generator
+            return generator
+    finally:
+        with _LOCK:
+            if _LOADING.get(key) is loading and not loading.locked():
+                del _LOADING[key]
+
+
+def _load_model(spec: BackendSpec, model: str, options: dict[str, Any]) -> Generator:
+    try:
+        generator = spec.load(model, **options)
+    except (NextwordError, KeyboardInterrupt):
+        raise
+    except BaseException as exc:  # a backend's bug, or even its sys.exit(), is a load failure
+        what = f"called sys.exit({exc.code!r})" if isinstance(exc, SystemExit) else f"{type(exc).__name__}: {exc}"
+        raise ModelLoadError(f"the {spec.name!r} backend could not load model {model!r}: {what}") from exc
+    if not isinstance(generator, Generator):
+        raise ModelLoadError(
+            f"the {spec.name!r} backend returned {type(generator).__name__}, which does not "
+            "implement the nextword.Generator protocol"
+        )
+    try:
+        spec.check_generator(generator)
+    except ModelLoadError:
+        generator.close()
+        raise
+    return generator
+
+
+def _close_at_exit() -> None:
+    """Close the cached generators while the interpreter is still whole: engines finalized during
+    its teardown (llama-cpp-python's ``Llama.__del__``) print tracebacks."""
+    with contextlib.suppress(Exception):
+        unload()
+
+
+atexit.register(_close_at_exit)
+
+
+def _canonical(model: str) -> str:
+    """The real path of a model that names an existing file or folder (relative, absolute and
+    symlinked spellings agree); anything else (a hub id) as given."""
+    try:
+        path = os.path.expanduser(model)
+        if os.path.exists(path):
+            return os.path.realpath(path)
+    except (OSError, ValueError):  # e.g. a NUL character: not a path
+        pass
+    return model
+
+
+def _drop_closed() -> None:
+    """Forget cached generators that their user closed (call with ``_LOCK`` held)."""
+    for key in [k for k, g in _CACHE.items() if getattr(g, "closed", False) is True]:
+        del _CACHE[key]

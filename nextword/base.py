@@ -28,7 +28,7 @@ from nextword.decoding.loop import Session, sample_tokens
 from nextword.decoding.processors import log_softmax
 from nextword.decoding.stop import StopMatcher
 from nextword.decoding_config import DecodingConfig
-from nextword.errors import InvalidConfig, InvalidInput
+from nextword.errors import InvalidConfig, InvalidInput, InvalidState
 from nextword.logprobs import TopLogprobs, top_logprobs
 from nextword.results import Candidate, Completion, FinishReason, Generation, Prediction, Score, Settings, TokenScore
 from nextword.scheduler import check_cancelled
@@ -90,8 +90,11 @@ class TextStream:
         """The complete generation; only available after the stream was consumed."""
         if self._result is None:
             if self._closed:
-                raise RuntimeError("the stream was closed before it finished: there is no complete result")
-            raise RuntimeError("the stream has not been consumed yet; iterate over it first")
+                raise InvalidState("the stream was closed before it finished: there is no complete result")
+            raise InvalidState(
+                "the stream has not been read to its end (not started, or a loop over it was left early); "
+                "there is no complete result yet: read the rest of it first"
+            )
         return self._result
 
     def text(self) -> str:
@@ -228,7 +231,13 @@ class BaseGenerator(abc.ABC):
         return out
 
     def close(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
-        """Release engine resources; override when the engine holds any."""
+        """Release engine resources; override when the engine holds any (and :attr:`closed`)."""
+
+    @property
+    def closed(self) -> bool:
+        """Whether the generator was closed (calls then raise :class:`~nextword.errors.InvalidState`).
+        :func:`nextword.load` never hands out a closed generator: it loads the model again."""
+        return False
 
     # ---- the async API (engine work in worker threads; see nextword.aio) ----------------------
 

@@ -9,15 +9,23 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from nextword.errors import InvalidConfig
 
-__all__ = ["DEFAULT_MAX_NEW_TOKENS", "DecodingConfig", "SAMPLING_FIELDS"]
+__all__ = ["DEFAULT_MAX_NEW_TOKENS", "DecodingConfig", "MAX_NUM_RETURN_SEQUENCES", "MAX_SEED", "SAMPLING_FIELDS"]
 
 DEFAULT_MAX_NEW_TOKENS = 40
 """Tokens generated when neither ``max_new_tokens`` nor ``max_length`` is given."""
+
+MAX_SEED = 2**64 - 1
+"""Largest ``seed``: seeds are unsigned 64-bit integers on every backend."""
+
+MAX_NUM_RETURN_SEQUENCES = 256
+"""Most ``num_return_sequences`` per prompt: every sequence is decoded (and, on hf, held in one
+batch), so the bound keeps one call's memory and time in proportion to what a user can read."""
 
 SAMPLING_FIELDS = ("temperature", "top_k", "top_p", "min_p", "typical_p")
 """Options that only matter when sampling."""
@@ -56,11 +64,12 @@ class DecodingConfig:
     no_repeat_ngram_size: int = 0
     """No n-gram of token ids (prompt included) may occur twice."""
     num_return_sequences: int = 1
-    """Independent samples per prompt (needs sampling)."""
+    """Independent samples per prompt (needs sampling); at most :data:`MAX_NUM_RETURN_SEQUENCES`."""
     stop: tuple[str, ...] = ()
     """Stop strings: the text ends right before the first occurrence of any of them."""
     seed: int | None = None
-    """Seed for sampling; the same seed gives the same sample on the same backend and model."""
+    """Seed for sampling, in [0, :data:`MAX_SEED`]; the same seed gives the same sample on the same
+    backend and model."""
 
     def __post_init__(self) -> None:
         stop = self.stop
@@ -175,8 +184,8 @@ class DecodingConfig:
         _float(self, "typical_p", low=0.0, high=1.0, low_open=True, optional=True)
         _float(self, "repetition_penalty", low=0.0, low_open=True, hint="1.0 means no penalty")
         _int(self, "no_repeat_ngram_size", low=0, hint="0 turns it off")
-        _int(self, "num_return_sequences", low=1)
-        _int(self, "seed", low=0, optional=True)
+        _int(self, "num_return_sequences", low=1, high=MAX_NUM_RETURN_SEQUENCES)
+        _int(self, "seed", low=0, high=MAX_SEED, optional=True)
         for s in self.stop:
             if not isinstance(s, str) or not s:
                 raise InvalidConfig(f"stop strings must be non-empty strings, got {s!r}")
@@ -211,13 +220,29 @@ def _range_text(low: float | None, high: float | None, low_open: bool) -> str:
     return f"in {'(' if low_open else '['}{low}, {high}]"
 
 
-def _int(cfg: DecodingConfig, name: str, *, low: int, optional: bool = False, hint: str = "") -> None:
+def _shown(value: object) -> str:
+    """``repr(value)``, shortened: a huge number or string must not flood the error message."""
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:40]}... ({type(value).__name__} of {len(text)} characters)"
+
+
+def _finite(value: float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        return False
+
+
+def _int(
+    cfg: DecodingConfig, name: str, *, low: int, high: int | None = None, optional: bool = False, hint: str = ""
+) -> None:
     value = getattr(cfg, name)
     if value is None and optional:
         return
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
         extra = f" ({hint})" if hint else ""
-        raise InvalidConfig(f"{name} must be an integer >= {low}{extra}, got {value!r}")
+        bound = f">= {low}" if high is None else f"in [{low}, {high}]"
+        raise InvalidConfig(f"{name} must be an integer {bound}{extra}, got {_shown(value)}")
 
 
 def _float(
@@ -233,10 +258,13 @@ def _float(
     value = getattr(cfg, name)
     if value is None and optional:
         return
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and _finite(value)
     if ok:
         ok = (value > low if low_open else value >= low) and (high is None or value <= high)
     if not ok:
         extra = f" ({hint})" if hint else ""
-        raise InvalidConfig(f"{name} must be a number {_range_text(low, high, low_open)}{extra}, got {value!r}")
+        finite = "" if high is not None else " and finite"
+        raise InvalidConfig(
+            f"{name} must be a number {_range_text(low, high, low_open)}{finite}{extra}, got {_shown(value)}"
+        )
     object.__setattr__(cfg, name, float(value))

@@ -13,6 +13,7 @@ __all__ = [
     "EngineError",
     "InvalidConfig",
     "InvalidInput",
+    "InvalidState",
     "ModelLoadError",
     "NextwordError",
     "TrainingInterrupted",
@@ -38,6 +39,11 @@ class InvalidConfig(NextwordError, ValueError):
 
 class InvalidInput(NextwordError, ValueError):
     """A prompt or text passed to the API is not usable (empty, wrong type, ...)."""
+
+
+class InvalidState(NextwordError, RuntimeError):
+    """An object was used in a state that does not allow it: a generator after ``close()``, the
+    result of a stream that was closed or not read to its end."""
 
 
 class UnsupportedOption(NextwordError):

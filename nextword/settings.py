@@ -173,10 +173,11 @@ _LENGTH_LIMITS = ("max_new_tokens", "max_length")
 
 def _set_decoding(dec: dict[str, Any], sources: dict[str, str], key: str, value: Any, label: str) -> None:
     """Set one decoding option from a layer. ``max_new_tokens`` and ``max_length`` are two ways
-    to say one thing: a layer that sets either replaces whichever a lower layer set."""
+    to say one thing: a layer that sets either replaces whichever a lower layer set (both set
+    in one layer stay, and fail validation as contradictory)."""
     if key in _LENGTH_LIMITS and value is not None:
         for other in _LENGTH_LIMITS:
-            if other != key:
+            if other != key and sources.get(f"decoding.{other}") != label:
                 dec.pop(other, None)
                 sources.pop(f"decoding.{other}", None)
     dec[key] = value

@@ -71,6 +71,9 @@ from nextword.validation import check_length, encode_text
 
 __all__ = [
     "DEFAULT_MAX_TOKENS",
+    "MAX_BEAM_WIDTH",
+    "MAX_WORDS",
+    "MAX_WORD_TOKENS",
     "ExaminedWord",
     "WordSearch",
     "clear_cache",
@@ -85,6 +88,16 @@ __all__ = [
 
 #: Most tokens a word may have unless ``max_tokens`` says otherwise.
 DEFAULT_MAX_TOKENS = 16
+
+#: Largest ``k`` a word search accepts: its cost grows with ``k`` (through the default beam
+#: width), and a list longer than this is no longer a prediction a reader can use.
+MAX_WORDS = 100
+
+#: Largest ``beam_width``: the search may evaluate up to ``beam_width * max_tokens`` prefixes.
+MAX_BEAM_WIDTH = 256
+
+#: Largest ``max_tokens`` (tokens in one word).
+MAX_WORD_TOKENS = 64
 
 #: How many results :func:`predict_words` keeps per generator.
 CACHE_SIZE = 256
@@ -842,8 +855,13 @@ def predict_words(
 
     Results are cached per generator (least recently used, :data:`CACHE_SIZE` entries) by prompt
     and parameters; :func:`clear_cache` empties the cache.
+
+    The bounds are capped so that one call stays short: ``k`` at most :data:`MAX_WORDS`,
+    ``beam_width`` at most :data:`MAX_BEAM_WIDTH`, ``max_tokens`` at most
+    :data:`MAX_WORD_TOKENS` (:class:`~nextword.errors.InvalidInput` above them);
+    :func:`search_words` has no caps.
     """
-    beam, floor, depth = _check_bounds(k, beam_width, min_prob, max_tokens)
+    beam, floor, depth = _check_bounds(k, beam_width, min_prob, max_tokens, capped=True)
     if not isinstance(prompt, str):
         raise InvalidInput(f"the prompt must be a string, got {type(prompt).__name__}")
     key = (prompt, k, beam, floor, depth)
@@ -888,18 +906,28 @@ class _LRU:
 # ---- validation ----------------------------------------------------------------------------------
 
 
-def _check_bounds(k: object, beam_width: object, min_prob: object, max_tokens: object) -> tuple[int, float, int]:
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise InvalidInput(f"k must be a positive integer, got {k!r}")
+def _check_bounds(
+    k: object, beam_width: object, min_prob: object, max_tokens: object, *, capped: bool = False
+) -> tuple[int, float, int]:
+    """The checked search bounds; ``capped`` also enforces :data:`MAX_WORDS`,
+    :data:`MAX_BEAM_WIDTH` and :data:`MAX_WORD_TOKENS` (as :func:`predict_words` does)."""
+    k = _bounded_int("k", k, MAX_WORDS if capped else None, " (for more candidates use unit='token')")
     if beam_width is None:
         beam_width = default_beam_width(k)
-    if isinstance(beam_width, bool) or not isinstance(beam_width, int) or beam_width < 1:
-        raise InvalidInput(f"beam_width must be a positive integer, got {beam_width!r}")
+    beam_width = _bounded_int("beam_width", beam_width, MAX_BEAM_WIDTH if capped else None)
     if isinstance(min_prob, bool) or not isinstance(min_prob, (int, float)) or not 0.0 <= min_prob < 1.0:
         raise InvalidInput(f"min_prob must be a number in [0, 1), got {min_prob!r}")
-    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
-        raise InvalidInput(f"max_tokens must be a positive integer, got {max_tokens!r}")
+    max_tokens = _bounded_int("max_tokens", max_tokens, MAX_WORD_TOKENS if capped else None)
     return beam_width, float(min_prob), max_tokens
+
+
+def _bounded_int(name: str, value: object, high: int | None, hint: str = "") -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidInput(f"{name} must be a positive integer, got {value!r}")
+    if high is not None and value > high:
+        shown = repr(value) if len(repr(value)) <= 60 else f"{repr(value)[:40]}..."
+        raise InvalidInput(f"{name} must be at most {high} for a word prediction{hint}, got {shown}")
+    return value
 
 
 def _encode(generator: Generator, prompt: object) -> list[int]:

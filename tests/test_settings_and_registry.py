@@ -170,7 +170,7 @@ def test_a_plugin_whose_import_fails_does_not_break_import(tmp_path: Path) -> No
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.startswith("False import failed: ModuleNotFoundError")
+    assert out.stdout.startswith("False import of 'no_such_module_xyz.plugin' failed: ModuleNotFoundError")
 
 
 def test_a_length_limit_replaces_the_other_from_a_lower_layer(tmp_path: Path) -> None:
@@ -202,7 +202,7 @@ def test_registration_is_all_or_nothing_and_names_are_unique(bytelm_plugin: str)
     # The failed plugin left nothing behind: the same name can be registered again.
     nextword.register_plugin(_Provides("zz-ok"), name="half")
     nextword.unregister_plugin("half")
-    with pytest.raises(InvalidConfig, match="already registered by plugin 'bytelm-plugin'"):
+    with pytest.raises(InvalidConfig, match="which plugin 'bytelm-plugin' already holds"):
         nextword.register_plugin(_Provides("bytelm"), name="imposter")
     assert nextword.load("bytelm", "3").backend == "bytelm"  # the original is untouched
 

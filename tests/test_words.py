@@ -301,10 +301,13 @@ def test_results_are_cached_per_generator_and_parameters() -> None:
     [
         ({"k": 0}, "k must be a positive integer"),
         ({"k": True}, "k must be a positive integer"),
+        ({"k": 5000}, "k must be at most 100 for a word prediction (for more candidates use unit='token'), got 5000"),
         ({"beam_width": 0}, "beam_width must be a positive integer"),
+        ({"beam_width": 10**6}, "beam_width must be at most 256"),
         ({"min_prob": 1.0}, "min_prob must be a number in [0, 1)"),
         ({"min_prob": -0.1}, "min_prob must be a number in [0, 1)"),
         ({"max_tokens": 0}, "max_tokens must be a positive integer"),
+        ({"max_tokens": 65}, "max_tokens must be at most 64"),
         ({"prompt": ""}, "prompt is empty"),
         ({"prompt": ["a"]}, "prompt must be a string"),
     ],

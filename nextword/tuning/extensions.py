@@ -7,8 +7,8 @@ from __future__ import annotations
 import difflib
 from typing import TypeVar
 
-from nextword.errors import BackendNotFound, InvalidConfig
-from nextword.registry import plugin_manager
+from nextword.errors import BackendNotFound
+from nextword.registry import collect_registrations
 from nextword.tuning.specs import ExporterSpec, TrainerSpec
 
 __all__ = ["exporters", "get_exporter", "get_trainer", "trainers"]
@@ -39,16 +39,9 @@ def get_exporter(name: str) -> ExporterSpec:
 
 
 def _collect(hook: str, kind: type[_Spec]) -> dict[str, _Spec]:
-    found: list[object] = []
-    getattr(plugin_manager().hook, hook)(register=found.append)
-    out: dict[str, _Spec] = {}
-    for spec in found:
-        if not isinstance(spec, kind):
-            raise InvalidConfig(f"a plugin's {hook} registered a {type(spec).__name__}, not a {kind.__name__}")
-        if spec.name in out:
-            raise InvalidConfig(f"two plugins register the {kind.__name__} {spec.name!r}")
-        out[spec.name] = spec
-    return out
+    # Plugin by plugin: one that fails, registers a wrong object or a taken name adds nothing
+    # and is listed by `nextword backends`; the others are not affected.
+    return collect_registrations(hook, kind)
 
 
 def _usable(specs: dict[str, _Spec], name: str, what: str, hint: str) -> _Spec:

@@ -17,7 +17,18 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import torch
-from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaList
+from transformers import (
+    GenerationConfig,
+    LogitsProcessor,
+    LogitsProcessorList,
+    MinPLogitsWarper,
+    StoppingCriteria,
+    StoppingCriteriaList,
+    TemperatureLogitsWarper,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+    TypicalLogitsWarper,
+)
 from transformers.generation.streamers import BaseStreamer
 
 from nextword import (
@@ -26,8 +37,8 @@ from nextword import (
     DecodingConfig,
     InvalidConfig,
     InvalidInput,
+    InvalidState,
     ModelLoadError,
-    NextwordError,
 )
 from nextword.cpu import default_threads
 from nextword.errors import Cancelled
@@ -35,6 +46,9 @@ from nextword.scheduler import CancelScope
 from nextword.validation import check_length, utf8_bytes
 from nextword_hf.loading import load_pretrained, locate
 from nextword_hf.token_bytes import TokenBytes
+
+STREAM_LOOKAHEAD = 4
+"""Most tokens a stream generates ahead of its reader before it pauses and frees the model."""
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -89,9 +103,9 @@ class HFGenerator(BaseGenerator):
 
     @property
     def hf_model(self) -> Any:
-        """The transformers model; :class:`~nextword.NextwordError` once the generator is closed."""
+        """The transformers model; :class:`~nextword.InvalidState` once the generator is closed."""
         if self._closed:
-            raise NextwordError(f"this {self.backend} generator for {self.model!r} was closed; load the model again")
+            raise InvalidState(f"this {self.backend} generator for {self.model!r} was closed; load the model again")
         return self._hf_model
 
     @classmethod
@@ -219,45 +233,22 @@ class HFGenerator(BaseGenerator):
     def token_stream(
         self, prompt_ids: Sequence[int], config: DecodingConfig, n_new: int, rng: np.random.Generator
     ) -> Iterator[int]:
-        """Tokens as ``model.generate`` produces them (in a worker thread); closing the iterator
-        stops the worker at its next step."""
+        """Tokens as ``model.generate`` produces them, in a worker thread that runs at most
+        :data:`STREAM_LOOKAHEAD` tokens ahead of the reader.
+
+        When the reader falls that far behind (a stream left half-read), the worker pauses:
+        ``generate`` returns, the model is free for other calls, and the KV cache and random
+        generator are kept; reading on resumes ``generate`` from them, so the tokens are the ones
+        an uninterrupted run gives. Closing the iterator or the generator stops the worker at its
+        next step."""
         if n_new == 0:
             return iter(())
-        tokens: queue.Queue[Any] = queue.Queue()
-        cancel = threading.Event()
-        done = object()
-
-        def work() -> None:
-            try:
-                self._run_generate(
-                    [prompt_ids], config, n_new, streamer=_QueueStreamer(tokens), extra_stop=_Cancelled(cancel)
-                )
-                tokens.put(done)
-            except BaseException as exc:  # re-raised in the consumer's thread
-                tokens.put(exc)
-
-        thread = threading.Thread(target=work, name="nextword-hf-generate", daemon=True)
-
-        def consume() -> Iterator[int]:
-            thread.start()
-            try:
-                while True:
-                    item = tokens.get()
-                    if item is done:
-                        return
-                    if isinstance(item, BaseException):
-                        raise item
-                    yield item
-            finally:
-                cancel.set()
-                thread.join()
-
-        return consume()
+        return _PausableStream(self, list(prompt_ids), config, n_new).tokens()
 
     def _generate_batch(self, batch: Sequence[Sequence[int]], config: DecodingConfig, n_new: int) -> list[list[int]]:
         if n_new == 0:
             return [[] for _ in range(len(batch) * config.num_return_sequences)]
-        sequences, width = self._run_generate(batch, config, n_new)
+        sequences, width, _ = self._run_generate(batch, config, n_new, _sampling_processors(config, self.device))
         rows = []
         for row in sequences[:, width:].tolist():
             end = next((k + 1 for k, t in enumerate(row) if t in self._eos), len(row))
@@ -270,10 +261,16 @@ class HFGenerator(BaseGenerator):
         batch: Sequence[Sequence[int]],
         config: DecodingConfig,
         n_new: int,
+        processors: LogitsProcessorList,
         *,
         streamer: BaseStreamer | None = None,
         extra_stop: StoppingCriteria | None = None,
-    ) -> tuple[torch.Tensor, int]:
+        stop_width: int | None = None,
+        cache: Any = None,
+    ) -> tuple[torch.Tensor, int, Any]:
+        """Run ``generate``; returns the sequences, the prompt width (left padding included) and,
+        when ``cache`` was given or a stream asks for it (``extra_stop``), the KV cache.
+        ``stop_width`` is where the text checked for stop strings starts (default: the width)."""
         width = max(len(ids) for ids in batch)
         input_ids = torch.full((len(batch), width), self._pad, dtype=torch.long)
         mask = torch.zeros((len(batch), width), dtype=torch.long)
@@ -283,22 +280,31 @@ class HFGenerator(BaseGenerator):
         scope = CancelScope.nested()  # cancelled with the caller's scope (an asyncio task)
         criteria = StoppingCriteriaList([_Cancelled(scope)])
         if config.stop:
-            criteria.append(_StopStrings(self, config.stop, width))
+            criteria.append(_StopStrings(self, config.stop, width if stop_width is None else stop_width))
         if extra_stop is not None:
             criteria.append(extra_stop)
+        gen_config = self._generation_config(config, n_new)
+        extra: dict[str, Any] = {}
+        if cache is not None:
+            gen_config.cache_implementation = None  # the cache given is the one to continue
+            extra[self.cache_kwarg] = cache
+        if extra_stop is not None:
+            gen_config.return_dict_in_generate = True
         with self._lock:
-            if config.sampling and config.seed is not None:
-                torch.manual_seed(config.seed)
             out = self.hf_model.generate(
                 input_ids=input_ids.to(self.device),
                 attention_mask=mask.to(self.device),
-                generation_config=self._generation_config(config, n_new),
+                generation_config=gen_config,
+                logits_processor=processors,
                 stopping_criteria=criteria,
                 streamer=streamer,
+                **extra,
             )
         if scope.cancelled:
             raise Cancelled("the generation was cancelled")
-        return out, width
+        if isinstance(out, torch.Tensor):
+            return out, width, None
+        return out.sequences, width, getattr(out, self.cache_kwarg, None)
 
     def _generation_config(self, config: DecodingConfig, n_new: int) -> GenerationConfig:
         sampling = config.sampling
@@ -316,22 +322,65 @@ class HFGenerator(BaseGenerator):
         if self.settings.options.get("cache") == "static":
             kwargs["cache_implementation"] = "static"
         if sampling:
-            # Explicit neutral values, so a model's own generation_config.json defaults
-            # (e.g. top_k=64) never leak into nextword's semantics.
-            kwargs.update(
-                temperature=config.temperature if config.temperature is not None else 1.0,
-                top_k=config.top_k or 0,
-                top_p=config.top_p if config.top_p is not None else 1.0,
-                min_p=config.min_p if config.min_p is not None else 0.0,
-                typical_p=config.typical_p if config.typical_p is not None else 1.0,
-            )
+            # Neutral values: the sampling options run in _sampling_processors instead, and a
+            # model's own generation_config.json defaults (e.g. top_k=64) must never leak in.
+            kwargs.update(temperature=1.0, top_k=0, top_p=1.0, min_p=None, typical_p=1.0)
         return GenerationConfig(**kwargs)
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closed
 
     def close(self) -> None:
         self._closed = True
         self._hf_model = None
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+
+
+def _sampling_processors(config: DecodingConfig, device: torch.device) -> LogitsProcessorList:
+    """For sampling: transformers' own warpers for the sampling options, in transformers' order,
+    then :class:`_OwnRandomChoice`, so each call draws from its own random generator.
+
+    transformers draws with ``torch.multinomial`` on torch's process-wide generator, which any
+    other thread (another hf generator, the application) also advances: seeded samples would not
+    be reproducible under concurrency. Here the draw happens in the last processor, which leaves
+    only the chosen token possible, so transformers' own draw can only return that token."""
+    if not config.sampling:
+        return LogitsProcessorList()
+    processors: list[LogitsProcessor] = []
+    if config.temperature is not None and config.temperature != 1.0:
+        processors.append(TemperatureLogitsWarper(config.temperature))
+    if config.top_k:
+        processors.append(TopKLogitsWarper(top_k=config.top_k))
+    if config.top_p is not None and config.top_p < 1.0:
+        processors.append(TopPLogitsWarper(top_p=config.top_p))
+    if config.min_p:
+        processors.append(MinPLogitsWarper(min_p=config.min_p))
+    if config.typical_p is not None and config.typical_p < 1.0:
+        processors.append(TypicalLogitsWarper(mass=config.typical_p))
+    random = torch.Generator(device=device)
+    if config.seed is None:
+        random.seed()  # fresh entropy: unseeded calls differ from each other
+    else:
+        random.manual_seed(config.seed)
+    processors.append(_OwnRandomChoice(random))
+    return LogitsProcessorList(processors)
+
+
+class _OwnRandomChoice(LogitsProcessor):
+    """Draws each row's next token from the warped scores with the call's own generator (the
+    same draw transformers makes: multinomial over the softmax) and keeps only that token."""
+
+    def __init__(self, random: torch.Generator) -> None:
+        self.random = random
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        probs = torch.softmax(scores.float(), dim=-1)
+        chosen = torch.multinomial(probs, num_samples=1, generator=self.random)
+        only = torch.full_like(scores, -float("inf"))
+        return only.scatter_(1, chosen, 0.0)  # type: ignore[return-value]
 
 
 class _KVSession:
@@ -428,18 +477,19 @@ class _Branches:
 
 
 class _QueueStreamer(BaseStreamer):
-    """Receives tokens from ``generate`` and puts them on a queue (skipping the prompt)."""
+    """Receives a stream's tokens from ``generate`` (skipping its input) and hands them to the reader."""
 
-    def __init__(self, tokens: queue.Queue[Any]) -> None:
-        self.tokens = tokens
-        self.seen_prompt = False
+    def __init__(self, stream: _PausableStream) -> None:
+        self.stream = stream
+        self.seen_input = False
 
     def put(self, value: torch.Tensor) -> None:
-        if not self.seen_prompt:
-            self.seen_prompt = True
+        if not self.seen_input:
+            self.seen_input = True
             return
         for token in value.reshape(-1).tolist():
-            self.tokens.put(int(token))
+            self.stream.produced.append(int(token))
+            self.stream.queue.put(int(token))
 
     def end(self) -> None:
         pass
@@ -454,6 +504,88 @@ class _Cancelled(StoppingCriteria):
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> torch.Tensor:
         stop = self.flag.is_set() if isinstance(self.flag, threading.Event) else self.flag.cancelled
         return torch.full((input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device)
+
+
+class _PausableStream:
+    """One stream's state across the ``generate`` runs it takes (see :meth:`HFGenerator.token_stream`)."""
+
+    def __init__(self, generator: HFGenerator, prompt_ids: list[int], config: DecodingConfig, n_new: int) -> None:
+        self.generator = generator
+        self.prompt_ids = prompt_ids
+        self.config = config
+        self.n_new = n_new
+        self.processors = _sampling_processors(config, generator.device)  # one random generator throughout
+        self.produced: list[int] = []
+        self.cache: Any = None
+        self.queue: queue.Queue[Any] = queue.Queue()
+        self.stop = threading.Event()  # the reader has gone: stop at the next step
+
+    def tokens(self) -> Iterator[int]:
+        """The reader's side: starts a ``generate`` run whenever it needs tokens and none runs."""
+        done, paused = object(), object()
+        try:
+            while True:
+                worker = threading.Thread(target=self._run, args=(done, paused), name="nextword-hf-stream", daemon=True)
+                worker.start()
+                try:
+                    while (item := self.queue.get()) is not paused:
+                        if item is done:
+                            return
+                        if isinstance(item, BaseException):
+                            raise item
+                        yield item
+                except BaseException:  # closed by the reader (GeneratorExit) or failed: stop now
+                    self.stop.set()
+                    raise
+                finally:
+                    worker.join()
+        finally:
+            self.stop.set()
+            self.cache = None
+
+    def backlog(self) -> int:
+        """Tokens produced that the reader has not taken yet."""
+        return self.queue.qsize()
+
+    def _run(self, done: object, paused: object) -> None:
+        gen = self.generator
+        pause = _Pause(self)
+        try:
+            if self.stop.is_set() or len(self.produced) >= self.n_new:
+                self.queue.put(done)
+                return
+            cfg = self.config
+            if cfg.min_new_tokens and self.produced:
+                cfg = cfg.replace(min_new_tokens=max(cfg.min_new_tokens - len(self.produced), 0))
+            _, _, self.cache = gen._run_generate(
+                [self.prompt_ids + self.produced],
+                cfg,
+                self.n_new - len(self.produced),
+                self.processors,
+                streamer=_QueueStreamer(self),
+                extra_stop=pause,
+                stop_width=len(self.prompt_ids),
+                cache=self.cache,
+            )
+            ended = len(self.produced) >= self.n_new or (bool(self.produced) and self.produced[-1] in gen.eos_token_ids)
+            self.queue.put(paused if pause.fired and not ended else done)
+        except BaseException as exc:  # re-raised in the reader's thread
+            self.queue.put(exc)
+
+
+class _Pause(StoppingCriteria):
+    """Ends a stream's ``generate`` run when the reader is :data:`STREAM_LOOKAHEAD` tokens behind,
+    has gone, or the generator was closed."""
+
+    def __init__(self, stream: _PausableStream) -> None:
+        self.stream = stream
+        self.fired = False
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        s = self.stream
+        if s.stop.is_set() or s.generator.closed or s.backlog() >= STREAM_LOOKAHEAD:
+            self.fired = True
+        return torch.full((input_ids.shape[0],), self.fired, dtype=torch.bool, device=input_ids.device)
 
 
 class _StopStrings(StoppingCriteria):

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from nextword.errors import InvalidConfig, ModelLoadError
 from nextword.model_location import from_hub, locate_model
+from nextword_hf.checkpoint import check_implied_size, check_load_report
 
 
 @dataclass(frozen=True)
@@ -16,6 +21,11 @@ class ModelSource:
     kind: str
     location: str
     gguf_file: str | None = None
+
+    @property
+    def shown(self) -> str:
+        """What error messages name: the file for a GGUF, else the folder or hub id."""
+        return str(Path(self.location) / self.gguf_file) if self.gguf_file else self.location
 
 
 def locate(model: str) -> ModelSource:
@@ -59,7 +69,7 @@ def load_pretrained(source: ModelSource, *, dtype: Any, device: str) -> tuple[An
         except ModelLoadError:
             raise
         except (OSError, ValueError, KeyError, RuntimeError, ImportError) as exc:
-            raise ModelLoadError(f"could not load {source.location!r}: {type(exc).__name__}: {exc}") from exc
+            raise ModelLoadError(f"could not load {source.shown!r}: {type(exc).__name__}: {exc}") from exc
 
     if source.kind != "hub":
         return load(local_files_only=True)
@@ -69,12 +79,69 @@ def load_pretrained(source: ModelSource, *, dtype: Any, device: str) -> tuple[An
 def _from_pretrained(
     source: ModelSource, kwargs: dict[str, Any], dtype: Any, device: str, *, local_files_only: bool
 ) -> tuple[Any, Any]:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(source.location, local_files_only=local_files_only, **kwargs)
-    model: Any = AutoModelForCausalLM.from_pretrained(
-        source.location, local_files_only=local_files_only, dtype=dtype, **kwargs
-    )
+    model_kwargs = dict(kwargs)
+    if source.kind == "folder":
+        config = AutoConfig.from_pretrained(source.location, local_files_only=True)
+        check_implied_size(Path(source.location), config)  # before anything is allocated
+        model_kwargs["config"] = config
+    elif source.gguf_file:
+        model_kwargs.update(_gguf_config_overrides(Path(source.location) / source.gguf_file))
+    with _quiet_transformers():
+        tokenizer = AutoTokenizer.from_pretrained(source.location, local_files_only=local_files_only, **kwargs)
+        loaded: Any = AutoModelForCausalLM.from_pretrained(
+            source.location, local_files_only=local_files_only, dtype=dtype, output_loading_info=True, **model_kwargs
+        )
+    model, report = loaded
+    check_load_report(report, source.shown)
     if not getattr(model.config, "is_decoder", True) and getattr(model.config, "is_encoder_decoder", False):
-        raise InvalidConfig(f"{source.location!r} is not a causal language model")
+        raise InvalidConfig(f"{source.shown!r} is not a causal language model")
     return tokenizer, model.to(device).eval()
+
+
+_QUIET = threading.Lock()
+_quiet_state: list[Any] = []  # [loads in progress, saved verbosity, saved progress-bar flag]
+
+
+@contextlib.contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """transformers' progress bars and load report off while loading: nextword reports problems
+    itself (one error line in the CLI). Loads may overlap; the last one to finish restores the
+    settings found by the first."""
+    from transformers.utils import logging as hf_logging
+
+    with _QUIET:
+        if not _quiet_state:
+            _quiet_state.extend([0, hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()])
+            hf_logging.set_verbosity_error()
+            hf_logging.disable_progress_bar()
+        _quiet_state[0] += 1
+    try:
+        yield
+    finally:
+        with _QUIET:
+            _quiet_state[0] -= 1
+            if _quiet_state[0] == 0:
+                _, verbosity, bars = _quiet_state
+                _quiet_state.clear()
+                hf_logging.set_verbosity(verbosity)
+                if bars:
+                    hf_logging.enable_progress_bar()
+
+
+def _gguf_config_overrides(path: Path) -> dict[str, Any]:
+    """Config values transformers' GGUF reader gets wrong: for GPT-2 it takes the position table
+    size from a key its config does not use, so a table of other than 1024 rows fails to load;
+    the size is read here from the table itself."""
+    import gguf
+
+    try:
+        reader = gguf.GGUFReader(str(path))
+        arch = reader.fields["general.architecture"].contents()
+        table = next((t for t in reader.tensors if t.name == "position_embd.weight"), None)
+    except Exception as exc:  # gguf-py raises plain ValueError/KeyError/struct errors on bad files
+        raise ModelLoadError(f"cannot read the GGUF file {str(path)!r}: {type(exc).__name__}: {exc}") from exc
+    if arch == "gpt2" and table is not None and len(table.shape) == 2:
+        return {"n_positions": int(table.shape[1])}
+    return {}

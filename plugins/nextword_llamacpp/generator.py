@@ -29,7 +29,7 @@ from nextword import BackendSpec, BaseGenerator
 from nextword.decoding.loop import sample_tokens
 from nextword.decoding.processors import log_softmax
 from nextword.decoding_config import DecodingConfig
-from nextword.errors import ContextLengthExceeded, InvalidInput, NextwordError
+from nextword.errors import ContextLengthExceeded, InvalidInput, InvalidState, NextwordError
 from nextword.scheduler import StepScheduler, run_concurrently
 from nextword.validation import utf8_bytes
 from nextword_llamacpp.gguf_check import GGUFInfo
@@ -276,8 +276,13 @@ class LlamaCppGenerator(BaseGenerator):
         with contextlib.suppress(NextwordError):
             self._submit(Job(self._pool.clear), batchable=False)
 
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closed
+
     def close(self) -> None:
-        """Free the model, the context and the batches; later calls raise :class:`NextwordError`.
+        """Free the model, the context and the batches; later calls raise :class:`InvalidState`.
         Waits for the engine work already queued."""
         with self._lock:
             if self._closed:
@@ -297,7 +302,7 @@ class LlamaCppGenerator(BaseGenerator):
 
     def _require_open(self) -> None:
         if self._closed:
-            raise NextwordError("this llamacpp generator has been closed; load the model again")
+            raise InvalidState("this llamacpp generator has been closed; load the model again")
 
     def _submit(self, request: Request, *, batchable: bool = True) -> None:
         """Run ``request`` through the scheduler; raise what the pool reported on it."""

@@ -27,6 +27,7 @@ class LlamaLog:
     def __init__(self) -> None:
         """Start empty."""
         self.lines: list[tuple[int, str]] = []
+        self.interrupted: KeyboardInterrupt | None = None  # raised while llama.cpp was logging
         self._keep = False  # whether the last line was kept, so that its continuation joins it
 
     def add(self, level: int, text: str) -> None:
@@ -75,11 +76,19 @@ def _capture() -> Iterator[LlamaLog]:
 
     @llama_cpp.llama_log_callback
     def collect(level: int, text: bytes | None, user_data: Any) -> None:
-        with contextlib.suppress(Exception):  # never raise into C
+        # Never raise into C: ctypes would print the exception and carry on. A Ctrl-C (or a
+        # termination signal turned into an exception) that lands here is kept for later.
+        try:
             log.add(int(level), (text or b"").decode("utf-8", "replace"))
+        except KeyboardInterrupt as exc:
+            log.interrupted = log.interrupted or exc
+        except BaseException:  # noqa: S110 - a log line is not worth failing the engine call
+            pass
 
     llama_cpp.llama_log_set(collect, None)
     try:
         yield log
     finally:
         llama_cpp.llama_log_set(old_callback, old_user_data)
+    if log.interrupted is not None:  # the engine call finished; now honour the interruption
+        raise log.interrupted

@@ -27,7 +27,7 @@ import llama_cpp
 import numpy as np
 import numpy.typing as npt
 
-from nextword.errors import ContextLengthExceeded, EngineError, ModelLoadError, NextwordError
+from nextword.errors import ContextLengthExceeded, EngineError, InvalidState, ModelLoadError, NextwordError
 
 __all__ = ["BATCH_MODES", "KV_BUDGET", "Job", "Need", "Needs", "Request", "RowsNeed", "SeqPool", "default_parallel"]
 
@@ -249,7 +249,7 @@ class SeqPool:
             elif isinstance(request, Needs):
                 needs.extend(request.needs)
             elif self._closed:
-                request.error = NextwordError("this llamacpp generator has been closed; load the model again")
+                request.error = InvalidState("this llamacpp generator has been closed; load the model again")
             elif isinstance(request, Job):
                 try:
                     request.fn()
@@ -259,7 +259,7 @@ class SeqPool:
                 self._score(request)
         if self._closed:
             for need in needs:
-                need.error = NextwordError("this llamacpp generator has been closed; load the model again")
+                need.error = InvalidState("this llamacpp generator has been closed; load the model again")
             return
         for start in range(0, len(needs), len(self._slots)):
             self._serve(needs[start : start + len(self._slots)])
