@@ -88,7 +88,9 @@ def in_threads(n: int, work: Callable[[int], int]) -> int:
     return sum(counts)
 
 
-def bench_model(name: str, path: Path, threads: int, n_new: int, rounds: int, n_ctx: int) -> list[dict[str, Any]]:
+def bench_model(
+    name: str, path: Path, threads: int, n_new: int, rounds: int, n_ctx: int, words: bool = True
+) -> list[dict[str, Any]]:
     raw = llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads, verbose=False)
     gen = nextword.load("llamacpp", str(path), threads=threads, n_ctx=n_ctx, parallel=8)
     prompt_ids = [raw.tokenize(p.encode(), add_bos=raw._model.add_bos_token()) for p in PROMPTS]
@@ -177,7 +179,8 @@ def bench_model(name: str, path: Path, threads: int, n_new: int, rounds: int, n_
             "prompts_whose_first_8_tokens_equal_raw": f"{agree}/{len(PROMPTS)}",
         }
     )
-    rows += bench_words(name, gen, rounds)
+    if words:
+        rows += bench_words(name, gen, rounds)
     gen.close()
     raw.close()
     return rows
@@ -264,14 +267,17 @@ def main() -> None:
     parser.add_argument("--n-ctx", type=int, default=512)
     parser.add_argument("--work-dir", type=Path, default=None, help="reuse the built 124M model from this folder")
     parser.add_argument("--json", type=Path, default=None, help="also append the rows here (JSON lines)")
+    parser.add_argument("--no-words", action="store_true", help="skip the word-level predict_next rows")
+    parser.add_argument("--no-threads", action="store_true", help="skip the thread-default rows")
     args = parser.parse_args()
     work = args.work_dir or Path(tempfile.mkdtemp())
     print(f"threads {args.threads}, {args.new_tokens} new tokens per call, {len(PROMPTS)} calls, {args.rounds} rounds")
     rows: list[dict[str, Any]] = []
     for name in args.models:
         path = model_path(name, work)
-        rows += bench_model(name, path, args.threads, args.new_tokens, args.rounds, args.n_ctx)
-        rows += bench_threads(name, path, args.new_tokens, args.rounds, args.n_ctx)
+        rows += bench_model(name, path, args.threads, args.new_tokens, args.rounds, args.n_ctx, not args.no_words)
+        if not args.no_threads:
+            rows += bench_threads(name, path, args.new_tokens, args.rounds, args.n_ctx)
     for row in rows:
         print(json.dumps(row))
         if args.json:

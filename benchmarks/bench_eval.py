@@ -66,9 +66,9 @@ def main() -> None:
             words=False,
         ).comparison
 
-    first = next(iter(results.values()))
     print()
-    print(f"Text: {args.text} ({first.n_tokens} tokens scored, {first.n_words} words, {first.n_chars} characters)")
+    for r in list(results.values())[:1]:
+        print(f"Text: {args.text} ({r.n_tokens} tokens scored, {r.n_words} words, {r.n_chars} characters)")
     print()
     names = {"hf": "Gemma 3 270M, hf (dequantized, float32)", "llamacpp": "Gemma 3 270M, llamacpp Q4_K_M"}
     print(f"| model | perplexity | top-1 word | top-3 word | keystroke savings (k={args.k}) | s per 1,000 words |")
