@@ -108,6 +108,10 @@ def llama_server(tiny_gguf: Any, tmp_path_factory: pytest.TempPathFactory) -> It
         "1",
         "--seed",
         "1",
+        # By default a new request cuts short the stream being served (which then ends with
+        # finish_reason "stop"), seen with two concurrent callers: switch that off.
+        "--interrupt_requests",
+        "False",
     ]
     log = tmp_path_factory.mktemp("llama-server") / "server.log"
     with servers.process(args, "/v1/models", port, log) as base:
