@@ -141,6 +141,8 @@ def main() -> None:
                 f"threads={t}",
                 "-o",
                 "n_ctx=512",
+                "--parallel",
+                "8",
             ],
             {},
         ),

@@ -9,7 +9,9 @@ backend is first used.
 
 from __future__ import annotations
 
+from nextword.aio import AsyncTextStream
 from nextword.api import generate, load, loaded, predict_next, score, stream, unload
+from nextword.async_api import agenerate, apredict_next, ascore, astream
 from nextword.backend_spec import BackendSpec, OptionSpec
 from nextword.base import BaseGenerator, TextStream
 from nextword.capabilities import Capabilities, Support
@@ -39,6 +41,7 @@ from nextword.words import predict_words
 __version__ = "0.1.0"
 
 __all__ = [
+    "AsyncTextStream",
     "BackendInfo",
     "BackendNotFound",
     "BackendSpec",
@@ -72,6 +75,10 @@ __all__ = [
     "TokenScore",
     "TrainingInterrupted",
     "UnsupportedOption",
+    "agenerate",
+    "apredict_next",
+    "ascore",
+    "astream",
     "backends",
     "explain",
     "finetune",

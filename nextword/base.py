@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, overload
 import numpy as np
 import numpy.typing as npt
 
+from nextword.aio import AsyncTextStream, run_in_worker
 from nextword.capabilities import Capabilities, Support
 from nextword.complete import CompleteMode, predict_or_complete
 from nextword.decoding.detok import IncrementalDetokenizer, context_for, piece_text
@@ -30,6 +31,7 @@ from nextword.decoding_config import DecodingConfig
 from nextword.errors import InvalidConfig, InvalidInput, InvalidState
 from nextword.logprobs import TopLogprobs, top_logprobs
 from nextword.results import Candidate, Completion, FinishReason, Generation, Prediction, Score, Settings, TokenScore
+from nextword.scheduler import check_cancelled
 from nextword.validation import check_length, encode_text
 
 if TYPE_CHECKING:
@@ -237,6 +239,36 @@ class BaseGenerator(abc.ABC):
         :func:`nextword.load` never hands out a closed generator: it loads the model again."""
         return False
 
+    # ---- the async API (engine work in worker threads; see nextword.aio) ----------------------
+
+    @overload
+    async def agenerate(self, prompt: str, config: DecodingConfig | None = None, /, **decoding: Any) -> Generation: ...
+
+    @overload
+    async def agenerate(
+        self, prompt: Sequence[str], config: DecodingConfig | None = None, /, **decoding: Any
+    ) -> list[Generation]: ...
+
+    async def agenerate(
+        self, prompt: str | Sequence[str], config: DecodingConfig | None = None, /, **decoding: Any
+    ) -> Generation | list[Generation]:
+        """:meth:`generate` without blocking the event loop. Cancelling the task stops the
+        engine at its next step; the generator stays usable."""
+        return await run_in_worker(self.generate, prompt, config, **decoding)
+
+    def astream(self, prompt: str, config: DecodingConfig | None = None, /, **decoding: Any) -> AsyncTextStream:
+        """:meth:`stream` for ``async for`` (see :class:`nextword.aio.AsyncTextStream`):
+        cancelling the task or closing the stream stops the engine and frees its slot."""
+        return AsyncTextStream(lambda: self.stream(prompt, config, **decoding))
+
+    async def apredict_next(self, prompt: str, k: int = 5, *, unit: Literal["word", "token"] = "word") -> Prediction:
+        """:meth:`predict_next` without blocking the event loop."""
+        return await run_in_worker(self.predict_next, prompt, k, unit=unit)
+
+    async def ascore(self, text: str) -> Score:
+        """:meth:`score` without blocking the event loop."""
+        return await run_in_worker(self.score, text)
+
     # ---- the public API ---------------------------------------------------------------------
 
     @overload
@@ -436,6 +468,7 @@ class BaseGenerator(abc.ABC):
             if close is not None:
                 cleanup.callback(close)
             for token in iterator:
+                check_cancelled()  # before the engine is asked for another token
                 state.token_ids.append(token)
                 if token in eos:
                     state.finish_reason = "eos"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any, Literal, Protocol, overload, runtime_checkable
 
 import numpy as np
@@ -13,7 +13,7 @@ from nextword.decoding.loop import Session
 from nextword.decoding_config import DecodingConfig
 from nextword.results import Generation, Prediction, Score, Settings
 
-__all__ = ["ForkableSession", "Generator", "SupportsSessions", "TextStreamLike"]
+__all__ = ["AsyncTextStreamLike", "ForkableSession", "Generator", "SupportsSessions", "TextStreamLike"]
 
 
 @runtime_checkable
@@ -26,6 +26,20 @@ class TextStreamLike(Protocol):
     def result(self) -> Generation: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class AsyncTextStreamLike(Protocol):
+    """An async iterator of text chunks (:class:`nextword.aio.AsyncTextStream` in BaseGenerator)."""
+
+    def __aiter__(self) -> AsyncIterator[str]: ...
+
+    async def __anext__(self) -> str: ...
+
+    @property
+    def result(self) -> Generation: ...
+
+    async def aclose(self) -> None: ...
 
 
 @runtime_checkable
@@ -107,6 +121,26 @@ class Generator(Protocol):
 
     def close(self) -> None:
         """Release the model's memory. The generator is unusable afterwards."""
+        ...
+
+    async def agenerate(
+        self, prompt: str | Sequence[str], config: DecodingConfig | None = None, /, **decoding: Any
+    ) -> Generation | list[Generation]:
+        """:meth:`generate` for asyncio: the engine runs in a worker thread; cancelling the task
+        stops it at its next step."""
+        ...
+
+    def astream(self, prompt: str, config: DecodingConfig | None = None, /, **decoding: Any) -> AsyncTextStreamLike:
+        """:meth:`stream` as an async iterator (:class:`nextword.aio.AsyncTextStream` in
+        BaseGenerator); cancelling the task or closing the iterator stops the engine."""
+        ...
+
+    async def apredict_next(self, prompt: str, k: int = 5, *, unit: Literal["word", "token"] = "word") -> Prediction:
+        """:meth:`predict_next` for asyncio."""
+        ...
+
+    async def ascore(self, text: str) -> Score:
+        """:meth:`score` for asyncio."""
         ...
 
 

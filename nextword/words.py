@@ -66,6 +66,7 @@ from nextword.errors import InvalidInput, UnsupportedOption
 from nextword.logprobs import top_logprobs
 from nextword.protocol import Generator
 from nextword.results import Candidate, Prediction, Settings
+from nextword.scheduler import check_cancelled
 from nextword.validation import check_length, encode_text
 
 __all__ = [
@@ -312,11 +313,13 @@ class _Evaluator:
         self.calls = 0
         self.batches = 0
 
-    def logprobs(
+    def logits(
         self, path: tuple[int, ...], upcoming: Callable[[int], list[tuple[int, ...]]] | None = None
-    ) -> npt.NDArray[np.float64]:
+    ) -> npt.NDArray[np.floating]:
+        """Raw next-token logits after ``prompt + path`` (``upcoming(n)``: paths to batch with it)."""
         row = self._rows.pop(path, None)
         if row is None:
+            check_cancelled()
             paths = [path]
             if self._batched and upcoming is not None:
                 paths += [p for p in upcoming(MAX_BATCH - 1) if p != path and p not in self._rows]
@@ -325,7 +328,13 @@ class _Evaluator:
             self.batches += 1
             self._rows.update(zip(paths[1:], rows[1:], strict=True))
             row = rows[0]
-        return log_softmax(np.asarray(row))
+        return np.asarray(row)
+
+    def logprobs(
+        self, path: tuple[int, ...], upcoming: Callable[[int], list[tuple[int, ...]]] | None = None
+    ) -> npt.NDArray[np.float64]:
+        """Next-token log-probabilities after ``prompt + path`` (float64)."""
+        return log_softmax(self.logits(path, upcoming))
 
     def close(self) -> None:
         self._rows.clear()
@@ -368,6 +377,41 @@ def _top(logp: npt.NDArray[np.float64], n: int) -> tuple[list[int], list[float]]
     return [int(t) for t in top], [float(logp[t]) for t in top]
 
 
+def _split(
+    logits: npt.NDArray[np.floating],
+    ends_weight: npt.NDArray[np.float64],
+    conts_weight: npt.NDArray[np.float64],
+    cont_ids: npt.NDArray[np.intp],
+    n_children: int,
+) -> tuple[float, float, list[int], list[float]] | None:
+    """What an extension needs from a next-token distribution, in a few passes over the
+    vocabulary: the mass of the word starts, the mass of the continuations, and the
+    ``n_children`` most likely continuations with their log-probabilities (as
+    :func:`~nextword.decoding.processors.log_softmax` and :func:`_top` give them, up to float
+    rounding). None when a logit is not finite upwards (NaN, +inf): the caller then takes the
+    careful path."""
+    x = np.array(logits, dtype=np.float64)
+    top = float(x.max())
+    if not math.isfinite(top):
+        return None
+    np.subtract(x, top, out=x)
+    np.exp(x, out=x)
+    total = float(x.sum())
+    end_mass = float(x @ ends_weight) / total
+    cont_share = float(x @ conts_weight) / total
+    children: list[int] = []
+    child_logps: list[float] = []
+    if n_children and cont_ids.size:
+        lse = top + math.log(total)
+        sub = np.asarray(logits)[cont_ids]
+        for i in top_indices(sub, n_children):
+            value = float(sub[i])
+            if math.isfinite(value):
+                children.append(int(cont_ids[i]))
+                child_logps.append(value - lse)
+    return end_mass, cont_share, children, child_logps
+
+
 class _Search:
     """The state of one best-first word search; :func:`search_words` runs its steps.
 
@@ -406,7 +450,7 @@ class _Search:
 
     def start(self) -> None:
         """Evaluate the prompt; its most likely tokens become the first candidates."""
-        root = self.evaluator.logprobs(())
+        root = log_softmax(self.evaluator.logits(()))
         self._tables(root.shape[-1])
         logp = self._restrict((), root, 0.0)
         tokens, logps = _top(logp, self.beam)
@@ -424,6 +468,7 @@ class _Search:
             starts = word_start_mask(self.generator, vocab)
             self.ends_weight = starts.astype(np.float64)  # p @ ends_weight: the mass of the word starts
             self.conts_weight = 1.0 - self.ends_weight
+            self.cont_ids = np.flatnonzero(~starts)  # the tokens that continue a word
             self.hide_starts = np.where(starts, -np.inf, 0.0)  # added to log-probs: continuations only
 
     # -- step 2: the most likely candidate, unless the search is over ---------------------------
@@ -457,17 +502,23 @@ class _Search:
             self._add_word(path, path_logprob)  # end of text: a word of its own, nothing follows
             return
         self.extended[group.depth] += 1
-        logp = self._restrict(path, self.evaluator.logprobs(path, self.upcoming), path_logprob)
-        self._tables(logp.shape[-1])
-        p = np.exp(logp)
-        end_mass = float(p @ self.ends_weight)
+        logits = self.evaluator.logits(path, self.upcoming)
+        self._tables(logits.shape[-1])
+        n_children = self.beam if group.depth < self.depth_limit else 0
+        if self.allowed is None:
+            split = _split(logits, self.ends_weight, self.conts_weight, self.cont_ids, n_children)
+        else:
+            split = None  # a restriction needs the whole distribution
+        if split is None:
+            logp = self._restrict(path, log_softmax(logits), path_logprob)
+            p = np.exp(logp)
+            end_mass, cont_share = float(p @ self.ends_weight), float(p @ self.conts_weight)
+            children, child_logps = _top(logp + self.hide_starts, n_children) if n_children else ([], [])
+        else:
+            end_mass, cont_share, children, child_logps = split
         if end_mass > 0.0:
             self._add_word(path, path_logprob + math.log(end_mass))
-        if group.depth < self.depth_limit:
-            children, child_logps = _top(logp + self.hide_starts, self.beam)
-        else:
-            children, child_logps = [], []
-        cont_mass = math.exp(path_logprob) * float(p @ self.conts_weight)
+        cont_mass = math.exp(path_logprob) * cont_share
         self._add_group(_Group(group.depth + 1, path, path_logprob, children, child_logps, cont_mass))
 
     def upcoming(self, n: int) -> list[tuple[int, ...]]:

@@ -132,8 +132,14 @@ def test_api_key(hf_gen: nextword.Generator) -> None:
 
 
 @pytest.mark.slow
-def test_sixteen_concurrent_clients_and_a_malformed_burst(served: tuple[str, Any], hf_gen: nextword.Generator) -> None:
-    base = served[0]
+@pytest.mark.parametrize("parallel", [1, 8])
+def test_sixteen_concurrent_clients_and_a_malformed_burst(hf_gen: nextword.Generator, parallel: int) -> None:
+    app = create_app(hf_gen, name="tiny", limits=Limits(parallel=parallel))
+    with servers.app_in_thread(app) as base:
+        _sixteen_clients(base)
+
+
+def _sixteen_clients(base: str) -> None:
     bodies = [
         {"model": "tiny", "prompt": f"{PROMPT} {i}", "max_tokens": 6, "temperature": 0.0 if i % 2 else 0.9, "seed": i}
         for i in range(16)

@@ -14,6 +14,7 @@ import pytest
 import nextword
 from nextword import InvalidInput
 from nextword.decoding.branches import Branches, BranchingGenerator, SessionBranches, open_branches
+from nextword.testing.pytest_fixtures import require_module
 from nextword.words import search_words
 from tests.test_words import PROMPTS, SP_VOCAB, ToySentencePiece
 
@@ -154,3 +155,36 @@ def test_allowed_must_give_a_vocabulary_mask() -> None:
     gen = ToySentencePiece(1)
     with pytest.raises(InvalidInput, match="shape"):
         search_words(gen, "the", 3, allowed=lambda path: np.ones(3, dtype=bool))
+
+
+# ---- llamacpp (its own open_branches: several sequences per llama_decode) -------------------------
+
+
+@pytest.fixture(scope="module")
+def llama_gens(tiny_gguf: Any, gemma_gguf: Any) -> Any:
+    require_module("llama_cpp", "install nextword[llamacpp]")
+    from nextword_llamacpp.generator import LlamaCppGenerator
+
+    gens = {
+        "tiny-q8_0": LlamaCppGenerator.load(str(tiny_gguf("q8_0"))),
+        "gemma": LlamaCppGenerator.load(str(gemma_gguf)),
+    }
+    yield gens
+    for gen in gens.values():
+        gen.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("which", ["tiny-q8_0", "gemma"])
+def test_batched_search_equals_the_one_by_one_search_on_llamacpp(llama_gens: Any, which: str) -> None:
+    gen = llama_gens[which]
+    assert isinstance(gen, BranchingGenerator)
+    prompts = PROMPTS if which != "gemma" else ("The capital of France is", "I love cats because")
+    for prompt in prompts:
+        for k in (5, 10):
+            gen.reset_cache()
+            batched = search_words(gen, prompt, k)
+            gen.reset_cache()
+            single = search_words(OneByOne(gen), prompt, k)
+            same_search(batched, single, 1e-6)
+            assert batched.model_batches < batched.model_calls

@@ -38,6 +38,13 @@ __all__ = ["serve"]
     help="Most requests waiting for the model (503 above).",
 )
 @click.option(
+    "--parallel",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Requests let into the model at once (the built-in backends are thread-safe; llamacpp batches them).",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["critical", "error", "warning", "info", "debug"]),
     default="warning",
@@ -55,6 +62,7 @@ def serve(
     max_tokens: int,
     max_body_bytes: int,
     max_queue: int,
+    parallel: int,
     log_level: str,
 ) -> None:
     """Serve a model over an OpenAI-compatible HTTP API (/v1/completions, /v1/models, /health,
@@ -66,6 +74,6 @@ def serve(
     opts: dict[str, Any] = parse_options(options)
     with loading(backend, model):
         generator = api.load(backend, model, **opts)
-    limits = Limits(max_body_bytes=max_body_bytes, max_tokens=max_tokens, max_queue=max_queue)
+    limits = Limits(max_body_bytes=max_body_bytes, max_tokens=max_tokens, max_queue=max_queue, parallel=parallel)
     key = api_key if api_key is not None else os.environ.get("NEXTWORD_API_KEY") or None
     run(generator, host=host, port=port, name=name, api_key=key, limits=limits, log_level=log_level)

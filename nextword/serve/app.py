@@ -41,7 +41,7 @@ class _Server:
         self.name = name
         self.api_key = api_key
         self.limits = limits
-        self.slot = ModelSlot(limits.max_queue)
+        self.slot = ModelSlot(limits.max_queue, limits.parallel)
         self.runner = CompletionRunner(generator, name)
         self.created = int(time.time())
         self.vocab_size = _vocab_size(generator)

@@ -35,6 +35,9 @@ class Limits:
     """Most completions per prompt (``n``)."""
     max_queue: int = 256
     """Most requests waiting for one model at once (503 above)."""
+    parallel: int = 1
+    """Requests that may call the generator at once (more than 1 only for thread-safe backends,
+    such as the built-in ones; ``llamacpp`` then batches concurrent generations)."""
 
 
 _COMPLETION_FIELDS = {

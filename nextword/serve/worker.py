@@ -1,10 +1,13 @@
-"""One model's slot: requests for a model wait their turn here and run one at a time.
+"""One model's slots: requests for a model wait their turn here.
 
-A generator's engine state (a KV cache, a llama.cpp context) belongs to one call at a time, so
-the server never lets two requests interleave inside it: each request holds the model's slot
-while its engine calls run in a worker thread, and a streamed request holds it until its stream
-ends or its client goes away. Waiting requests are served in arrival order; past ``max_queue``
-waiting requests the server answers 503 rather than piling up work.
+With one slot (the default) requests run one at a time, so two requests never interleave inside
+an engine state (a KV cache), whatever the backend. With ``parallel`` slots, up to that many
+requests call the generator at once from worker threads: for backends whose generators are safe
+to share between threads (the built-in ``hf`` and ``llamacpp`` are: their scheduler keeps each
+sequence's state apart, and ``llamacpp`` decodes concurrent generations in one batch). A request
+holds its slot while its engine calls run, and a streamed request until its stream ends or its
+client goes away. Waiting requests are served in arrival order; past ``max_queue`` waiting
+requests the server answers 503 rather than piling up work.
 """
 
 from __future__ import annotations
@@ -26,16 +29,18 @@ T = TypeVar("T")
 class ModelSlot:
     """First-come, first-served exclusive access to one generator."""
 
-    def __init__(self, max_queue: int) -> None:
-        self._lock = asyncio.Lock()
+    def __init__(self, max_queue: int, parallel: int = 1) -> None:
+        self._lock = asyncio.Semaphore(parallel)
+        self._parallel = parallel
+        self._held = 0
         self._waiting = 0
         self._max_queue = max_queue
         self.served = 0
 
     @property
     def busy(self) -> bool:
-        """Whether a request holds the slot now."""
-        return self._lock.locked()
+        """Whether a request holds a slot now."""
+        return self._held > 0
 
     @property
     def waiting(self) -> int:
@@ -53,10 +58,12 @@ class ModelSlot:
             await self._lock.acquire()
         finally:
             self._waiting -= 1
+        self._held += 1
 
     def release(self) -> None:
         """Give the slot to the next waiting request."""
         self.served += 1
+        self._held -= 1
         self._lock.release()
 
     @contextlib.asynccontextmanager

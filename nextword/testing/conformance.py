@@ -23,6 +23,7 @@ be seen from outside instead.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Sequence
 from typing import Any, ClassVar
@@ -438,6 +439,82 @@ class GeneratorConformance:
         stream.close()
         # The generator still works afterwards.
         assert generator.generate(self.prompts[0], max_new_tokens=2).completion_tokens <= 2
+
+    # ---- asyncio -----------------------------------------------------------------------------
+
+    def test_async_calls_equal_the_blocking_ones(self, generator: Generator) -> None:
+        prompt = self.prompts[0]
+        n = self.new_tokens
+
+        async def main() -> list[Any]:
+            stream = generator.astream(prompt, max_new_tokens=n) if generator.capabilities.stream else None
+            tasks = [
+                generator.agenerate(prompt, max_new_tokens=n),
+                generator.apredict_next(prompt, 3, unit="token"),
+                generator.apredict_next(prompt, 2, unit="word"),
+                generator.ascore(prompt) if generator.capabilities.score else asyncio.sleep(0),
+                generator.agenerate(self.prompts[1], max_new_tokens=n),
+            ]
+            results: list[Any] = list(await asyncio.gather(*tasks))  # concurrent: each must equal its blocking result
+            if stream is not None:
+                results.append("".join([chunk async for chunk in stream]))
+            return results
+
+        results = asyncio.run(main())
+        assert results[0] == generator.generate(prompt, max_new_tokens=n)
+        assert results[1] == generator.predict_next(prompt, 3, unit="token")
+        assert results[2] == generator.predict_next(prompt, 2, unit="word")
+        if generator.capabilities.score:
+            assert results[3] == generator.score(prompt)
+        assert results[4] == generator.generate(self.prompts[1], max_new_tokens=n)
+        if generator.capabilities.stream:
+            assert results[5] == results[0].text
+
+    def test_cancelling_an_async_stream_leaves_the_generator_usable(self, generator: Generator) -> None:
+        if not generator.capabilities.stream:
+            return
+        prompt = self.prompts[0]
+        expected = generator.generate(prompt, max_new_tokens=self.new_tokens)
+
+        async def main() -> None:
+            stream = generator.astream(prompt, max_new_tokens=self.new_tokens)
+            first = asyncio.Event()
+
+            async def read() -> None:
+                async for _ in stream:
+                    first.set()
+                    await asyncio.sleep(3600)
+
+            task = asyncio.create_task(read())
+            await asyncio.wait_for(first.wait(), 60)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            await stream.aclose()
+
+        asyncio.run(main())
+        assert generator.generate(prompt, max_new_tokens=self.new_tokens) == expected
+
+    def test_batched_continuations_equal_sessions(self, generator: Generator) -> None:
+        """A backend's ``open_branches`` gives the logits a session fed the same path gives."""
+        if not hasattr(generator, "open_branches") or not hasattr(generator, "open_session"):
+            return
+        prompt = generator.tokenize(self.prompts[0])
+        first = [int(t) for t in np.argsort(-np.asarray(generator.next_token_logits(prompt)))[:3]]
+        paths: list[tuple[int, ...]] = [(), (first[0],), (first[1], first[0]), (first[2],), (first[0], first[1])]
+        branches = generator.open_branches(prompt)
+        try:
+            rows = np.asarray(branches.logits(paths))
+            again = np.asarray(branches.logits(paths[:2]))
+        finally:
+            branches.close()
+        assert rows.shape[0] == len(paths)
+        for path, row in zip(paths, rows, strict=True):
+            session = generator.open_session(prompt)
+            for t in path:
+                session.feed(t)
+            np.testing.assert_allclose(row, session.logits(), rtol=0, atol=self.logit_tolerance)
+        np.testing.assert_allclose(again, rows[:2], rtol=0, atol=self.logit_tolerance)
 
     # ---- batches ----------------------------------------------------------------------------
 

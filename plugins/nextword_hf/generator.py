@@ -41,6 +41,8 @@ from nextword import (
     ModelLoadError,
 )
 from nextword.cpu import default_threads
+from nextword.errors import Cancelled
+from nextword.scheduler import CancelScope
 from nextword.validation import check_length, utf8_bytes
 from nextword_hf.loading import load_pretrained, locate
 from nextword_hf.token_bytes import TokenBytes
@@ -275,7 +277,8 @@ class HFGenerator(BaseGenerator):
         for i, ids in enumerate(batch):
             input_ids[i, width - len(ids) :] = torch.tensor(list(ids))
             mask[i, width - len(ids) :] = 1
-        criteria = StoppingCriteriaList()
+        scope = CancelScope.nested()  # cancelled with the caller's scope (an asyncio task)
+        criteria = StoppingCriteriaList([_Cancelled(scope)])
         if config.stop:
             criteria.append(_StopStrings(self, config.stop, width if stop_width is None else stop_width))
         if extra_stop is not None:
@@ -297,6 +300,8 @@ class HFGenerator(BaseGenerator):
                 streamer=streamer,
                 **extra,
             )
+        if scope.cancelled:
+            raise Cancelled("the generation was cancelled")
         if isinstance(out, torch.Tensor):
             return out, width, None
         return out.sequences, width, getattr(out, self.cache_kwarg, None)
@@ -488,6 +493,17 @@ class _QueueStreamer(BaseStreamer):
 
     def end(self) -> None:
         pass
+
+
+class _Cancelled(StoppingCriteria):
+    """Stops generation once the consumer has gone away or the call was cancelled."""
+
+    def __init__(self, flag: threading.Event | CancelScope) -> None:
+        self.flag = flag
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        stop = self.flag.is_set() if isinstance(self.flag, threading.Event) else self.flag.cancelled
+        return torch.full((input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device)
 
 
 class _PausableStream:
