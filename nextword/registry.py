@@ -326,15 +326,14 @@ def get_backend(name: str) -> BackendSpec:
 
 
 def add_plugin_commands(cli: Any) -> None:
-    """Add the commands plugins register to the click group ``cli`` (see :class:`_Registry.add_commands`):
-    a plugin's failure never breaks the other commands or ``--help``."""
+    """Add the commands plugins register to the click group ``cli``, plugin by plugin: a failing
+    plugin's additions are undone, and its failure never breaks the other commands or ``--help``."""
     _REGISTRY.add_commands(cli)
 
 
 def collect_registrations(hook: str, kind: type[_T]) -> dict[str, _T]:
     """Everything plugins register through the hook named ``hook`` that takes ``register=``
-    (trainers, exporters, ...), by name, with plugin failures contained as for backends: see
-    :meth:`_Registry.collect`."""
+    (trainers, exporters, ...), by name, with plugin failures contained as for backends."""
     return _REGISTRY.collect(hook, kind)
 
 

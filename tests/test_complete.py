@@ -245,11 +245,12 @@ def gemma_llama(gemma_gguf: Path) -> nextword.Generator:
 def test_gemma_completes_real_words(gemma_llama: nextword.Generator) -> None:
     top = {}
     for prompt, word in REAL_CASES:
-        pred = gemma_llama.predict_next(prompt, k=3)  # auto: these prompts end inside a word
+        pred = predict_or_complete(gemma_llama, prompt, 3, complete="word")
         assert pred.typed is not None, prompt
         top[prompt] = (pred[0].text, word)
     hits = [p for p, (got, want) in top.items() if got == want]
     assert top[REAL_CASES[0][0]][0] == " Paris"
+    assert gemma_llama.predict_next(REAL_CASES[0][0], k=3)[0].text == " Paris"  # auto reads it mid-word
     assert len(hits) >= len(REAL_CASES) - 1, top
 
 

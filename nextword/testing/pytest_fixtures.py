@@ -1,7 +1,7 @@
 """Session-scoped pytest fixtures for nextword's own tests and for backend plugin authors.
 
 Installing nextword registers them with pytest through the ``pytest11`` entry point
-(:mod:`nextword.testing.pytest_plugin`): any test suite can use them as fixture arguments, with no
+(``nextword.testing.pytest_plugin``): any test suite can use them as fixture arguments, with no
 ``pytest_plugins`` line and no ``conftest.py`` entry.
 
 * ``gpt2_vocab``: :class:`~nextword.testing.assets.VocabFiles`, the real GPT-2 vocabulary and
