@@ -10,6 +10,7 @@ import pytest
 
 import nextword
 from nextword.errors import InvalidConfig, InvalidInput
+from nextword.testing.pytest_fixtures import require_module
 from nextword.tuning import (
     Document,
     FinetuneOptions,
@@ -44,7 +45,7 @@ def test_list_of_texts_and_paths_and_dataset(tmp_path: Path) -> None:
     corpus = read_corpus(["one text", tmp_path / "a.txt", "  "])
     assert [d.text for d in corpus.documents] == ["one text", "from a file"]
     assert read_corpus(["x", "y"]).sha256 != read_corpus(["xy"]).sha256
-    datasets = pytest.importorskip("datasets")
+    datasets = require_module("datasets", "install nextword[test]")
     ds = datasets.Dataset.from_dict({"text": ["alpha", "beta"], "n": [1, 2]})
     assert [d.text for d in read_corpus(ds).documents] == ["alpha", "beta"]
     with pytest.raises(InvalidInput, match="no 'text' column"):
