@@ -32,7 +32,6 @@ wrong transpose, wrong types), not against ordinary quantization error.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
 from collections.abc import Callable, Iterator
@@ -513,7 +512,9 @@ def test_non_gpt2_is_refused(tiny_gpt2: Path, tmp_path: Path) -> None:
     (src / "config.json").write_text(json.dumps(config))
     out_dir = tmp_path / "out"
     out_dir.mkdir()
-    with pytest.raises(ModelLoadError, match="cannot convert model_type 'llama': nextword's converter supports gpt2"):
+    with pytest.raises(
+        ModelLoadError, match="cannot convert model_type 'llama': nextword's converter supports gemma3_text, gpt2"
+    ):
         convert(src, out_dir / "m.gguf")
     assert list(out_dir.iterdir()) == []
 
@@ -590,15 +591,21 @@ def test_interrupted_conversion_leaves_nothing(
 
 
 def test_failed_llama_quantize_leaves_nothing(tiny_gpt2: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Both the F32 intermediate and the partly written quantized file are removed."""
-    llama_cpp = require_module("llama_cpp")
+    """Both the F32 intermediate and the partly written quantized file are removed.
 
-    def failing_quantize(src: bytes, dst: bytes, params: Any) -> int:
-        assert Path(os.fsdecode(src)).stat().st_size > 0
-        Path(os.fsdecode(dst)).write_bytes(b"half a file")
-        return 1
+    llama.cpp's quantizer runs in a child process; this child checks it was handed a written F32
+    file, writes half an output file and fails as the quantizer would."""
+    require_module("llama_cpp")
+    from nextword_llamacpp.convert import quantize
 
-    monkeypatch.setattr(llama_cpp, "llama_model_quantize", failing_quantize)
+    failing_child = (
+        "import pathlib, sys\n"
+        "assert pathlib.Path(sys.argv[1]).stat().st_size > 0\n"
+        "pathlib.Path(sys.argv[2]).write_bytes(b'half a file')\n"
+        "print('status 1')\n"
+        "sys.exit(1)\n"
+    )
+    monkeypatch.setattr(quantize, "_CHILD", failing_child)
     with pytest.raises(ModelLoadError, match="could not quantize"):
         convert(tiny_gpt2, tmp_path / "m.gguf", type="q6_k")
     assert list(tmp_path.iterdir()) == []
