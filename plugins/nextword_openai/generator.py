@@ -250,13 +250,6 @@ class OpenAIGenerator(BaseGenerator):
             body["return_token_ids"] = True
         return body
 
-    def _config(self, config: DecodingConfig | None, decoding: dict[str, Any]) -> DecodingConfig:
-        if config is not None and not isinstance(config, DecodingConfig):
-            raise InvalidConfig(f"config must be a DecodingConfig, got {type(config).__name__}")
-        cfg = DecodingConfig.from_options(config, **decoding) if decoding else (config or DecodingConfig())
-        self.capabilities.check(cfg, self.backend)
-        return cfg
-
     def _prepare(self, prompt: object, cfg: DecodingConfig) -> tuple[list[int], int]:
         ids = encode_text(self, prompt)
         n_new = cfg.new_tokens_for(len(ids))
