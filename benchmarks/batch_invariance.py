@@ -18,20 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from bench_concurrency import PROMPTS  # the throughput benchmark's prompts (a sibling script)
 
 import nextword
 from nextword.decoding.processors import log_softmax
-
-PROMPTS = [
-    "I love cats because",
-    "Once upon a time",
-    "The weather today is",
-    "My favourite food is",
-    "In the year 1905,",
-    "The best way to learn",
-    "She opened the door and",
-    "Python is a language that",
-]
 
 
 def greedy_with_logits(gen: Any, prompt: str, steps: int) -> tuple[list[int], list[np.ndarray]]:
