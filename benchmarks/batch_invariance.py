@@ -137,7 +137,7 @@ def hf_logits(gen: Any, batch: list[list[int]], steps: int) -> list[tuple[list[i
 
 def measure_hf(name: str, work: Path, steps: int) -> dict[str, Any]:
     folder = hf_model_dir(name, work)
-    gen = nextword.load("hf", str(folder), device="cpu", batching="fast")
+    gen: Any = nextword.load("hf", str(folder), device="cpu", batching="fast")
     prompts = [gen.tokenize(p) for p in PROMPTS]
     alone = [hf_logits(gen, [ids], steps)[0] for ids in prompts]
     together = hf_logits(gen, prompts, steps)

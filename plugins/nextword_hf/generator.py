@@ -256,7 +256,12 @@ class HFGenerator(BaseGenerator):
             if not live:
                 continue
             try:
-                self._generate_rows([p for _, p in live], live[0][0].config, [r.scope for r, _ in live])
+                self._generate_rows(
+                    [p for _, p in live],
+                    live[0][0].config,
+                    scopes=[r.scope for r, _ in live],
+                    seeds=[r.config.seed for r, _ in live],
+                )
             except Exception as exc:  # this batch's failure, reported to each of its callers
                 for r, _ in live:
                     r.error = exc
@@ -265,12 +270,18 @@ class HFGenerator(BaseGenerator):
                 r.error = Cancelled("the generation was cancelled")
 
     def _generate_rows(
-        self, prompts: Sequence[Prompt], config: DecodingConfig, scopes: Sequence[CancelScope] | None = None
+        self,
+        prompts: Sequence[Prompt],
+        config: DecodingConfig,
+        *,
+        scopes: Sequence[CancelScope] | None = None,
+        seeds: Sequence[int | None] | None = None,
     ) -> list[list[int]]:
         """Generate for ``prompts`` in one left-padded batch; set and return each prompt's rows
         (``num_return_sequences`` each, cut at the prompt's budget and first EOS). Each prompt
-        samples from its own random generator; ``scopes`` (one per prompt, default: the caller's)
-        stop a prompt's rows when cancelled, and a cancelled caller's scope raises
+        samples from its own random generator, seeded with its entry of ``seeds`` (default:
+        ``config.seed`` for all); ``scopes`` (one per prompt, default: the caller's) stop a
+        prompt's rows when cancelled, and a cancelled caller's scope raises
         :class:`~nextword.errors.Cancelled`."""
         per = config.num_return_sequences
         budgets = [p.n_new for p in prompts for _ in range(per)]
@@ -279,7 +290,8 @@ class HFGenerator(BaseGenerator):
             for p in prompts:
                 p.rows = [[] for _ in range(per)]
             return [[] for _ in budgets]
-        randoms = [_random_generator(config, self.device) for _ in prompts] if config.sampling else []
+        seeds = [config.seed] * len(prompts) if seeds is None else seeds
+        randoms = [_random_generator(seed, self.device) for seed in seeds] if config.sampling else []
         processors = _sampling_processors(config, self.device, randoms)
         row_scopes = None if scopes is None else [sc for sc in scopes for _ in range(per)]
         sequences, width, _ = self._run_generate(
@@ -405,13 +417,13 @@ class HFGenerator(BaseGenerator):
             torch.cuda.empty_cache()
 
 
-def _random_generator(config: DecodingConfig, device: torch.device) -> torch.Generator:
-    """A prompt's own random generator: seeded with ``config.seed``, or from fresh entropy."""
+def _random_generator(seed: int | None, device: torch.device) -> torch.Generator:
+    """A prompt's own random generator: seeded with ``seed``, or from fresh entropy when None."""
     random = torch.Generator(device=device)
-    if config.seed is None:
+    if seed is None:
         random.seed()  # fresh entropy: unseeded calls differ from each other
     else:
-        random.manual_seed(config.seed)
+        random.manual_seed(seed)
     return random
 
 
@@ -439,7 +451,7 @@ def _sampling_processors(
         processors.append(MinPLogitsWarper(min_p=config.min_p))
     if config.typical_p is not None and config.typical_p < 1.0:
         processors.append(TypicalLogitsWarper(mass=config.typical_p))
-    processors.append(_OwnRandomChoice(list(randoms) if randoms else [_random_generator(config, device)]))
+    processors.append(_OwnRandomChoice(list(randoms) if randoms else [_random_generator(config.seed, device)]))
     return LogitsProcessorList(processors)
 
 
