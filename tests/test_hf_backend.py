@@ -164,9 +164,9 @@ def test_cuda_requested_without_cuda(tiny_gpt2_dir: Path) -> None:
 
 
 def test_closed_generator_and_invalid_text_raise_nextword_errors(tiny_gpt2_dir: Path) -> None:
-    from nextword_hf.generator import HFGenerator
+    from nextword_hf.plugin import SPEC as HF
 
-    gen = HFGenerator.load(str(tiny_gpt2_dir), device="cpu")
+    gen = HF.load(str(tiny_gpt2_dir), device="cpu")
     with pytest.raises(nextword.InvalidInput, match="not valid Unicode"):
         gen.generate("a\ud800b", max_new_tokens=2)
     gen.close()

@@ -66,13 +66,6 @@ def resolve_device(device: str) -> torch.device:
     return dev
 
 
-def _plugin_spec() -> BackendSpec:
-    """The plugin's declaration, for a generator loaded directly rather than through nextword."""
-    from nextword_hf.plugin import SPEC
-
-    return SPEC
-
-
 class HFGenerator(BaseGenerator):
     """A transformers causal LM behind nextword's API."""
 
@@ -117,14 +110,15 @@ class HFGenerator(BaseGenerator):
         dtype: str = "float32",
         threads: int | None = None,
         cache: str = "dynamic",
-        spec: BackendSpec | None = None,
+        spec: BackendSpec,
     ) -> HFGenerator:
         """Load ``model`` (hub id, local folder or .gguf file) on ``device`` in ``dtype``;
         ``cache="static"`` makes ``generate`` use a preallocated KV cache. Without ``threads``,
         torch's thread count is lowered to :func:`nextword.cpu.default_threads` where it is
         higher (torch counts the machine's cores, not the process's affinity or cgroup quota).
-        ``spec`` is the backend's declaration the generator reports (default: the plugin's own,
-        as ``nextword.load("hf", ...)`` passes it)."""
+        ``spec`` is the backend's declaration the generator reports: the plugin passes its own
+        (:data:`nextword_hf.plugin.SPEC`; ``SPEC.load(model, **options)`` loads a generator
+        without nextword's cache). This module never imports the plugin module."""
         if threads:
             torch.set_num_threads(threads)
         elif torch.get_num_threads() > default_threads():
@@ -136,7 +130,7 @@ class HFGenerator(BaseGenerator):
             torch_dtype = _DTYPES[dtype]
         tokenizer, hf_model = load_pretrained(locate(model), dtype=torch_dtype, device=str(dev))
         options = {"device": device, "dtype": dtype, "threads": threads or torch.get_num_threads(), "cache": cache}
-        return cls(model, tokenizer, hf_model, options, spec=spec or _plugin_spec())
+        return cls(model, tokenizer, hf_model, options, spec=spec)
 
     # ---- primitives -------------------------------------------------------------------------
 
