@@ -194,11 +194,12 @@ def test_cancelling_a_task_stops_the_engine_at_its_next_step() -> None:
 
 
 def test_a_cancelled_scope_raises_cancelled_in_the_blocking_call(byte_gen: nextword.Generator) -> None:
+    expected = byte_gen.generate(PROMPT, max_new_tokens=5)
     scope = CancelScope()
     scope.cancel()
     with scope, pytest.raises(Cancelled):
         byte_gen.generate(PROMPT, max_new_tokens=5)
-    assert byte_gen.generate(PROMPT, max_new_tokens=5).text  # usable afterwards
+    assert byte_gen.generate(PROMPT, max_new_tokens=5) == expected  # usable afterwards, and unchanged
 
 
 @pytest.mark.slow
