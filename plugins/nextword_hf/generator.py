@@ -67,13 +67,6 @@ def resolve_device(device: str) -> torch.device:
     return dev
 
 
-def _plugin_spec() -> BackendSpec:
-    """The plugin's declaration, for a generator loaded directly rather than through nextword."""
-    from nextword_hf.plugin import SPEC
-
-    return SPEC
-
-
 class HFGenerator(BaseGenerator):
     """A transformers causal LM behind nextword's API.
 
@@ -128,15 +121,16 @@ class HFGenerator(BaseGenerator):
         threads: int | None = None,
         cache: str = "dynamic",
         batching: str = "exact",
-        spec: BackendSpec | None = None,
+        spec: BackendSpec,
     ) -> HFGenerator:
         """Load ``model`` (hub id, local folder or .gguf file) on ``device`` in ``dtype``;
         ``cache="static"`` makes ``generate`` use a preallocated KV cache. ``batching="fast"``
         runs concurrent generations as one batch (see the class). Without ``threads``,
         torch's thread count is lowered to :func:`nextword.cpu.default_threads` where it is
         higher (torch counts the machine's cores, not the process's affinity or cgroup quota).
-        ``spec`` is the backend's declaration the generator reports (default: the plugin's own,
-        as ``nextword.load("hf", ...)`` passes it)."""
+        ``spec`` is the backend's declaration the generator reports: the plugin passes its own
+        (:data:`nextword_hf.plugin.SPEC`; ``SPEC.load(model, **options)`` loads a generator
+        without nextword's cache). This module never imports the plugin module."""
         if batching not in BATCH_MODES:
             raise InvalidConfig(f"hf option 'batching' must be one of {', '.join(BATCH_MODES)}, got {batching!r}")
         if threads:
@@ -156,7 +150,7 @@ class HFGenerator(BaseGenerator):
             "cache": cache,
             "batching": batching,
         }
-        return cls(model, tokenizer, hf_model, options, spec=spec or _plugin_spec())
+        return cls(model, tokenizer, hf_model, options, spec=spec)
 
     # ---- primitives -------------------------------------------------------------------------
 

@@ -87,22 +87,19 @@ class LlamaCppGenerator(BaseGenerator):
         self._pieces: dict[int, bytes] = {}
 
     @classmethod
-    def load(cls, model: str, *, spec: BackendSpec | None = None, **options: Any) -> LlamaCppGenerator:
+    def load(cls, model: str, *, spec: BackendSpec, **options: Any) -> LlamaCppGenerator:
         """Load ``model`` (a .gguf file, a Hugging Face GPT-2 folder or hub id; see
         :func:`~nextword_llamacpp.locate.locate_gguf`) with the plugin's load options (documented
         in :mod:`nextword_llamacpp.plugin`), through the steps of :func:`~nextword_llamacpp.loading.open_model`.
-        ``spec`` is the backend's declaration the generator reports (default: the plugin's own,
-        as ``nextword.load("llamacpp", ...)`` passes it).
+        ``spec`` is the backend's declaration the generator reports: the plugin passes its own
+        (:data:`nextword_llamacpp.plugin.SPEC`; ``SPEC.load(model, **options)`` loads a generator
+        without nextword's cache). This module never imports the plugin module.
 
         Raises:
             ModelLoadError: the model cannot be found, converted, validated or loaded by llama.cpp.
             InvalidConfig: an option value cannot work with this model or this llama.cpp build.
         """
         opened = open_model(model, **options)
-        if spec is None:
-            from nextword_llamacpp.plugin import SPEC
-
-            spec = SPEC
         return cls(model, opened.llama, opened.info, opened.pool, opened.context_length, opened.options, spec=spec)
 
     # ---- primitives -------------------------------------------------------------------------
