@@ -82,10 +82,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     work = Path(tempfile.mkdtemp())
     if args.model == "gpt2":
-        from nextword.testing.assets import gpt2_vocab_files
         from nextword.testing.models import build_gpt2_124m
 
-        base = str(build_gpt2_124m(work / "gpt2-124m", tokenizer=gpt2_vocab_files().gguf))
+        base = str(build_gpt2_124m(work / "gpt2-124m"))  # GPT-2's vocabulary from the asset folder
         fields: dict[str, Any] = {"method": "full", "block_size": 128, "batch_size": 4, "learning_rate": 5e-5}
         steps = args.steps or 8
     else:

@@ -168,7 +168,7 @@ def run(
         from nextword.testing.assets import gpt2_vocab_files
         from nextword.testing.models import build_gpt2_124m, build_tiny_gpt2
 
-        vocab = gpt2_vocab_files().gguf
+        vocab = gpt2_vocab_files()
     if gpt2:
         folder = work / "gpt2-124m"
         if not (folder / "config.json").exists():

@@ -3,7 +3,8 @@
 #   - the conformance suite on the hf backend with device=cuda, float16 and bfloat16
 #   - the hf benchmark (GPT-2 124M shape, batch 1, greedy, 128 new tokens): float32/float16/bfloat16,
 #     dynamic and static KV cache, raw transformers vs nextword side by side.
-# Expects ./.whl (gguf and platformdirs wheels) and ./.assets (the GPT-2 vocabulary files), carried along.
+# Expects ./.whl (gguf and platformdirs wheels) and ./.assets (GPT-2's vocab.json and merges.txt, as
+# `python -m tests.assets .assets` writes them), carried along.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1

@@ -147,34 +147,50 @@ class StepScheduler(Generic[R]):
         with cond:
             self._pending.append(ticket)
             cond.notify_all()  # an executor gathering participants' requests may be waiting
-            while not ticket.done:
-                if self._busy:
-                    cond.wait()
-                    continue
-                self._busy = True
-                group = self._take_group()
-                failure: BaseException | None = None
-                cond.release()
-                try:
-                    self._execute([t.request for t in group])
-                except BaseException as exc:
-                    failure = exc
-                finally:
-                    cond.acquire()
-                    self._busy = False
-                    self._groups += 1
-                    self._grouped += len(group)
-                    if failure is None:
-                        for t in group:
-                            t.done = True
-                    else:
-                        # Not the other callers' failure: their requests run in the next group.
-                        self._pending.extendleft(reversed([t for t in group if t is not ticket]))
-                        with contextlib.suppress(ValueError):
-                            self._pending.remove(ticket)
-                    cond.notify_all()
-                if failure is not None:
-                    raise failure
+            try:
+                while not ticket.done:
+                    if self._busy:
+                        cond.wait()
+                        continue
+                    self._execute_next(ticket)
+            except BaseException:
+                # Interrupted (KeyboardInterrupt) or failed: a request nobody waits for any
+                # more must not run later.
+                with contextlib.suppress(ValueError):
+                    self._pending.remove(ticket)
+                raise
+
+    def _execute_next(self, ticket: _Ticket[R]) -> None:
+        """Run the next group as the executor (called with the lock held; returns with it held).
+        Whatever happens, even an interrupt while the group is gathered, the engine is marked
+        idle again and the other callers are woken."""
+        self._busy = True
+        group: list[_Ticket[R]] = []
+        failure: BaseException | None = None
+        try:
+            group = self._take_group()
+            self._cond.release()
+            try:
+                self._execute([t.request for t in group])
+            except BaseException as exc:
+                failure = exc
+            finally:
+                self._cond.acquire()
+        except BaseException as exc:  # interrupted while gathering the group
+            failure = exc
+        finally:
+            self._busy = False
+            self._groups += 1 if group else 0
+            self._grouped += len(group)
+            if failure is None:
+                for t in group:
+                    t.done = True
+            else:
+                # Not the other callers' failure: their requests run in the next group.
+                self._pending.extendleft(reversed([t for t in group if t is not ticket]))
+            self._cond.notify_all()
+        if failure is not None:
+            raise failure
 
     def _take_group(self) -> list[_Ticket[R]]:
         """The next group, called with the lock held (may wait for participants, releasing it)."""

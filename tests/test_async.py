@@ -194,11 +194,12 @@ def test_cancelling_a_task_stops_the_engine_at_its_next_step() -> None:
 
 
 def test_a_cancelled_scope_raises_cancelled_in_the_blocking_call(byte_gen: nextword.Generator) -> None:
+    expected = byte_gen.generate(PROMPT, max_new_tokens=5)
     scope = CancelScope()
     scope.cancel()
     with scope, pytest.raises(Cancelled):
         byte_gen.generate(PROMPT, max_new_tokens=5)
-    assert byte_gen.generate(PROMPT, max_new_tokens=5).text  # usable afterwards
+    assert byte_gen.generate(PROMPT, max_new_tokens=5) == expected  # usable afterwards, and unchanged
 
 
 @pytest.mark.slow
@@ -235,9 +236,9 @@ def test_cancelling_on_hf_stops_the_engine_and_the_next_call_equals_a_fresh_gene
         cancel_after(lambda: calls[0], calls[0] + 2, lambda: hf_gen.apredict_next(PROMPT, 40))
     finally:
         del model.forward
-    from nextword_hf.generator import HFGenerator
+    from nextword_hf.plugin import SPEC as HF
 
-    fresh = HFGenerator.load(str(tiny_gpt2_dir), device="cpu")  # not the cached generator
+    fresh = HF.load(str(tiny_gpt2_dir), device="cpu")  # not the cached generator
     try:
         for kwargs in ({"max_new_tokens": 20}, {"max_new_tokens": 20, "do_sample": True, "seed": 5}):
             assert hf_gen.generate(PROMPT, **kwargs).sequences == fresh.generate(PROMPT, **kwargs).sequences
@@ -251,17 +252,17 @@ def test_cancelling_on_llamacpp_stops_the_engine_and_the_next_call_equals_a_fres
     tiny_gguf: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     llama_cpp = require_module("llama_cpp", "install nextword[llamacpp]")
-    from nextword_llamacpp.generator import LlamaCppGenerator
+    from nextword_llamacpp.plugin import SPEC as LLAMACPP
 
     path = str(tiny_gguf("q8_0"))
-    fresh = LlamaCppGenerator.load(path)
+    fresh = LLAMACPP.load(path)
     expected = [
         fresh.generate(PROMPT, max_new_tokens=20),
         fresh.generate(PROMPT, max_new_tokens=20, do_sample=True, seed=5),
         fresh.predict_next(PROMPT, 5),
     ]
     fresh.close()
-    gen = LlamaCppGenerator.load(path)
+    gen = LLAMACPP.load(path)
     calls = [0]
     decode = llama_cpp.llama_decode
 

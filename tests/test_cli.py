@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+import nextword
 from nextword.cli import main
 
 
@@ -53,7 +54,13 @@ def test_generate_with_sampling_options(tiny_gpt2_dir: Path, capsys: pytest.Capt
     )
     assert code == 0
     captured = capsys.readouterr()
-    assert captured.out.count("Hello") == 2
+    # The options reach the engine: the output is what the API gives with the same options.
+    expected = nextword.generate(
+        "Hello", model=str(tiny_gpt2_dir), max_new_tokens=4, top_k=5, num_return_sequences=2, seed=3, stop=["\n"]
+    )
+    assert len(expected.sequences) == 2
+    assert captured.out.splitlines() == ["Hello" + seq.text for seq in expected.sequences]
+    assert captured.err.count("--- sequence") == 2
 
 
 def test_predict_table_and_json(tiny_gpt2_dir: Path) -> None:
@@ -62,7 +69,10 @@ def test_predict_table_and_json(tiny_gpt2_dir: Path) -> None:
     assert "█" in out.stdout or "▏" in out.stdout
     js = run_cli("predict", "I love cats because", "-m", str(tiny_gpt2_dir), "-k", "4", "--json")
     cands = json.loads(js.stdout)["candidates"]
-    assert len(cands) == 4 and cands[0]["prob"] >= cands[-1]["prob"]
+    expected = nextword.predict_next("I love cats because", model=str(tiny_gpt2_dir), k=4)
+    assert [c["text"] for c in cands] == [c.text for c in expected]
+    assert [c["prob"] for c in cands] == pytest.approx([c.prob for c in expected], rel=1e-5)
+    assert all(c.text.strip() in out.stdout for c in expected)  # the table shows every candidate
 
 
 def test_backends_and_config(tmp_path: Path) -> None:
@@ -82,7 +92,6 @@ def test_config_shows_what_a_load_with_the_same_options_would_use(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """`-o KEY=VALUE` on `nextword config`, resolved exactly as a load resolves it (nextword.api.effective_settings)."""
-    import nextword
     from nextword.api import effective_settings
     from nextword.registry import get_backend
     from nextword.settings import resolve

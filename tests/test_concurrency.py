@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -71,6 +72,46 @@ def test_scheduler_runs_non_batchable_requests_alone_and_reports_failures_per_ca
         sched.run(_Req("boom"))
     sched.run(_Req("after"))  # the scheduler is usable after a failure
     assert seen == [["solo"], ["boom"], ["after"]]
+
+
+class _InterruptOnce(threading.Condition):
+    """A condition whose first wait with a timeout (the executor gathering a group) raises
+    KeyboardInterrupt, as a real Ctrl-C arriving there does."""
+
+    fired = False
+
+    def wait(self, timeout: float | None = None) -> bool:
+        if timeout is not None and not self.fired:
+            self.fired = True
+            raise KeyboardInterrupt
+        return super().wait(timeout)
+
+
+def test_scheduler_survives_an_interrupt_while_gathering_and_drops_the_interrupted_request() -> None:
+    seen: list[list[str]] = []
+    sched: StepScheduler[_Req] = StepScheduler(lambda rs: seen.append([r.name for r in rs]), gather_s=0.05)
+    sched._cond = _InterruptOnce(threading.Lock())
+    idle = threading.Event()
+
+    def abandoned_stream() -> None:  # a participant that never submits (a stream left unread)
+        with sched.participant():
+            idle.wait(10)
+
+    holder = threading.Thread(target=abandoned_stream)
+    holder.start()
+    while sched._participants == 0:
+        time.sleep(0.001)
+    try:
+        with pytest.raises(KeyboardInterrupt), sched.participant():  # a generation's step
+            sched.run(_Req("interrupted"))
+        done = threading.Thread(target=sched.run, args=(_Req("next"),))
+        done.start()
+        done.join(5)
+        assert not done.is_alive()  # the engine was not left marked busy
+        assert seen == [["next"]]  # and the interrupted request never ran
+    finally:
+        idle.set()
+        holder.join(5)
 
 
 def test_cancel_scope_stops_the_next_step_and_nests() -> None:
@@ -197,6 +238,23 @@ def test_cancelled_generation_leaves_the_generator_as_fresh(q8_gen: nextword.Gen
             for _ in chunks:
                 pass
     assert q8_gen.generate("Once upon a time", max_new_tokens=16).sequences == fresh.sequences
+
+
+def test_streams_suspended_between_tokens_hold_no_slot(q8_gen: nextword.Generator) -> None:
+    """More streams than slots, each read one chunk and left (as a reader interrupted by Ctrl-C
+    leaves one): none holds a slot lease or makes the scheduler wait for it."""
+    gen: Any = q8_gen
+    expected = q8_gen.generate(PROMPTS[0], max_new_tokens=8).sequences
+    streams = [q8_gen.stream(p, max_new_tokens=40) for p in PROMPTS * 2]  # 8 streams, 4 slots
+    readers = [iter(s) for s in streams]
+    t0 = time.monotonic()
+    for reader in readers:
+        next(reader)
+    assert time.monotonic() - t0 < 20  # no stream waited for a lease (the wait is 30 s)
+    assert gen._generations._value == gen._pool.n_slots and gen._scheduler._participants == 0
+    assert q8_gen.generate(PROMPTS[0], max_new_tokens=8).sequences == expected
+    for stream in streams:
+        stream.close()
 
 
 @pytest.mark.slow

@@ -95,7 +95,8 @@ def test_stop_accepts_one_string_or_many() -> None:
 
 def test_ints_are_accepted_for_floats() -> None:
     assert DecodingConfig(temperature=1, do_sample=True).temperature == 1.0
-    assert isinstance(DecodingConfig(top_p=1).top_p, float)
+    top_p = DecodingConfig(top_p=1).top_p
+    assert isinstance(top_p, float) and top_p == 1.0
 
 
 def test_min_new_tokens_must_fit_the_token_budget() -> None:

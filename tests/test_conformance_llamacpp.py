@@ -45,6 +45,7 @@ import nextword_llamacpp.plugin as plugin_mod  # noqa: E402
 from nextword_llamacpp.generator import LlamaCppGenerator  # noqa: E402
 from nextword_llamacpp.gguf_check import inspect_gguf  # noqa: E402
 from nextword_llamacpp.locate import default_cache_dir  # noqa: E402
+from nextword_llamacpp.plugin import SPEC as LLAMACPP  # noqa: E402
 
 TOLERANCE = 1e-2
 
@@ -129,7 +130,7 @@ def test_capabilities_as_declared(f32_gguf: Path) -> None:
 
 def _expect_load_error(path: Path, *words: str) -> ModelLoadError:
     with pytest.raises(ModelLoadError) as info:
-        LlamaCppGenerator.load(str(path))
+        LLAMACPP.load(str(path))
     message = str(info.value)
     for word in words:
         assert word in message, message
@@ -203,8 +204,8 @@ def test_corrupt_tensor_offset_is_refused(tmp_path: Path) -> None:
     _expect_load_error(bad, "truncated or corrupt", "token_embd.weight")
 
 
-def test_vocabulary_only_gguf_is_refused(gpt2_vocab: Any) -> None:
-    _expect_load_error(Path(gpt2_vocab.gguf), "no tensors")
+def test_vocabulary_only_gguf_is_refused(llama_vocab: Any) -> None:
+    _expect_load_error(llama_vocab.gguf, "no tensors")
 
 
 def test_llama_cpp_refusing_a_sound_file_is_a_load_error(tmp_path: Path) -> None:
@@ -218,11 +219,11 @@ def test_llama_cpp_refusing_a_sound_file_is_a_load_error(tmp_path: Path) -> None
 
 def test_missing_paths_are_load_errors(tmp_path: Path) -> None:
     with pytest.raises(ModelLoadError, match="no such model"):
-        LlamaCppGenerator.load(str(tmp_path / "nope.gguf"))
+        LLAMACPP.load(str(tmp_path / "nope.gguf"))
     (tmp_path / "folder").mkdir()
     (tmp_path / "folder" / "x.gguf").write_bytes(b"")
     with pytest.raises(ModelLoadError, match="x.gguf"):
-        LlamaCppGenerator.load(str(tmp_path / "folder"))
+        LLAMACPP.load(str(tmp_path / "folder"))
 
 
 def test_hub_id_offline_is_a_clear_load_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -230,7 +231,7 @@ def test_hub_id_offline_is_a_clear_load_error(monkeypatch: pytest.MonkeyPatch, t
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-home" / "hub"))
     with pytest.raises(ModelLoadError, match="unreachable") as info:
-        LlamaCppGenerator.load("gpt2", cache_dir=str(tmp_path / "cache"))
+        LLAMACPP.load("gpt2", cache_dir=str(tmp_path / "cache"))
     assert ".gguf" in str(info.value)
 
 
@@ -241,7 +242,7 @@ def test_context_window_defaults_to_the_training_context(f32_gguf: Path) -> None
     gen = nextword.load("llamacpp", str(f32_gguf))
     assert gen.context_length == 256  # the fixture's n_positions
     with pytest.raises(InvalidConfig, match="256"):
-        LlamaCppGenerator.load(str(f32_gguf), n_ctx=512)
+        LLAMACPP.load(str(f32_gguf), n_ctx=512)
 
 
 def test_prompt_past_n_ctx_raises_and_nothing_aborts(f32_gguf: Path) -> None:
@@ -258,12 +259,14 @@ def test_prompt_past_n_ctx_raises_and_nothing_aborts(f32_gguf: Path) -> None:
         gen.generate("I love cats because", max_new_tokens=30)
     # Exactly full is fine, and the generator keeps working.
     n = len(gen.tokenize("I love cats because"))
-    assert gen.generate("I love cats because", max_new_tokens=32 - n).completion_tokens <= 32 - n
+    full = gen.generate("I love cats because", max_new_tokens=32 - n)
+    assert full.completion_tokens == 32 - n or full.finish_reason == "eos"
     session = gen.open_session(list(range(31)))
     session.feed(5)
     with pytest.raises(ContextLengthExceeded):
         session.feed(6)
-    assert session.logits().shape == (gen.n_vocab,)
+    # The refused token changed nothing: the session still holds the 32 tokens it had.
+    np.testing.assert_allclose(session.logits(), gen.next_token_logits([*range(31), 5]), atol=TOLERANCE)
 
 
 def test_bad_token_ids_raise(f32_gguf: Path) -> None:
@@ -283,7 +286,7 @@ def test_bad_token_ids_raise(f32_gguf: Path) -> None:
 
 
 def test_interleaved_sessions_and_prefix_reuse_give_fresh_results(f32_gguf: Path) -> None:
-    gen = LlamaCppGenerator.load(str(f32_gguf), kv_type="f32")
+    gen = LLAMACPP.load(str(f32_gguf), kv_type="f32")
     try:
         a_ids = gen.tokenize("I love cats because")
         b_ids = gen.tokenize("The weather today is")
@@ -313,7 +316,7 @@ def test_interleaved_sessions_and_prefix_reuse_give_fresh_results(f32_gguf: Path
 
 def test_score_needs_no_all_logits_context(f32_gguf: Path) -> None:
     """Scoring a text longer than one scoring chunk equals the chain of one-token predictions."""
-    gen = LlamaCppGenerator.load(str(f32_gguf), n_batch=16)
+    gen = LLAMACPP.load(str(f32_gguf), n_batch=16)
     try:
         gen._pool._rows_chunk = 7  # several chunks, not aligned with the text
         text = "Once upon a time there was a small cat that loved to sleep in the warm sun all day long."
@@ -330,7 +333,7 @@ def test_score_needs_no_all_logits_context(f32_gguf: Path) -> None:
 
 
 def test_closed_generator_raises_instead_of_crashing(f32_gguf: Path) -> None:
-    gen = LlamaCppGenerator.load(str(f32_gguf))
+    gen = LLAMACPP.load(str(f32_gguf))
     session = gen.open_session(gen.tokenize("Hello"))
     gen.close()
     gen.close()  # twice is fine
@@ -345,7 +348,7 @@ def test_failed_decode_is_an_engine_error_and_the_generator_recovers(
 ) -> None:
     import llama_cpp
 
-    gen = LlamaCppGenerator.load(str(f32_gguf))
+    gen = LLAMACPP.load(str(f32_gguf))
     try:
         expected = gen.generate("Hello there", max_new_tokens=4).token_ids
         gen.reset_cache()
@@ -407,20 +410,20 @@ def test_folder_is_converted_once_and_reused(
     folder = tmp_path / "my-gpt2"
     shutil.copytree(tiny_gpt2_dir, folder)
     cache = tmp_path / "cache"
-    first = LlamaCppGenerator.load(str(folder), cache_dir=str(cache))
+    first = LLAMACPP.load(str(folder), cache_dir=str(cache))
     text = first.generate("I love cats because", max_new_tokens=8).text
     path = first.gguf_path
     first.close()
     assert len(counted_convert) == 1 and counted_convert[0][1] == "q8_0"  # the default quant
     assert path.parent == cache and path.name.endswith(".Q8_0.gguf") and path.name.startswith("my-gpt2-")
 
-    again = LlamaCppGenerator.load(str(folder), cache_dir=str(cache))
+    again = LLAMACPP.load(str(folder), cache_dir=str(cache))
     assert len(counted_convert) == 1, "the second load converted again"
     assert again.gguf_path == path
     assert again.generate("I love cats because", max_new_tokens=8).text == text
     again.close()
 
-    other_type = LlamaCppGenerator.load(str(folder), cache_dir=str(cache), quant="f32")
+    other_type = LLAMACPP.load(str(folder), cache_dir=str(cache), quant="f32")
     assert len(counted_convert) == 2 and other_type.gguf_path != path
     other_type.close()
 
@@ -429,7 +432,7 @@ def test_folder_is_converted_once_and_reused(
     data = bytearray(weights.read_bytes())
     data[-3] ^= 0x01
     weights.write_bytes(bytes(data))
-    changed = LlamaCppGenerator.load(str(folder), cache_dir=str(cache))
+    changed = LLAMACPP.load(str(folder), cache_dir=str(cache))
     assert len(counted_convert) == 3
     assert changed.gguf_path != path and changed.gguf_path.parent == cache
     changed.close()
@@ -439,11 +442,11 @@ def test_damaged_cache_entry_is_converted_again(
     tiny_gpt2_dir: Path, tmp_path: Path, counted_convert: list[tuple[Path, str]]
 ) -> None:
     cache = tmp_path / "cache"
-    gen = LlamaCppGenerator.load(str(tiny_gpt2_dir), cache_dir=str(cache), quant="f16")
+    gen = LLAMACPP.load(str(tiny_gpt2_dir), cache_dir=str(cache), quant="f16")
     path = gen.gguf_path
     gen.close()
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-    gen = LlamaCppGenerator.load(str(tiny_gpt2_dir), cache_dir=str(cache), quant="f16")
+    gen = LLAMACPP.load(str(tiny_gpt2_dir), cache_dir=str(cache), quant="f16")
     assert len(counted_convert) == 2 and gen.gguf_path == path
     inspect_gguf(path)
     gen.close()
@@ -460,7 +463,7 @@ def test_default_cache_dir_follows_the_environment(monkeypatch: pytest.MonkeyPat
 
 
 def test_quantized_kv_cache_turns_flash_attention_on(f32_gguf: Path) -> None:
-    gen = LlamaCppGenerator.load(str(f32_gguf), kv_type="q8_0")
+    gen = LLAMACPP.load(str(f32_gguf), kv_type="q8_0")
     try:
         assert gen.settings.options["flash_attn"] is True
         reference = nextword.load("llamacpp", str(f32_gguf), kv_type="f32")
@@ -471,7 +474,7 @@ def test_quantized_kv_cache_turns_flash_attention_on(f32_gguf: Path) -> None:
     finally:
         gen.close()
     with pytest.raises(InvalidConfig, match="flash"):
-        LlamaCppGenerator.load(str(f32_gguf), kv_type="q8_0", flash_attn=False)
+        LLAMACPP.load(str(f32_gguf), kv_type="q8_0", flash_attn=False)
 
 
 def test_invalid_options_are_config_errors(f32_gguf: Path) -> None:
@@ -488,12 +491,12 @@ def test_invalid_options_are_config_errors(f32_gguf: Path) -> None:
 def test_gpu_layers_work_or_are_refused_on_a_cpu_build(f32_gguf: Path) -> None:
     llama_cpp = require_module("llama_cpp")
     if llama_cpp.llama_supports_gpu_offload():
-        gen = LlamaCppGenerator.load(str(f32_gguf), n_gpu_layers=-1)
+        gen = LLAMACPP.load(str(f32_gguf), n_gpu_layers=-1)
         assert gen.generate("Hello", max_new_tokens=3).completion_tokens == 3
         gen.close()
     else:
         with pytest.raises(InvalidConfig, match="GPU"):
-            LlamaCppGenerator.load(str(f32_gguf), n_gpu_layers=-1)
+            LLAMACPP.load(str(f32_gguf), n_gpu_layers=-1)
 
 
 # ---- a real pretrained model ----------------------------------------------------------------------

@@ -3,7 +3,9 @@ them and nextword checks that they do when it loads a model."""
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -100,3 +102,43 @@ def test_built_in_generators_take_their_identity_from_the_spec() -> None:
     ):
         cls = vars(require_module(module, "install nextword[all]"))[name]
         assert "backend_name" not in vars(cls) and "capabilities" not in vars(cls)
+
+
+PLUGINS = Path(__file__).resolve().parents[1] / "plugins"
+
+
+def _imported_modules(source: str, package_parts: tuple[str, ...]) -> set[str]:
+    """Absolute names of what ``source`` (a module inside the package ``package_parts``) imports,
+    at any depth (inside functions too), relative imports resolved."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = list(package_parts[: len(package_parts) - node.level + 1]) if node.level else []
+            module = ".".join([*base, *([node.module] if node.module else [])])
+            names.add(module)
+            names.update(f"{module}.{alias.name}" for alias in node.names)
+    return names
+
+
+@pytest.mark.parametrize("package", ["nextword_hf", "nextword_llamacpp", "nextword_openai"])
+def test_the_declaration_flows_one_way(package: str) -> None:
+    """Only the plugin module knows its spec: it imports the generator and hands the spec on. No
+    other module of the package imports the plugin module, not even inside a function (a loader
+    that fell back on the plugin's SPEC would be a hidden plugin <-> generator cycle)."""
+    # The check sees a lazy import, absolute or relative, from the package or a subpackage.
+    target = f"{package}.plugin"
+    assert target in _imported_modules(f"def f():\n    from {target} import SPEC\n", (package,))
+    assert target in _imported_modules("def f():\n    from .plugin import SPEC\n", (package,))
+    assert target in _imported_modules("from .. import plugin\n", (package, "convert"))
+    modules = sorted((PLUGINS / package).rglob("*.py"))
+    assert PLUGINS / package / "plugin.py" in modules
+    offenders = [
+        str(path.relative_to(PLUGINS))
+        for path in modules
+        if path.name != "plugin.py"
+        and target
+        in _imported_modules(path.read_text(encoding="utf-8"), path.relative_to(PLUGINS).with_suffix("").parts[:-1])
+    ]
+    assert offenders == []

@@ -158,9 +158,9 @@ def test_an_alternative_completes_the_pending_character() -> None:
 
 
 def test_gpt2_tokens_of_an_emoji(gpt2_vocab: object) -> None:
-    from nextword.testing.models import gpt2_tokenizer_from_gguf
+    from nextword.testing.models import gpt2_tokenizer
 
-    tok = gpt2_tokenizer_from_gguf(gpt2_vocab.gguf)  # type: ignore[attr-defined]
+    tok = gpt2_tokenizer(gpt2_vocab)  # type: ignore[arg-type]
     text = "I love 🐱 and 日本語 too"
     ids = tok(text)["input_ids"]
     assert len(ids) > len(text.split())  # the emoji and kanji take several byte tokens

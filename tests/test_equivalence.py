@@ -29,6 +29,7 @@ import pytest
 
 import nextword
 from nextword.testing.compare import compare_generators, compare_scores
+from tests.assets import LlamaVocabFiles, read_tokenizer_vectors
 
 pytestmark = pytest.mark.slow
 
@@ -103,12 +104,10 @@ def test_the_comparison_explains_a_divergence(hf: nextword.Generator) -> None:
 
 
 def test_converted_tokenizer_reproduces_the_llama_cpp_vectors(
-    tiny_gguf: Callable[[str], Path], gpt2_vocab: object
+    tiny_gguf: Callable[[str], Path], llama_vocab: LlamaVocabFiles
 ) -> None:
-    from nextword.testing.assets import read_tokenizer_vectors
-
     llama = _llama(tiny_gguf("q8_0"))
-    cases = read_tokenizer_vectors(gpt2_vocab)  # type: ignore[arg-type]
+    cases = read_tokenizer_vectors(llama_vocab)
     assert len(cases) == 46
     for text, expected in cases:
         if not text:

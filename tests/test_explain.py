@@ -177,12 +177,15 @@ def test_cli_predict_words_and_tokens(run: Any, tiny_gpt2_dir: Path) -> None:
     code, out, err = run("predict", "I love cats because", "-m", model, "-k", "4", "--json")
     assert code == 0, err
     data = json.loads(out)
-    assert data["unit"] == "word" and len(data["candidates"]) == 4 and 0 <= data["unexplored_mass"] <= 1
-    probs = [c["prob"] for c in data["candidates"]]
-    assert probs == sorted(probs, reverse=True)
+    words = nextword.predict_next("I love cats because", model=model, k=4)  # what the command must show
+    assert data["unit"] == "word" and [c["text"] for c in data["candidates"]] == [c.text for c in words]
+    assert [c["prob"] for c in data["candidates"]] == pytest.approx([c.prob for c in words], rel=1e-6)
+    assert data["unexplored_mass"] == pytest.approx(words.unexplored_mass, abs=1e-9)
     code, out, _ = run("predict", "I love cats because", "-m", model, "-k", "3", "--unit", "token", "--json")
     tokens = json.loads(out)
-    assert code == 0 and tokens["unit"] == "token" and all(len(c["token_ids"]) == 1 for c in tokens["candidates"])
+    expected = nextword.predict_next("I love cats because", model=model, k=3, unit="token")
+    assert code == 0 and tokens["unit"] == "token"
+    assert [c["token_ids"] for c in tokens["candidates"]] == [list(c.token_ids) for c in expected]
     code, out, _ = run("predict", "I love cats because", "-m", model, "-k", "3")
     assert code == 0 and "Next word after" in out and "unexplored" in out
 
@@ -209,7 +212,10 @@ def test_cli_explain(run: Any, tiny_gpt2_dir: Path, tmp_path: Path, monkeypatch:
     assert code == 0, err
     data = json.loads(out)
     assert [t["text"] for t in data["tokens"]] == ["The", " cat", " sat"]
-    assert len(data["tokens"][1]["alternatives"]) == 2
+    expected = explain(nextword.load("hf", model), "The cat sat", top=2)
+    for shown, tok in zip(data["tokens"][1:], expected.tokens[1:], strict=True):
+        assert [a["token_id"] for a in shown["alternatives"]] == [a.token_id for a in tok.alternatives]
+        assert shown["prob"] == pytest.approx(tok.prob, rel=1e-6)
     code, out, _ = run("explain", "The cat sat", "-m", model)
     assert code == 0 and "Tokens" in out and "rank" in out
     opened: list[str] = []

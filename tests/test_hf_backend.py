@@ -102,7 +102,8 @@ def test_dtype_and_threads_options(tiny_gpt2_dir: Path) -> None:
     gen = nextword.load("hf", str(tiny_gpt2_dir), dtype="bfloat16", threads=1)
     assert next(gen.hf_model.parameters()).dtype == torch.bfloat16  # type: ignore[attr-defined]
     assert gen.generate("Hello", max_new_tokens=3).completion_tokens == 3
-    assert gen.settings.options["dtype"] == "bfloat16"
+    assert gen.settings.options["dtype"] == "bfloat16" and gen.settings.options["threads"] == 1
+    assert torch.get_num_threads() == 1
 
 
 def test_bad_backend_options(tiny_gpt2_dir: Path) -> None:
@@ -164,9 +165,9 @@ def test_cuda_requested_without_cuda(tiny_gpt2_dir: Path) -> None:
 
 
 def test_closed_generator_and_invalid_text_raise_nextword_errors(tiny_gpt2_dir: Path) -> None:
-    from nextword_hf.generator import HFGenerator
+    from nextword_hf.plugin import SPEC as HF
 
-    gen = HFGenerator.load(str(tiny_gpt2_dir), device="cpu")
+    gen = HF.load(str(tiny_gpt2_dir), device="cpu")
     with pytest.raises(nextword.InvalidInput, match="not valid Unicode"):
         gen.generate("a\ud800b", max_new_tokens=2)
     gen.close()

@@ -3,6 +3,7 @@ behind a function of the same name."""
 
 from __future__ import annotations
 
+import ast
 import pkgutil
 import subprocess
 import sys
@@ -156,6 +157,31 @@ def test_the_pytest_plugin_imports_nothing_heavy() -> None:
 def test_the_gpt2_vocabulary_is_never_downloaded_at_test_time(tmp_path: Path) -> None:
     from nextword.testing.assets import AssetUnavailable, gpt2_vocab_files
 
-    with pytest.raises(AssetUnavailable, match="tests never download it.*python -m nextword.testing.assets"):
-        gpt2_vocab_files(tmp_path, fetch=False)
+    with pytest.raises(AssetUnavailable, match="never downloads.*python -m tests.assets"):
+        gpt2_vocab_files(tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_testing_kit_knows_nothing_of_llama_cpp() -> None:
+    """Everything under nextword/testing/ works without llama.cpp and gguf, and fetches nothing:
+    where the asset files come from is the project's business (tests/assets.py here)."""
+    banned = {"llama_cpp", "gguf", "nextword_llamacpp", "subprocess", "urllib", "http", "tarfile", "zipfile"}
+    kit = sorted((ROOT / "nextword" / "testing").glob("*.py"))
+    assert ROOT / "nextword" / "testing" / "assets.py" in kit
+    found: dict[str, set[str]] = {}
+    for path in kit:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                roots = {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                roots = {node.module.split(".")[0]}
+            else:
+                continue
+            if roots & banned:
+                found.setdefault(path.name, set()).update(roots & banned)
+        text = path.read_text(encoding="utf-8")
+        for word in ("ggml", "sdist", "pip download"):
+            if word in text:
+                found.setdefault(path.name, set()).add(word)
+    assert found == {}

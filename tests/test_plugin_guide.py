@@ -4,10 +4,15 @@ current source (``<!-- snippet: FILE[:SECTION] -->`` names where a block comes f
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+
+from nextword.testing.assets import ASSET_DIR_ENV, VocabFiles, gpt2_vocab_files
 
 ROOT = Path(__file__).resolve().parents[1]
 GUIDE = ROOT / "docs" / "plugins.md"
@@ -64,3 +69,15 @@ def test_the_guide_shows_its_code_inline() -> None:
 @pytest.mark.parametrize(("path", "section", "body"), BLOCKS, ids=[f"{p}:{s}" for p, s, _ in BLOCKS])
 def test_each_block_equals_the_example_source(path: str, section: str | None, body: list[str]) -> None:
     assert body == _source(path, section), f"docs/plugins.md is out of date with {path}:{section}"
+
+
+def test_the_guides_vocabulary_script_fills_the_asset_folder(gpt2_vocab: VocabFiles, tmp_path: Path) -> None:
+    """The guide's copy_gpt2_vocab.py puts GPT-2's files where the kit's fixtures look for them."""
+    text = GUIDE.read_text(encoding="utf-8")
+    script = re.search(r'^```python title="copy_gpt2_vocab.py"\n(.*?)^```', text, re.S | re.M)
+    assert script is not None, "docs/plugins.md lost its copy_gpt2_vocab.py block"
+    env = {**os.environ, ASSET_DIR_ENV: str(tmp_path / "assets")}
+    subprocess.run([sys.executable, "-c", script.group(1)], env=env, check=True, timeout=60, cwd=tmp_path)
+    found = gpt2_vocab_files(tmp_path / "assets")
+    assert found.vocab.read_bytes() == gpt2_vocab.vocab.read_bytes()
+    assert found.merges.read_bytes() == gpt2_vocab.merges.read_bytes()

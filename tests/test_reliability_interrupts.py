@@ -80,8 +80,11 @@ def test_ctrl_c_while_llama_cpp_logs_is_raised_after_the_engine_call(
     the callback for certain; it must reach the caller once the load has finished."""
     require_module("llama_cpp", "install nextword[llamacpp]")
     from nextword_llamacpp import llama_log
-    from nextword_llamacpp.generator import LlamaCppGenerator
+    from nextword_llamacpp.plugin import SPEC as LLAMACPP
 
+    before = LLAMACPP.load(str(tiny_gguf("f32")))
+    expected = before.generate("Hi", max_new_tokens=2)
+    before.close()
     original = llama_log.LlamaLog.add
     landed: list[bool] = []
 
@@ -93,12 +96,12 @@ def test_ctrl_c_while_llama_cpp_logs_is_raised_after_the_engine_call(
 
     monkeypatch.setattr(llama_log.LlamaLog, "add", add)
     with pytest.raises(KeyboardInterrupt):
-        LlamaCppGenerator.load(str(tiny_gguf("f32")))
+        LLAMACPP.load(str(tiny_gguf("f32")))
     assert landed
     monkeypatch.setattr(llama_log.LlamaLog, "add", original)
     assert "Exception ignored" not in capfd.readouterr().err
-    gen = LlamaCppGenerator.load(str(tiny_gguf("f32")))
-    assert gen.generate("Hi", max_new_tokens=2).completion_tokens == 2
+    gen = LLAMACPP.load(str(tiny_gguf("f32")))
+    assert gen.generate("Hi", max_new_tokens=2).token_ids == expected.token_ids
     gen.close()
 
 

@@ -45,13 +45,13 @@ def test_seeded_samples_are_reproducible_with_two_generators_in_parallel_threads
 ) -> None:
     torch = require_module("torch", "install nextword[hf]")
     if backend == "hf":
-        from nextword_hf.generator import HFGenerator
+        from nextword_hf.plugin import SPEC as HF
 
-        gens: list[Any] = [HFGenerator.load(str(tiny_gpt2_dir), device="cpu") for _ in range(2)]
+        gens: list[Any] = [HF.load(str(tiny_gpt2_dir), device="cpu") for _ in range(2)]
     else:
-        from nextword_llamacpp.generator import LlamaCppGenerator
+        from nextword_llamacpp.plugin import SPEC as LLAMACPP
 
-        gens = [LlamaCppGenerator.load(str(tiny_gguf("f32"))) for _ in range(2)]
+        gens = [LLAMACPP.load(str(tiny_gguf("f32"))) for _ in range(2)]
     seeds = list(range(4))
     expected = {seed: gens[0].generate("The cat", seed=seed, **SAMPLING).token_ids for seed in seeds}
     got: list[tuple[int, tuple[int, ...]]] = []
@@ -101,9 +101,9 @@ class _ForwardCounter:
 @pytest.fixture
 def fresh_hf(tiny_gpt2_dir: Path) -> Iterator[Any]:
     require_module("torch", "install nextword[hf]")
-    from nextword_hf.generator import HFGenerator
+    from nextword_hf.plugin import SPEC as HF
 
-    gen = HFGenerator.load(str(tiny_gpt2_dir), device="cpu")
+    gen = HF.load(str(tiny_gpt2_dir), device="cpu")
     yield gen
     gen.close()
 

@@ -128,7 +128,8 @@ def test_api_key(hf_gen: nextword.Generator) -> None:
         wrong = httpx.post(base + "/tokenize", json={"prompt": "x"}, headers={"Authorization": "Bearer nope"})
         assert wrong.status_code == 401 and wrong.json()["error"]["code"] == "invalid_api_key"
         ok = openai.OpenAI(base_url=base + "/v1", api_key="s3cret", max_retries=0)
-        assert ok.completions.create(model="tiny", prompt=PROMPT, max_tokens=2, temperature=0).choices[0].text
+        answer = ok.completions.create(model="tiny", prompt=PROMPT, max_tokens=2, temperature=0).choices[0].text
+        assert answer == hf_gen.generate(PROMPT, max_new_tokens=2).text  # the key let the request through
 
 
 @pytest.mark.slow

@@ -163,11 +163,11 @@ def test_allowed_must_give_a_vocabulary_mask() -> None:
 @pytest.fixture(scope="module")
 def llama_gens(tiny_gguf: Any, gemma_gguf: Any) -> Any:
     require_module("llama_cpp", "install nextword[llamacpp]")
-    from nextword_llamacpp.generator import LlamaCppGenerator
+    from nextword_llamacpp.plugin import SPEC as LLAMACPP
 
     gens = {
-        "tiny-q8_0": LlamaCppGenerator.load(str(tiny_gguf("q8_0"))),
-        "gemma": LlamaCppGenerator.load(str(gemma_gguf)),
+        "tiny-q8_0": LLAMACPP.load(str(tiny_gguf("q8_0"))),
+        "gemma": LLAMACPP.load(str(gemma_gguf)),
     }
     yield gens
     for gen in gens.values():

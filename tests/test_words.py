@@ -360,10 +360,17 @@ def test_every_word_start_token_combination_is_consistent(byte_gen: nextword.Gen
 
 
 def test_the_api_exposes_the_search_bounds(hf_gen: nextword.Generator, tiny_gpt2_dir: Path) -> None:
-    narrow = nextword.predict_next(PROMPTS[0], k=3, model=str(tiny_gpt2_dir), options={"device": "cpu"}, beam_width=3)
-    wide = nextword.predict_next(PROMPTS[0], k=3, model=str(tiny_gpt2_dir), options={"device": "cpu"}, beam_width=32)
-    assert narrow.unexplored_mass >= wide.unexplored_mass
-    floor = nextword.predict_next(PROMPTS[0], k=3, model=str(tiny_gpt2_dir), options={"device": "cpu"}, min_prob=0.5)
-    assert floor.unexplored_mass >= wide.unexplored_mass
+    """beam_width and min_prob reach the word search: the API answers what the search answers
+    with the same bounds, and the bounds change the answer."""
+    found = {}
+    for name, bounds in (("narrow", {"beam_width": 3}), ("wide", {"beam_width": 32}), ("floor", {"min_prob": 0.5})):
+        via_api = nextword.predict_next(
+            PROMPTS[0], k=3, model=str(tiny_gpt2_dir), options={"device": "cpu"}, complete="next", **bounds
+        )
+        direct = predict_words(hf_gen, PROMPTS[0], 3, **bounds)  # type: ignore[arg-type]
+        assert [(c.text, c.prob) for c in via_api] == [(c.text, c.prob) for c in direct], name
+        assert via_api.unexplored_mass == direct.unexplored_mass, name
+        found[name] = via_api.unexplored_mass
+    assert found["narrow"] >= found["wide"] and found["floor"] > found["wide"]
     with pytest.raises(nextword.InvalidInput, match="do not apply"):
         nextword.predict_next(PROMPTS[0], unit="token", beam_width=3, model=str(tiny_gpt2_dir))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Generator, Sequence
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -40,7 +40,7 @@ def sample_tokens(
     n_new: int,
     rng: np.random.Generator,
     eos_token_ids: Collection[int] = (),
-) -> Iterator[int]:
+) -> Generator[int, None, None]:
     """Yield up to ``n_new`` tokens chosen by ``config``; stops right after an EOS token.
 
     The session is only advanced when the caller asks for another token, so closing the

@@ -1,7 +1,7 @@
 """Fixture models built on the spot: no model hub needed.
 
-* :func:`gpt2_tokenizer_from_gguf` turns the tokenizer metadata of a GPT-2 style GGUF file (such as
-  llama.cpp's ``ggml-vocab-gpt-2.gguf``) into a Hugging Face fast tokenizer.
+* :func:`gpt2_tokenizer` builds GPT-2's Hugging Face fast tokenizer from its plain tokenizer files
+  (``vocab.json`` and ``merges.txt``, found by :func:`nextword.testing.assets.gpt2_vocab_files`).
 * :func:`build_tiny_gpt2` and :func:`build_gpt2_124m` save random-weight GPT-2 models with the real
   GPT-2 vocabulary; :func:`build_tiny_openai_gpt` saves a random-weight GPT-1 with a small
   tokenizer of its own. Each writes a folder that ``AutoModelForCausalLM.from_pretrained`` and
@@ -13,7 +13,7 @@ deterministic: the same arguments give bit-identical weights. Besides the usual 
 also draw the biases and layer-norm parameters at random (the usual ones are exactly 0 and 1), so
 that a converter or engine that drops or swaps one of them produces visibly different logits.
 
-torch, transformers, tokenizers and gguf are imported inside the functions, so importing this
+torch, transformers and tokenizers are imported inside the functions, so importing this
 module costs nothing.
 """
 
@@ -23,11 +23,11 @@ import functools
 import json
 import os
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nextword.errors import ModelLoadError
+from nextword.testing.assets import GPT2_MERGES_NAME, GPT2_VOCAB_NAME, VocabFiles, gpt2_vocab_files
 
 if TYPE_CHECKING:
     import torch
@@ -37,12 +37,8 @@ __all__ = [
     "build_gpt2_124m",
     "build_tiny_gpt2",
     "build_tiny_openai_gpt",
-    "gpt2_tokenizer_from_gguf",
+    "gpt2_tokenizer",
 ]
-
-# llama.cpp token types (gguf.TokenType): 3 = control (special), 4 = user-defined (added, not special).
-_TOKEN_TYPE_CONTROL = 3
-_TOKEN_TYPE_USER_DEFINED = 4
 
 _GPT2_END_OF_TEXT = "<|endoftext|>"
 
@@ -52,101 +48,86 @@ _NORM_WEIGHT_STD = 0.1
 
 
 # --------------------------------------------------------------------------------------------------
-# GPT-2 tokenizer from GGUF metadata
+# GPT-2 tokenizer from vocab.json + merges.txt
 
 
-@dataclass(frozen=True)
-class _GGUFTokenizer:
-    """What a GGUF file says about its tokenizer, already turned into a ``tokenizers`` JSON string."""
+def gpt2_tokenizer(
+    files: VocabFiles | str | os.PathLike[str], *, model_max_length: int | None = None
+) -> PreTrainedTokenizerFast:
+    """Build GPT-2's fast tokenizer from its plain tokenizer files ``vocab.json`` and ``merges.txt``.
 
-    tokenizer_json: str
-    bos_token: str
-    eos_token: str
-    model_max_length: int | None
+    ``files`` is a :class:`~nextword.testing.assets.VocabFiles` or a folder holding the two files
+    (a Hugging Face GPT-2 checkpoint folder does). The result is a byte-level BPE exactly like
+    GPT-2's: no prefix space, GPT-2's regex pre-tokenization (the ``ByteLevel`` pre-tokenizer),
+    ``ByteLevel`` decoder, nothing added on encode. Token ids are ``vocab.json``'s;
+    ``<|endoftext|>`` is a special token and serves as BOS, EOS and unknown token, as in GPT-2.
+    ``model_max_length`` is set when given (the files do not say it).
 
+    On GPT-2's files the result reproduces every one of llama.cpp's GPT-2 tokenizer test vectors
+    and decodes each back to its input text. The parsed files are cached per process, keyed by
+    path, size and modification time.
 
-def gpt2_tokenizer_from_gguf(path: str | os.PathLike[str]) -> PreTrainedTokenizerFast:
-    """Build a GPT-2 fast tokenizer from the tokenizer metadata of a GGUF file.
-
-    Reads ``tokenizer.ggml.tokens``, ``tokenizer.ggml.merges`` and ``tokenizer.ggml.token_type`` and
-    builds a byte-level BPE exactly like GPT-2's: no prefix space, GPT-2's regex pre-tokenization
-    (the ``ByteLevel`` pre-tokenizer), ``ByteLevel`` decoder, no BOS added on encode. Token ids equal
-    the GGUF's token indices; control tokens (GPT-2: ``<|endoftext|>``, id 50256) become special
-    tokens. BOS and EOS are the GGUF's ``tokenizer.ggml.bos_token_id`` / ``eos_token_id`` (falling
-    back to ``<|endoftext|>``), and the unknown token is the EOS token, as in GPT-2.
-    ``model_max_length`` is the GGUF's ``<arch>.context_length`` when it has one.
-
-    On llama.cpp's ``ggml-vocab-gpt-2.gguf`` the result reproduces every llama.cpp test vector and
-    decodes each back to its input text. The parsed file is cached per process (reading a GGUF
-    vocabulary takes about two seconds), keyed by path, size and modification time.
-
-    Raises :class:`~nextword.errors.ModelLoadError` when the file is not a GGUF with a byte-level
-    BPE (``tokenizer.ggml.model == "gpt2"``) tokenizer using GPT-2's pre-tokenization.
+    Raises :class:`~nextword.errors.ModelLoadError` when a file cannot be read or is not in
+    GPT-2's format, or the vocabulary has no ``<|endoftext|>``.
     """
     from tokenizers import Tokenizer
 
-    resolved = Path(path).resolve()
-    try:
-        stat = resolved.stat()
-    except OSError as exc:
-        raise ModelLoadError(f"cannot read the GGUF file {resolved}: {exc}") from exc
-    spec = _read_gguf_tokenizer(str(resolved), stat.st_size, stat.st_mtime_ns)
+    if not isinstance(files, VocabFiles):
+        folder = Path(files)
+        files = VocabFiles(vocab=folder / GPT2_VOCAB_NAME, merges=folder / GPT2_MERGES_NAME)
+    key: list[tuple[str, int, int]] = []
+    for path in (files.vocab, files.merges):
+        resolved = path.resolve()
+        try:
+            stat = resolved.stat()
+        except OSError as exc:
+            raise ModelLoadError(f"cannot read the GPT-2 tokenizer file {resolved}: {exc}") from exc
+        key.append((str(resolved), stat.st_size, stat.st_mtime_ns))
+    tokenizer_json = _read_gpt2_files(key[0], key[1])
 
     extra: dict[str, Any] = {}
-    if spec.model_max_length is not None:
-        extra["model_max_length"] = spec.model_max_length
+    if model_max_length is not None:
+        extra["model_max_length"] = model_max_length
     return _fast_tokenizer_class("GPT2")(
-        tokenizer_object=Tokenizer.from_str(spec.tokenizer_json),
-        bos_token=spec.bos_token,
-        eos_token=spec.eos_token,
-        unk_token=spec.eos_token,
+        tokenizer_object=Tokenizer.from_str(tokenizer_json),
+        bos_token=_GPT2_END_OF_TEXT,
+        eos_token=_GPT2_END_OF_TEXT,
+        unk_token=_GPT2_END_OF_TEXT,
         add_prefix_space=False,
         **extra,
     )
 
 
 @functools.lru_cache(maxsize=4)
-def _read_gguf_tokenizer(path: str, size: int, mtime_ns: int) -> _GGUFTokenizer:
-    """Parse the GGUF at ``path`` into a tokenizer description (``size``/``mtime_ns`` key the cache)."""
-    del size, mtime_ns  # only part of the cache key
-    import gguf
+def _read_gpt2_files(vocab_key: tuple[str, int, int], merges_key: tuple[str, int, int]) -> str:
+    """Parse ``vocab.json`` and ``merges.txt`` (path, size, mtime: the cache key) into a
+    ``tokenizers`` JSON string."""
     from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors
 
+    vocab_path, merges_path = vocab_key[0], merges_key[0]
     try:
-        reader = gguf.GGUFReader(path)
-    except Exception as exc:  # gguf raises plain ValueError/OSError/struct errors on bad files
-        raise ModelLoadError(f"{path} is not a readable GGUF file: {exc}") from exc
-    fields = reader.fields
+        vocab = json.loads(Path(vocab_path).read_bytes().decode("utf-8"))
+        merge_lines = Path(merges_path).read_bytes().decode("utf-8").split("\n")
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ModelLoadError(f"cannot read GPT-2's tokenizer files {vocab_path} / {merges_path}: {exc}") from exc
+    if (
+        not isinstance(vocab, dict)
+        or not vocab
+        or not all(isinstance(token, str) and type(index) is int for token, index in vocab.items())
+    ):
+        raise ModelLoadError(f"{vocab_path} is not a vocabulary (a JSON object of token -> integer id)")
+    if sorted(vocab.values()) != list(range(len(vocab))):
+        raise ModelLoadError(f"{vocab_path}: the ids are not 0..{len(vocab) - 1}, each once")
+    if _GPT2_END_OF_TEXT not in vocab:
+        raise ModelLoadError(f"{vocab_path} has no {_GPT2_END_OF_TEXT} token: not GPT-2's vocabulary")
 
-    def value(name: str) -> Any:
-        field = fields.get(name)
-        return None if field is None else _field_value(field)
-
-    model = value("tokenizer.ggml.model")
-    if model != "gpt2":
-        raise ModelLoadError(
-            f"{path}: tokenizer.ggml.model is {model!r}; only byte-level BPE ('gpt2') vocabularies "
-            "can be turned into a GPT-2 tokenizer"
-        )
-    pre = value("tokenizer.ggml.pre")
-    if pre not in (None, "gpt-2"):
-        raise ModelLoadError(
-            f"{path}: tokenizer.ggml.pre is {pre!r}; only GPT-2's pre-tokenization ('gpt-2') is supported"
-        )
-    tokens: list[str] | None = value("tokenizer.ggml.tokens")
-    merges: list[str] | None = value("tokenizer.ggml.merges")
-    if not tokens or merges is None:
-        raise ModelLoadError(f"{path} has no tokenizer.ggml.tokens / tokenizer.ggml.merges arrays")
-    token_types: list[int] = value("tokenizer.ggml.token_type") or []
-
-    vocab = {token: index for index, token in enumerate(tokens)}
-    if len(vocab) != len(tokens):
-        raise ModelLoadError(f"{path}: tokenizer.ggml.tokens holds duplicate tokens")
     merge_pairs: list[tuple[str, str]] = []
-    for merge in merges:
-        left, sep, right = merge.partition(" ")
+    for number, line in enumerate(merge_lines, start=1):
+        if not line or (number == 1 and line.startswith("#version")):
+            continue
+        left, sep, right = line.partition(" ")
         if not sep or not left or not right or " " in right:
-            raise ModelLoadError(f"{path}: malformed merge {merge!r} in tokenizer.ggml.merges")
+            raise ModelLoadError(f"{merges_path}, line {number}: malformed merge {line!r}")
         merge_pairs.append((left, right))
 
     backend = Tokenizer(
@@ -162,45 +143,9 @@ def _read_gguf_tokenizer(path: str, size: int, mtime_ns: int) -> _GGUFTokenizer:
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     backend.decoder = decoders.ByteLevel()
     backend.post_processor = processors.ByteLevel(trim_offsets=False)
-    special = [tokens[i] for i, kind in enumerate(token_types) if kind == _TOKEN_TYPE_CONTROL]
-    user_defined = [tokens[i] for i, kind in enumerate(token_types) if kind == _TOKEN_TYPE_USER_DEFINED]
-    if special:
-        backend.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in special])
-    if user_defined:
-        backend.add_tokens([AddedToken(t, special=False, normalized=False) for t in user_defined])
-
-    def token_named_by(key: str) -> str:
-        index = value(key)
-        if isinstance(index, int) and 0 <= index < len(tokens):
-            return tokens[index]
-        if _GPT2_END_OF_TEXT in vocab:
-            return _GPT2_END_OF_TEXT
-        raise ModelLoadError(f"{path} has no {key} and no {_GPT2_END_OF_TEXT} token")
-
-    architecture = value("general.architecture")
-    context_length = value(f"{architecture}.context_length") if architecture else None
-    return _GGUFTokenizer(
-        tokenizer_json=backend.to_str(),
-        bos_token=token_named_by("tokenizer.ggml.bos_token_id"),
-        eos_token=token_named_by("tokenizer.ggml.eos_token_id"),
-        model_max_length=int(context_length) if isinstance(context_length, int) else None,
-    )
-
-
-def _field_value(field: Any) -> Any:
-    """Decode a ``gguf.ReaderField`` into a Python str, int, float or list of them."""
-    import gguf
-
-    kinds = field.types
-    if not kinds:
-        return None
-    if kinds[0] == gguf.GGUFValueType.ARRAY:
-        if len(kinds) > 1 and kinds[1] == gguf.GGUFValueType.STRING:
-            return [bytes(field.parts[i]).decode("utf-8") for i in field.data]
-        return [field.parts[i].tolist()[0] for i in field.data]
-    if kinds[0] == gguf.GGUFValueType.STRING:
-        return bytes(field.parts[field.data[0]]).decode("utf-8")
-    return field.parts[field.data[0]].tolist()[0]
+    backend.add_special_tokens([AddedToken(_GPT2_END_OF_TEXT, special=True, normalized=False)])
+    tokenizer_json: str = backend.to_str()
+    return tokenizer_json
 
 
 # --------------------------------------------------------------------------------------------------
@@ -210,31 +155,32 @@ def _field_value(field: Any) -> Any:
 def build_tiny_gpt2(
     out_dir: str | os.PathLike[str],
     *,
-    tokenizer: str | os.PathLike[str] | PreTrainedTokenizerBase = "gpt2",
+    tokenizer: str | os.PathLike[str] | VocabFiles | PreTrainedTokenizerBase = "gpt2",
     n_layer: int = 2,
     n_embd: int = 64,
     n_head: int = 2,
     n_positions: int = 256,
     seed: int = 0,
     initializer_range: float = 0.2,
-    cache_dir: str | os.PathLike[str] | None = None,
+    asset_dir: str | os.PathLike[str] | None = None,
 ) -> Path:
     """Save a tiny random-weight ``GPT2LMHeadModel`` with the real GPT-2 vocabulary into ``out_dir``.
 
-    ``tokenizer`` is ``"gpt2"`` (the real GPT-2 vocabulary, 50257 tokens, from
-    :func:`nextword.testing.assets.gpt2_vocab_files`, fetched into ``cache_dir`` if needed), the
-    path of a GPT-2 style ``.gguf`` vocabulary, or a ready tokenizer object; the model's vocabulary
-    size is the tokenizer's length. BOS = EOS = the tokenizer's EOS token (50256 for GPT-2).
+    ``tokenizer`` is ``"gpt2"`` (the real GPT-2 vocabulary, 50257 tokens: ``vocab.json`` and
+    ``merges.txt`` in ``asset_dir``, default :func:`nextword.testing.assets.default_asset_dir`),
+    a :class:`~nextword.testing.assets.VocabFiles`, a folder holding GPT-2 style ``vocab.json`` and
+    ``merges.txt``, or a ready tokenizer object; the model's vocabulary size is the tokenizer's
+    length. BOS = EOS = the tokenizer's EOS token (50256 for GPT-2).
 
     The folder receives ``config.json``, ``generation_config.json``, ``model.safetensors`` and the
     tokenizer files (its ``model_max_length`` set to ``n_positions``); it is created if needed and
     returned. Weights depend only on the arguments: the same ``seed`` gives identical weights, and
     the global torch RNG state is left as it was. The large default ``initializer_range`` (0.2, ten
     times GPT-2's) keeps greedy choices away from near-ties. Takes about 0.2 s, plus about 4 s the
-    first time in a process (importing torch and transformers, reading the GGUF vocabulary).
+    first time in a process (importing torch and transformers, reading the vocabulary).
 
     Raises :class:`~nextword.testing.assets.AssetUnavailable` when the GPT-2 vocabulary is needed
-    and cannot be fetched.
+    and is not in the asset folder (nothing is downloaded).
     """
     return _build_gpt2(
         out_dir,
@@ -245,17 +191,17 @@ def build_tiny_gpt2(
         n_positions=n_positions,
         seed=seed,
         initializer_range=initializer_range,
-        cache_dir=cache_dir,
+        asset_dir=asset_dir,
     )
 
 
 def build_gpt2_124m(
     out_dir: str | os.PathLike[str],
     *,
-    tokenizer: str | os.PathLike[str] | PreTrainedTokenizerBase = "gpt2",
+    tokenizer: str | os.PathLike[str] | VocabFiles | PreTrainedTokenizerBase = "gpt2",
     seed: int = 0,
     initializer_range: float = 0.02,
-    cache_dir: str | os.PathLike[str] | None = None,
+    asset_dir: str | os.PathLike[str] | None = None,
 ) -> Path:
     """Save a random-weight GPT-2 of the real GPT-2 small shape (124M parameters) into ``out_dir``.
 
@@ -273,25 +219,25 @@ def build_gpt2_124m(
         n_positions=1024,
         seed=seed,
         initializer_range=initializer_range,
-        cache_dir=cache_dir,
+        asset_dir=asset_dir,
     )
 
 
 def _build_gpt2(
     out_dir: str | os.PathLike[str],
     *,
-    tokenizer: str | os.PathLike[str] | PreTrainedTokenizerBase,
+    tokenizer: str | os.PathLike[str] | VocabFiles | PreTrainedTokenizerBase,
     n_layer: int,
     n_embd: int,
     n_head: int,
     n_positions: int,
     seed: int,
     initializer_range: float,
-    cache_dir: str | os.PathLike[str] | None,
+    asset_dir: str | os.PathLike[str] | None,
 ) -> Path:
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    hf_tokenizer = _resolve_gpt2_tokenizer(tokenizer, cache_dir)
+    hf_tokenizer = _resolve_gpt2_tokenizer(tokenizer, asset_dir)
     hf_tokenizer.model_max_length = n_positions
     end_of_text = hf_tokenizer.eos_token_id
     config = GPT2Config(
@@ -309,22 +255,24 @@ def _build_gpt2(
 
 
 def _resolve_gpt2_tokenizer(
-    tokenizer: str | os.PathLike[str] | PreTrainedTokenizerBase,
-    cache_dir: str | os.PathLike[str] | None,
+    tokenizer: str | os.PathLike[str] | VocabFiles | PreTrainedTokenizerBase,
+    asset_dir: str | os.PathLike[str] | None,
 ) -> PreTrainedTokenizerBase:
     """Turn the ``tokenizer`` argument of the GPT-2 builders into a tokenizer object (a fresh copy)."""
     import copy
 
     if isinstance(tokenizer, str) and tokenizer == "gpt2":
-        from nextword.testing.assets import gpt2_vocab_files
-
-        files = gpt2_vocab_files(Path(cache_dir) if cache_dir is not None else None)
-        return gpt2_tokenizer_from_gguf(files.gguf)
+        return gpt2_tokenizer(gpt2_vocab_files(Path(asset_dir) if asset_dir is not None else None))
+    if isinstance(tokenizer, VocabFiles):
+        return gpt2_tokenizer(tokenizer)
     if isinstance(tokenizer, (str, os.PathLike)):
-        path = Path(tokenizer)
-        if path.suffix != ".gguf":
-            raise ValueError(f"tokenizer must be 'gpt2', the path of a .gguf vocabulary or a tokenizer; got {path}")
-        return gpt2_tokenizer_from_gguf(path)
+        folder = Path(tokenizer)
+        if not (folder / GPT2_VOCAB_NAME).is_file() or not (folder / GPT2_MERGES_NAME).is_file():
+            raise ValueError(
+                f"tokenizer must be 'gpt2', VocabFiles, a folder holding {GPT2_VOCAB_NAME} and {GPT2_MERGES_NAME}, "
+                f"or a tokenizer; got {str(tokenizer)!r}"
+            )
+        return gpt2_tokenizer(folder)
     return copy.deepcopy(tokenizer)
 
 

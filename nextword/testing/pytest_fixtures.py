@@ -4,10 +4,10 @@ Installing nextword registers them with pytest through the ``pytest11`` entry po
 (``nextword.testing.pytest_plugin``): any test suite can use them as fixture arguments, with no
 ``pytest_plugins`` line and no ``conftest.py`` entry.
 
-* ``gpt2_vocab``: :class:`~nextword.testing.assets.VocabFiles`, the real GPT-2 vocabulary and
-  tokenizer test vectors, read from the asset folder. Tests never download it: it is fetched at
-  install time (``python -m nextword.testing.assets``, which ``scripts/setup.sh`` runs; see
-  :func:`~nextword.testing.assets.gpt2_vocab_files`).
+* ``gpt2_vocab``: :class:`~nextword.testing.assets.VocabFiles`, GPT-2's tokenizer files
+  ``vocab.json`` and ``merges.txt`` in the asset folder (see
+  :func:`~nextword.testing.assets.gpt2_vocab_files`). Tests never download them: the project puts
+  them there before its tests run.
 * ``tiny_gpt2_dir``: a folder holding a tiny random GPT-2 with the real vocabulary
   (:func:`~nextword.testing.models.build_tiny_gpt2`, default arguments).
 * ``tiny_openai_gpt_dir``: a folder holding a tiny random GPT-1
@@ -72,9 +72,9 @@ def _require_modules(*names: str) -> None:
 
 @pytest.fixture(scope="session")
 def gpt2_vocab() -> VocabFiles:
-    """llama.cpp's GPT-2 vocabulary GGUF and its tokenizer test vectors."""
+    """GPT-2's tokenizer files (``vocab.json``, ``merges.txt``) from the asset folder."""
     try:
-        return gpt2_vocab_files(fetch=False)
+        return gpt2_vocab_files()
     except AssetUnavailable as exc:
         _unavailable(f"GPT-2 vocabulary asset unavailable: {exc}")
 
@@ -82,10 +82,10 @@ def gpt2_vocab() -> VocabFiles:
 @pytest.fixture(scope="session")
 def tiny_gpt2_dir(gpt2_vocab: VocabFiles, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A saved tiny random-weight GPT-2 (real GPT-2 vocabulary), built once per session."""
-    _require_modules("torch", "transformers", "tokenizers", "gguf")
+    _require_modules("torch", "transformers", "tokenizers")
     from nextword.testing.models import build_tiny_gpt2
 
-    return build_tiny_gpt2(tmp_path_factory.mktemp("tiny-gpt2"), tokenizer=gpt2_vocab.gguf)
+    return build_tiny_gpt2(tmp_path_factory.mktemp("tiny-gpt2"), tokenizer=gpt2_vocab)
 
 
 @pytest.fixture(scope="session")

@@ -42,8 +42,9 @@ from nextword import (
 )
 from nextword.cpu import default_threads
 from nextword.errors import Cancelled
-from nextword.scheduler import CancelScope
+from nextword.scheduler import CancelScope, StepScheduler
 from nextword.validation import check_length, utf8_bytes
+from nextword_hf.batching import BATCH_MODES, MAX_BATCH_ROWS, GenerationRequest, Prompt, plan_batches
 from nextword_hf.loading import load_pretrained, locate
 from nextword_hf.token_bytes import TokenBytes
 
@@ -66,15 +67,15 @@ def resolve_device(device: str) -> torch.device:
     return dev
 
 
-def _plugin_spec() -> BackendSpec:
-    """The plugin's declaration, for a generator loaded directly rather than through nextword."""
-    from nextword_hf.plugin import SPEC
-
-    return SPEC
-
-
 class HFGenerator(BaseGenerator):
-    """A transformers causal LM behind nextword's API."""
+    """A transformers causal LM behind nextword's API.
+
+    Calls from many threads are safe. With the load option ``batching="exact"`` (the default)
+    generations take turns on the model, each prompt on its own, so a result never depends on
+    what else runs. With ``batching="fast"``, concurrent ``generate`` calls (and the prompts of a
+    list) whose options allow it run together as one left-padded batch
+    (:mod:`nextword_hf.batching`); their logits then differ from a call alone in the last bits.
+    """
 
     def __init__(
         self, model: str, tokenizer: Any, hf_model: Any, options: dict[str, Any], *, spec: BackendSpec
@@ -100,6 +101,8 @@ class HFGenerator(BaseGenerator):
         forward_args = inspect.signature(type(hf_model).forward).parameters
         self.cache_kwarg = "cache" if "cache" in forward_args else "past_key_values"
         self._lock = threading.Lock()
+        self._batching = str(options.get("batching", "exact"))
+        self._scheduler: StepScheduler[GenerationRequest] = StepScheduler(self._execute, max_group=MAX_BATCH_ROWS)
 
     @property
     def hf_model(self) -> Any:
@@ -117,14 +120,19 @@ class HFGenerator(BaseGenerator):
         dtype: str = "float32",
         threads: int | None = None,
         cache: str = "dynamic",
-        spec: BackendSpec | None = None,
+        batching: str = "exact",
+        spec: BackendSpec,
     ) -> HFGenerator:
         """Load ``model`` (hub id, local folder or .gguf file) on ``device`` in ``dtype``;
-        ``cache="static"`` makes ``generate`` use a preallocated KV cache. Without ``threads``,
+        ``cache="static"`` makes ``generate`` use a preallocated KV cache. ``batching="fast"``
+        runs concurrent generations as one batch (see the class). Without ``threads``,
         torch's thread count is lowered to :func:`nextword.cpu.default_threads` where it is
         higher (torch counts the machine's cores, not the process's affinity or cgroup quota).
-        ``spec`` is the backend's declaration the generator reports (default: the plugin's own,
-        as ``nextword.load("hf", ...)`` passes it)."""
+        ``spec`` is the backend's declaration the generator reports: the plugin passes its own
+        (:data:`nextword_hf.plugin.SPEC`; ``SPEC.load(model, **options)`` loads a generator
+        without nextword's cache). This module never imports the plugin module."""
+        if batching not in BATCH_MODES:
+            raise InvalidConfig(f"hf option 'batching' must be one of {', '.join(BATCH_MODES)}, got {batching!r}")
         if threads:
             torch.set_num_threads(threads)
         elif torch.get_num_threads() > default_threads():
@@ -135,8 +143,14 @@ class HFGenerator(BaseGenerator):
         else:
             torch_dtype = _DTYPES[dtype]
         tokenizer, hf_model = load_pretrained(locate(model), dtype=torch_dtype, device=str(dev))
-        options = {"device": device, "dtype": dtype, "threads": threads or torch.get_num_threads(), "cache": cache}
-        return cls(model, tokenizer, hf_model, options, spec=spec or _plugin_spec())
+        options = {
+            "device": device,
+            "dtype": dtype,
+            "threads": threads or torch.get_num_threads(),
+            "cache": cache,
+            "batching": batching,
+        }
+        return cls(model, tokenizer, hf_model, options, spec=spec)
 
     # ---- primitives -------------------------------------------------------------------------
 
@@ -211,24 +225,85 @@ class HFGenerator(BaseGenerator):
     def generate_ids(
         self, prompts_ids: Sequence[Sequence[int]], config: DecodingConfig, n_new: Sequence[int]
     ) -> list[list[Iterable[int]]]:
-        """Greedy prompts run as left-padded batches (grouped by token budget); seeded sampling
-        runs prompt by prompt, each from the seed, so a batch equals the prompts one by one."""
-        out: list[list[Iterable[int]] | None] = [None] * len(prompts_ids)
-        if (config.sampling and config.seed is not None) or config.no_repeat_ngram_size:
-            # Seeded samples must not depend on batch neighbours; and transformers' n-gram ban
-            # counts the left padding as tokens, so padded prompts would be treated differently.
-            groups = [[i] for i in range(len(prompts_ids))]
-        else:
-            by_budget: dict[int, list[int]] = {}
-            for i, n in enumerate(n_new):
-                by_budget.setdefault(n, []).append(i)
-            groups = list(by_budget.values())
-        for group in groups:
-            rows = self._generate_batch([prompts_ids[i] for i in group], config, n_new[group[0]])
-            per = config.num_return_sequences
-            for j, i in enumerate(group):
-                out[i] = list(rows[j * per : (j + 1) * per])
-        return [o if o is not None else [] for o in out]
+        """With ``batching="exact"``, each prompt runs on its own ``generate`` call (so a list
+        equals its prompts one by one, bit for bit). With ``"fast"``, the call joins the
+        scheduler: the prompts of this and of concurrent calls that can share a batch run as
+        one left-padded batch. Sampling draws each prompt's tokens from its own random
+        generator seeded with ``config.seed`` in both modes."""
+        if self._batching == "fast":
+            request = GenerationRequest(prompts_ids, config, n_new)
+            with self._scheduler.participant():
+                self._scheduler.run(request)
+            if request.error is not None:
+                raise request.error
+            return [list(p.rows or []) for p in request.prompts]
+        out: list[list[Iterable[int]]] = []
+        for ids, n in zip(prompts_ids, n_new, strict=True):
+            out.append(list(self._generate_rows([Prompt(ids, n)], config)))
+        return out
+
+    def _execute(self, requests: Sequence[GenerationRequest]) -> None:
+        """The scheduler's executor (``batching="fast"``): every batch of the waiting requests'
+        prompts in one ``generate`` call each; failures and cancellations go on the requests."""
+        for batch in plan_batches(requests):
+            live = [(r, p) for r, p in batch if r.error is None and not r.scope.cancelled]
+            if not live:
+                continue
+            try:
+                self._generate_rows(
+                    [p for _, p in live],
+                    live[0][0].config,
+                    scopes=[r.scope for r, _ in live],
+                    seeds=[r.config.seed for r, _ in live],
+                )
+            except Exception as exc:  # this batch's failure, reported to each of its callers
+                for r, _ in live:
+                    r.error = exc
+        for r in requests:
+            if r.error is None and r.scope.cancelled:
+                r.error = Cancelled("the generation was cancelled")
+
+    def _generate_rows(
+        self,
+        prompts: Sequence[Prompt],
+        config: DecodingConfig,
+        *,
+        scopes: Sequence[CancelScope] | None = None,
+        seeds: Sequence[int | None] | None = None,
+    ) -> list[list[int]]:
+        """Generate for ``prompts`` in one left-padded batch; set and return each prompt's rows
+        (``num_return_sequences`` each, cut at the prompt's budget and first EOS). Each prompt
+        samples from its own random generator, seeded with its entry of ``seeds`` (default:
+        ``config.seed`` for all); ``scopes`` (one per prompt, default: the caller's) stop a
+        prompt's rows when cancelled, and a cancelled caller's scope raises
+        :class:`~nextword.errors.Cancelled`."""
+        per = config.num_return_sequences
+        budgets = [p.n_new for p in prompts for _ in range(per)]
+        n_max = max(budgets)
+        if n_max == 0:
+            for p in prompts:
+                p.rows = [[] for _ in range(per)]
+            return [[] for _ in budgets]
+        seeds = [config.seed] * len(prompts) if seeds is None else seeds
+        randoms = [_random_generator(seed, self.device) for seed in seeds] if config.sampling else []
+        processors = _sampling_processors(config, self.device, randoms)
+        row_scopes = None if scopes is None else [sc for sc in scopes for _ in range(per)]
+        sequences, width, _ = self._run_generate(
+            [p.ids for p in prompts],
+            config,
+            n_max,
+            processors,
+            row_scopes=row_scopes,
+            budgets=budgets if min(budgets) < n_max else None,
+        )
+        rows = []
+        for row, budget in zip(sequences[:, width:].tolist(), budgets, strict=True):
+            row = row[:budget]
+            end = next((k + 1 for k, t in enumerate(row) if t in self._eos), len(row))
+            rows.append(row[:end])
+        for i, p in enumerate(prompts):
+            p.rows = rows[i * per : (i + 1) * per]
+        return rows
 
     def token_stream(
         self, prompt_ids: Sequence[int], config: DecodingConfig, n_new: int, rng: np.random.Generator
@@ -245,16 +320,6 @@ class HFGenerator(BaseGenerator):
             return iter(())
         return _PausableStream(self, list(prompt_ids), config, n_new).tokens()
 
-    def _generate_batch(self, batch: Sequence[Sequence[int]], config: DecodingConfig, n_new: int) -> list[list[int]]:
-        if n_new == 0:
-            return [[] for _ in range(len(batch) * config.num_return_sequences)]
-        sequences, width, _ = self._run_generate(batch, config, n_new, _sampling_processors(config, self.device))
-        rows = []
-        for row in sequences[:, width:].tolist():
-            end = next((k + 1 for k, t in enumerate(row) if t in self._eos), len(row))
-            rows.append(row[:end])
-        return rows
-
     @torch.inference_mode()
     def _run_generate(
         self,
@@ -267,10 +332,15 @@ class HFGenerator(BaseGenerator):
         extra_stop: StoppingCriteria | None = None,
         stop_width: int | None = None,
         cache: Any = None,
+        row_scopes: Sequence[CancelScope] | None = None,
+        budgets: Sequence[int] | None = None,
     ) -> tuple[torch.Tensor, int, Any]:
         """Run ``generate``; returns the sequences, the prompt width (left padding included) and,
         when ``cache`` was given or a stream asks for it (``extra_stop``), the KV cache.
-        ``stop_width`` is where the text checked for stop strings starts (default: the width)."""
+        ``stop_width`` is where the text checked for stop strings starts (default: the width).
+        ``row_scopes`` (one per output row) stop rows whose scope is cancelled; without them the
+        caller's scope stops all rows and raises :class:`~nextword.errors.Cancelled`.
+        ``budgets`` (one per output row) end each row after that many new tokens."""
         width = max(len(ids) for ids in batch)
         input_ids = torch.full((len(batch), width), self._pad, dtype=torch.long)
         mask = torch.zeros((len(batch), width), dtype=torch.long)
@@ -278,7 +348,9 @@ class HFGenerator(BaseGenerator):
             input_ids[i, width - len(ids) :] = torch.tensor(list(ids))
             mask[i, width - len(ids) :] = 1
         scope = CancelScope.nested()  # cancelled with the caller's scope (an asyncio task)
-        criteria = StoppingCriteriaList([_Cancelled(scope)])
+        criteria = StoppingCriteriaList([_Cancelled(row_scopes or [scope])])
+        if budgets is not None:
+            criteria.append(_RowBudgets(width, budgets))
         if config.stop:
             criteria.append(_StopStrings(self, config.stop, width if stop_width is None else stop_width))
         if extra_stop is not None:
@@ -300,7 +372,7 @@ class HFGenerator(BaseGenerator):
                 streamer=streamer,
                 **extra,
             )
-        if scope.cancelled:
+        if row_scopes is None and scope.cancelled:
             raise Cancelled("the generation was cancelled")
         if isinstance(out, torch.Tensor):
             return out, width, None
@@ -339,9 +411,22 @@ class HFGenerator(BaseGenerator):
             torch.cuda.empty_cache()
 
 
-def _sampling_processors(config: DecodingConfig, device: torch.device) -> LogitsProcessorList:
+def _random_generator(seed: int | None, device: torch.device) -> torch.Generator:
+    """A prompt's own random generator: seeded with ``seed``, or from fresh entropy when None."""
+    random = torch.Generator(device=device)
+    if seed is None:
+        random.seed()  # fresh entropy: unseeded calls differ from each other
+    else:
+        random.manual_seed(seed)
+    return random
+
+
+def _sampling_processors(
+    config: DecodingConfig, device: torch.device, randoms: Sequence[torch.Generator] | None = None
+) -> LogitsProcessorList:
     """For sampling: transformers' own warpers for the sampling options, in transformers' order,
-    then :class:`_OwnRandomChoice`, so each call draws from its own random generator.
+    then :class:`_OwnRandomChoice`, so each prompt draws from its own random generator
+    (``randoms``, one per prompt of the batch in order; default: one new generator).
 
     transformers draws with ``torch.multinomial`` on torch's process-wide generator, which any
     other thread (another hf generator, the application) also advances: seeded samples would not
@@ -360,25 +445,29 @@ def _sampling_processors(config: DecodingConfig, device: torch.device) -> Logits
         processors.append(MinPLogitsWarper(min_p=config.min_p))
     if config.typical_p is not None and config.typical_p < 1.0:
         processors.append(TypicalLogitsWarper(mass=config.typical_p))
-    random = torch.Generator(device=device)
-    if config.seed is None:
-        random.seed()  # fresh entropy: unseeded calls differ from each other
-    else:
-        random.manual_seed(config.seed)
-    processors.append(_OwnRandomChoice(random))
+    processors.append(_OwnRandomChoice(list(randoms) if randoms else [_random_generator(config.seed, device)]))
     return LogitsProcessorList(processors)
 
 
 class _OwnRandomChoice(LogitsProcessor):
-    """Draws each row's next token from the warped scores with the call's own generator (the
-    same draw transformers makes: multinomial over the softmax) and keeps only that token."""
+    """Draws each row's next token from the warped scores (the same draw transformers makes:
+    multinomial over the softmax) and keeps only that token. The rows are split evenly among
+    ``randoms`` in order (a prompt's ``num_return_sequences`` rows share its generator), and
+    each generator draws for its own rows only, so a prompt's draws do not depend on the other
+    prompts of its batch."""
 
-    def __init__(self, random: torch.Generator) -> None:
-        self.random = random
+    def __init__(self, randoms: Sequence[torch.Generator]) -> None:
+        self.randoms = randoms
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         probs = torch.softmax(scores.float(), dim=-1)
-        chosen = torch.multinomial(probs, num_samples=1, generator=self.random)
+        per = probs.shape[0] // len(self.randoms)
+        chosen = torch.cat(
+            [
+                torch.multinomial(probs[i * per : (i + 1) * per], num_samples=1, generator=random)
+                for i, random in enumerate(self.randoms)
+            ]
+        )
         only = torch.full_like(scores, -float("inf"))
         return only.scatter_(1, chosen, 0.0)  # type: ignore[return-value]
 
@@ -496,14 +585,27 @@ class _QueueStreamer(BaseStreamer):
 
 
 class _Cancelled(StoppingCriteria):
-    """Stops generation once the consumer has gone away or the call was cancelled."""
+    """Stops the rows whose cancel scope was cancelled (one scope for all rows, or one per row)."""
 
-    def __init__(self, flag: threading.Event | CancelScope) -> None:
-        self.flag = flag
+    def __init__(self, scopes: Sequence[CancelScope]) -> None:
+        self.scopes = scopes
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> torch.Tensor:
-        stop = self.flag.is_set() if isinstance(self.flag, threading.Event) else self.flag.cancelled
-        return torch.full((input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device)
+        n = input_ids.shape[0]
+        if len(self.scopes) == 1:
+            return torch.full((n,), self.scopes[0].cancelled, dtype=torch.bool, device=input_ids.device)
+        return torch.tensor([s.cancelled for s in self.scopes], dtype=torch.bool, device=input_ids.device)
+
+
+class _RowBudgets(StoppingCriteria):
+    """Ends each row once it holds its own budget of new tokens (rows of one batch may differ)."""
+
+    def __init__(self, prompt_width: int, budgets: Sequence[int]) -> None:
+        self.width = prompt_width
+        self.budgets = torch.tensor(list(budgets))
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        return (self.budgets <= input_ids.shape[1] - self.width).to(input_ids.device)
 
 
 class _PausableStream:

@@ -29,6 +29,13 @@ OPTIONS = {
         default="dynamic",
         choices=("dynamic", "static"),
     ),
+    "batching": OptionSpec(
+        str,
+        "exact: concurrent generations take turns, each prompt alone (bit-identical to a call alone); "
+        "fast: concurrent generations and the prompts of a list run as one left-padded batch",
+        default="exact",
+        choices=("exact", "fast"),
+    ),
 }
 
 

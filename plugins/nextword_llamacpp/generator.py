@@ -92,22 +92,19 @@ class LlamaCppGenerator(BaseGenerator):
         self._pieces: dict[int, bytes] = {}
 
     @classmethod
-    def load(cls, model: str, *, spec: BackendSpec | None = None, **options: Any) -> LlamaCppGenerator:
+    def load(cls, model: str, *, spec: BackendSpec, **options: Any) -> LlamaCppGenerator:
         """Load ``model`` (a .gguf file, a Hugging Face GPT-2 folder or hub id; see
         :func:`~nextword_llamacpp.locate.locate_gguf`) with the plugin's load options (documented
         in :mod:`nextword_llamacpp.plugin`), through the steps of :func:`~nextword_llamacpp.loading.open_model`.
-        ``spec`` is the backend's declaration the generator reports (default: the plugin's own,
-        as ``nextword.load("llamacpp", ...)`` passes it).
+        ``spec`` is the backend's declaration the generator reports: the plugin passes its own
+        (:data:`nextword_llamacpp.plugin.SPEC`; ``SPEC.load(model, **options)`` loads a generator
+        without nextword's cache). This module never imports the plugin module.
 
         Raises:
             ModelLoadError: the model cannot be found, converted, validated or loaded by llama.cpp.
             InvalidConfig: an option value cannot work with this model or this llama.cpp build.
         """
         opened = open_model(model, **options)
-        if spec is None:
-            from nextword_llamacpp.plugin import SPEC
-
-            spec = SPEC
         return cls(model, opened.llama, opened.info, opened.pool, opened.context_length, opened.options, spec=spec)
 
     # ---- primitives -------------------------------------------------------------------------
@@ -183,22 +180,55 @@ class LlamaCppGenerator(BaseGenerator):
     def token_stream(
         self, prompt_ids: Sequence[int], config: DecodingConfig, n_new: int, rng: np.random.Generator
     ) -> Iterator[int]:
-        """The shared decoding loop over a pool session; while it runs, the scheduler counts it
-        as a caller whose next step is worth waiting a moment for (so concurrent generations
-        share their decodes)."""
+        """The shared decoding loop over a pool session (what ``stream`` reads). The stream
+        leases a slot and counts as a caller worth waiting for only while it computes a token:
+        a stream suspended between tokens (read slowly, left unread, or interrupted by Ctrl-C
+        in the reader and not closed yet) holds nothing that other calls wait for."""
+        return self._tokens(prompt_ids, config, n_new, rng, hold=False)
+
+    def _tokens(
+        self, prompt_ids: Sequence[int], config: DecodingConfig, n_new: int, rng: np.random.Generator, *, hold: bool
+    ) -> Iterator[int]:
+        """Sampled tokens; with ``hold``, the slot lease is held from the first token to the
+        last (a generation read to its end at once); without, only during each token's step."""
         session = self.open_session(prompt_ids)
-        # At most `parallel` generations at a time, each leasing its slot; a caller past that
-        # waits for one to finish (up to _LEASE_WAIT_S, then it runs unleased rather than risk a
-        # deadlock when one thread interleaves more streams than there are slots).
-        leased = self._generations.acquire(timeout=_LEASE_WAIT_S)
-        session.owner = session if leased else None
+        steps = sample_tokens(session, prompt_ids, config, n_new, rng, self.eos_token_ids)
         try:
-            with self._scheduler.participant():
-                yield from sample_tokens(session, prompt_ids, config, n_new, rng, self.eos_token_ids)
+            if hold:
+                with self._lease(session, _LEASE_WAIT_S):
+                    yield from steps
+                return
+            wait = _LEASE_WAIT_S  # the first step waits for a slot; later ones take one if free
+            while True:
+                with self._lease(session, wait):
+                    token = next(steps, None)
+                if token is None:
+                    return
+                yield token
+                wait = 0.0
         finally:
+            steps.close()
+
+    @contextlib.contextmanager
+    def _lease(self, session: _PoolSession, wait: float) -> Iterator[None]:
+        """Lease a slot for ``session`` (at most ``parallel`` generations hold one; a caller past
+        that waits up to ``wait`` seconds, then runs unleased rather than risk a deadlock when
+        one thread interleaves more streams than there are slots) and count it as a
+        participant of the scheduler, so concurrent steps share decodes. Released on any exit,
+        an interrupt included."""
+        leased = False
+        try:
+            leased = self._generations.acquire(timeout=wait) if wait > 0 else self._generations.acquire(False)
+            session.owner = session if leased else None
+            with self._scheduler.participant():
+                yield
+        finally:
+            session.owner = None
             if leased:
-                self._pool.release(session)
-                self._generations.release()
+                try:
+                    self._pool.release(session)
+                finally:
+                    self._generations.release()
 
     def generate_ids(
         self, prompts_ids: Sequence[Sequence[int]], config: DecodingConfig, n_new: Sequence[int]
@@ -212,7 +242,7 @@ class LlamaCppGenerator(BaseGenerator):
 
             def run(ids: Sequence[int] = ids, n: int = n, count: int = config.num_return_sequences) -> list[list[int]]:
                 rng = np.random.default_rng(config.seed)
-                return [list(self.token_stream(ids, config, n, rng)) for _ in range(count)]
+                return [list(self._tokens(ids, config, n, rng, hold=True)) for _ in range(count)]
 
             if config.do_sample or config.num_return_sequences == 1:
                 jobs.append(run)
