@@ -29,8 +29,8 @@ from nextword import BackendSpec, BaseGenerator
 from nextword.decoding.loop import sample_tokens
 from nextword.decoding.processors import log_softmax
 from nextword.decoding_config import DecodingConfig
-from nextword.errors import ContextLengthExceeded, InvalidInput, InvalidState, NextwordError
 from nextword.engine_thread import EngineThread
+from nextword.errors import ContextLengthExceeded, InvalidInput, InvalidState, NextwordError
 from nextword.scheduler import StepScheduler, run_concurrently
 from nextword.validation import utf8_bytes
 from nextword_llamacpp.gguf_check import GGUFInfo
