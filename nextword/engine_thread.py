@@ -95,7 +95,7 @@ class EngineThread:
             raise interrupt
         if job.error is not None:
             raise job.error
-        return job.result  # type: ignore[no-any-return]
+        return job.result
 
     def stop(self) -> None:
         """Let the thread end once the calls already queued are done (later calls raise)."""
