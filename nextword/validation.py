@@ -3,11 +3,12 @@ word search, explain) so that each reports bad input the same way, before the en
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from nextword.errors import ContextLengthExceeded, InvalidInput
 
-__all__ = ["check_length", "encode_text", "utf8_bytes"]
+__all__ = ["added_first_token", "check_length", "encode_text", "utf8_bytes"]
 
 
 def encode_text(generator: Any, text: object, what: str = "prompt") -> list[int]:
@@ -22,6 +23,12 @@ def encode_text(generator: Any, text: object, what: str = "prompt") -> list[int]
     if not ids:
         raise InvalidInput(f"the {what} {text!r} produced no tokens")
     return ids
+
+
+def added_first_token(generator: Any, ids: Sequence[int], text: str) -> bool:
+    """Whether the tokenizer put a token of its own (a BOS token) before ``text``, whose tokens
+    are ``ids``."""
+    return bool(generator.detokenize(list(ids)) != text and generator.detokenize(list(ids[1:])) == text)
 
 
 def utf8_bytes(text: str) -> bytes:

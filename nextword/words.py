@@ -59,7 +59,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from nextword.decoding.branches import Branches, SessionBranches, open_branches
+from nextword.decoding.branches import Branches, SessionBranches, SharedBranches, open_branches
 from nextword.decoding.detok import text_after
 from nextword.decoding.processors import log_softmax, top_indices
 from nextword.errors import InvalidInput, UnsupportedOption
@@ -303,12 +303,14 @@ class _Evaluator:
     ``batched`` (the backend evaluates several paths in one engine call): on a miss the paths the
     search is expected to extend next are evaluated in the same call and kept until asked for.
     The search reads the same rows either way, so its result does not depend on the batching.
-    ``calls`` counts the rows computed, ``batches`` the engine calls.
+    ``calls`` counts the rows computed, ``batches`` the engine calls. ``owned``: :meth:`close`
+    closes the branches too (not when the caller lent them and closes them itself).
     """
 
-    def __init__(self, branches: Branches, batched: bool) -> None:
+    def __init__(self, branches: Branches, batched: bool, *, owned: bool = True) -> None:
         self._branches = branches
         self._batched = batched
+        self._owned = owned
         self._rows: dict[tuple[int, ...], npt.NDArray[np.floating]] = {}
         self.calls = 0
         self.batches = 0
@@ -338,7 +340,15 @@ class _Evaluator:
 
     def close(self) -> None:
         self._rows.clear()
-        self._branches.close()
+        if self._owned:
+            self._branches.close()
+
+
+def _is_batched(branches: Branches) -> bool:
+    """Whether ``branches`` evaluates several paths per engine call (worth batching ahead)."""
+    if isinstance(branches, SharedBranches):
+        return branches.batched
+    return not isinstance(branches, SessionBranches)
 
 
 @dataclasses.dataclass
@@ -428,6 +438,7 @@ class _Search:
         floor: float,
         depth_limit: int,
         allowed: Allowed | None,
+        branches: Branches | None = None,
     ) -> None:
         self.generator = generator
         self.k = k
@@ -443,8 +454,10 @@ class _Search:
         self.extended = collections.Counter[int]()  # prefixes extended, per length
         self.order = itertools.count()  # breaks ties in the heap: first pushed, first popped
         self.excluded = 0.0  # mass of the tokens ``allowed`` ruled out
-        branches = open_branches(generator, prompt_ids)
-        self.evaluator = _Evaluator(branches, batched=not isinstance(branches, SessionBranches))
+        owned = branches is None
+        if branches is None:
+            branches = open_branches(generator, prompt_ids)
+        self.evaluator = _Evaluator(branches, batched=_is_batched(branches), owned=owned)
 
     # -- step 1: the prompt's distribution ----------------------------------------------------
 
@@ -800,9 +813,15 @@ def search_words_from_ids(
     beam_width: int | None = None,
     min_prob: float = 0.0,
     max_tokens: int = DEFAULT_MAX_TOKENS,
+    branches: Branches | None = None,
 ) -> WordSearch:
     """:func:`search_words` after the token ids ``prompt_ids`` (``prompt`` is only copied into the
     result); with ``starts``, beginning from those word prefixes instead of from every first token.
+
+    ``branches``, when given, is the state after ``prompt_ids`` to evaluate the paths from (see
+    :mod:`nextword.decoding.branches`; for instance a
+    :class:`~nextword.decoding.branches.SharedBranches` that several searches from the same
+    prompt use); the call does not close it. By default one is opened and closed.
 
     ``starts`` are token paths, each with its absolute natural-log probability after
     ``prompt_ids``; no path may be a prefix of another (the events must be disjoint), and a
@@ -819,7 +838,7 @@ def search_words_from_ids(
     paths = None if starts is None else [(tuple(int(t) for t in path), float(lp)) for path, lp in starts]
     if paths is not None and any(not path or len(path) > depth_limit for path, _ in paths):
         raise InvalidInput(f"every start path must hold 1 to {depth_limit} tokens (max_tokens, and the context)")
-    search = _Search(generator, prompt_ids, k, beam, floor, depth_limit, None)
+    search = _Search(generator, prompt_ids, k, beam, floor, depth_limit, None, branches)
     try:
         if paths is None:
             search.start()

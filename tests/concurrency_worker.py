@@ -1,6 +1,8 @@
 """Run mixed calls from many threads on one generator and compare each with its sequential result.
 
-Run as a script (``python tests/concurrency_worker.py BACKEND MODEL [OPTION=VALUE ...]``) so that
+Run as a script (``python tests/concurrency_worker.py BACKEND MODEL [--tokens=N] [--prompts=N]
+[OPTION=VALUE ...]``; ``--tokens`` scales the generations' lengths, ``--prompts`` takes the first
+N prompts; the options are load options) so that
 a crash of the engine shows as the process dying, not as a test that hangs or takes pytest with
 it. Prints one JSON line: the number of calls checked, the mismatches (empty when every
 concurrent result equals its sequential one) and the exceptions raised.
@@ -18,13 +20,16 @@ import nextword
 PROMPTS = ["I love cats because", "Once upon a time", "The weather today is", "My favourite food"]
 
 
-def calls() -> list[tuple[str, str, dict[str, Any]]]:
-    """(kind, prompt, options) for 24 calls: generate, stream and predict_next, greedy and sampled."""
+def calls(tokens: int = 12, n_prompts: int = len(PROMPTS)) -> list[tuple[str, str, dict[str, Any]]]:
+    """(kind, prompt, options): 6 calls per prompt (24 for all): generate (up to ``tokens``),
+    sampled generate, stream, predict_next by token and by word, score."""
     out: list[tuple[str, str, dict[str, Any]]] = []
-    for i, prompt in enumerate(PROMPTS):
-        out.append(("generate", prompt, {"max_new_tokens": 12}))
-        out.append(("generate", prompt, {"max_new_tokens": 8, "do_sample": True, "top_k": 20, "seed": i}))
-        out.append(("stream", prompt, {"max_new_tokens": 10}))
+    for i, prompt in enumerate(PROMPTS[:n_prompts]):
+        out.append(("generate", prompt, {"max_new_tokens": tokens}))
+        out.append(
+            ("generate", prompt, {"max_new_tokens": max(2, tokens * 2 // 3), "do_sample": True, "top_k": 20, "seed": i})
+        )
+        out.append(("stream", prompt, {"max_new_tokens": max(2, tokens * 5 // 6)}))
         out.append(("predict_next", prompt, {"k": 3, "unit": "token"}))
         out.append(("predict_next", prompt, {"k": 3}))
         out.append(("score", prompt + " they are here", {}))
@@ -46,11 +51,15 @@ def run(gen: nextword.Generator, kind: str, prompt: str, options: dict[str, Any]
 def main(argv: list[str]) -> int:
     backend, model, *rest = argv
     options: dict[str, Any] = {}
+    shape = {"--tokens": 12, "--prompts": len(PROMPTS)}
     for item in rest:
         name, _, value = item.partition("=")
+        if name in shape:
+            shape[name] = int(value)
+            continue
         options[name] = int(value) if value.isdigit() else value
     gen = nextword.load(backend, model, **options)
-    work = calls()
+    work = calls(shape["--tokens"], shape["--prompts"])
     expected = [run(gen, *call) for call in work]
     mismatches: list[str] = []
     errors: list[str] = []

@@ -5,18 +5,20 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 from click.testing import CliRunner
 
 import nextword
 from nextword.cli import cli
-from nextword.complete import predict_or_complete
-from nextword.evaluation import evaluate
-from nextword.words import predict_words
+from nextword.complete import complete_after, predict_or_complete
+from nextword.evaluation import _Reader, _word_plan, evaluate
+from nextword.words import WordSearch, predict_words, search_words_from_ids
 
 TEXT = "The cat sat on the mat. It was happy, and so was I."
 
@@ -131,3 +133,116 @@ def test_cli(tiny_gpt2_dir: Path, tmp_path: Path) -> None:
     assert "keystroke savings (k=2)" in out.output and plot.read_bytes()[:4] == b"\x89PNG"
     bad = runner.invoke(cli, ["eval", str(path), "-m", model, "--compare", "nocolon"])
     assert isinstance(bad.exception, nextword.InvalidInput) and "BACKEND:MODEL" in str(bad.exception)
+
+
+# ---- the state of the text read so far (KV reuse) against the plain path ------------------------
+
+
+class Plain:
+    """The bare Generator protocol over another generator: no sessions, no branches, so the
+    evaluation takes the plain path (every row from ``next_token_logits`` on the whole sequence).
+    ``token_bytes`` is passed on so that completions follow split characters the same way."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        for name in ("backend", "model", "capabilities", "settings", "context_length", "eos_token_ids"):
+            setattr(self, name, getattr(inner, name))
+        if hasattr(inner, "token_bytes"):
+            self.token_bytes = inner.token_bytes
+
+    def tokenize(self, text: str) -> list[int]:
+        return list(self.inner.tokenize(text))
+
+    def detokenize(self, token_ids: Sequence[int]) -> str:
+        return str(self.inner.detokenize(token_ids))
+
+    def next_token_logits(self, token_ids: Sequence[int]) -> npt.NDArray[np.floating]:
+        return np.asarray(self.inner.next_token_logits(token_ids))
+
+
+class ForkingSession:
+    """A session that recomputes from ``next_token_logits`` (exact: no KV numerics) and forks."""
+
+    def __init__(self, generator: Plain, ids: list[int]) -> None:
+        self.generator = generator
+        self.ids = ids
+
+    def logits(self) -> npt.NDArray[np.floating]:
+        return self.generator.next_token_logits(self.ids)
+
+    def feed(self, token_id: int) -> None:
+        self.ids.append(int(token_id))
+
+    def fork(self) -> ForkingSession:
+        return ForkingSession(self.generator, list(self.ids))
+
+
+class Forking(Plain):
+    """:class:`Plain` with forkable sessions: the evaluation takes the fast path, with numbers
+    that cannot depend on how the text was read, so both paths must agree exactly."""
+
+    def open_session(self, prompt_ids: Sequence[int]) -> ForkingSession:
+        return ForkingSession(self, list(prompt_ids))
+
+
+def same_search(a: WordSearch, b: WordSearch, rel: float) -> None:
+    assert [w.text for w in a.words] == [w.text for w in b.words]
+    assert [w.prob for w in a.words] == pytest.approx([w.prob for w in b.words], rel=rel, abs=1e-12)
+    assert a.unexplored_mass == pytest.approx(b.unexplored_mass, rel=rel, abs=1e-12)
+
+
+def searches_both_ways(gen: Any, plain: Any, text: str, k: int, rel: float) -> int:
+    """Every word search and completion search of the evaluation, from the reader's state and
+    from scratch on the plain generator: same words, same probabilities. Returns the searches run."""
+    ids = gen.tokenize(text)
+    plan = _word_plan(gen, ids, [(0, len(ids))])
+    reader = _Reader(gen, ids, 0)
+    assert reader.session is not None  # the fast path is taken
+    runs = 0
+    for s, a, word in plan:
+        branches = reader.branches_at(a)
+        try:
+            context = ids[s:a]
+            fast = search_words_from_ids(gen, context, k, beam_width=4, branches=branches)
+            same_search(fast, search_words_from_ids(plain, context, k, beam_width=4), rel)
+            runs += 1
+            for typed in range(1, len(word)):
+                try:
+                    done = complete_after(gen, context, word[:typed], k, beam_width=4, branches=branches)
+                except nextword.InvalidInput:
+                    with pytest.raises(nextword.InvalidInput):
+                        complete_after(plain, context, word[:typed], k, beam_width=4)
+                    continue
+                slow = complete_after(plain, context, word[:typed], k, beam_width=4)
+                same_search(done.search, slow.search, rel)
+                assert done.normalizer == pytest.approx(slow.normalizer, rel=rel, abs=1e-12)
+                runs += 1
+        finally:
+            branches.close()
+    return runs
+
+
+def test_reading_state_gives_the_plain_numbers_exactly(byte_gen: nextword.Generator) -> None:
+    """With a session whose numbers cannot depend on how the text was read, the fast path (one
+    session reading the text, forked for every search of a word, rows shared between them)
+    gives exactly the plain path's searches, and the same evaluation."""
+    text = "the cat sat on the mat and the dog"
+    plain: Any = Plain(byte_gen)
+    forking: Any = Forking(byte_gen)
+    assert searches_both_ways(forking, plain, text, 3, rel=1e-12) > 9
+    a, b = evaluate(plain, text, k=3), evaluate(forking, text, k=3)
+    assert a.words == b.words and a.keystrokes == b.keystrokes and a.word_top1 == b.word_top1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", ["hf", "llamacpp"])
+def test_reading_state_on_kv_engines(engine: str, hf_gen: nextword.Generator, tiny_gguf: Callable[[str], Path]) -> None:
+    """On the real KV-cache engines (hf's cache, llama.cpp's sequence pool) the fast path reads
+    each token once and agrees with the plain path: same words, same suggestions, probabilities
+    equal up to rounding: the engines' numbers depend on how many tokens one pass holds (the plain
+    path reads context and path in one pass; llama.cpp's differ by up to ~2e-4 relative here)."""
+    gen = hf_gen if engine == "hf" else nextword.load("llamacpp", str(tiny_gguf("f32")), threads=1)
+    text, plain = "The cat sat on the mat", cast(Any, Plain(gen))
+    assert searches_both_ways(gen, plain, text, 2, rel=1e-4 if engine == "hf" else 1e-3) > 4
+    fast, slow = evaluate(gen, text, k=2), evaluate(plain, text, k=2)
+    assert fast.words == slow.words

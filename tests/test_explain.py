@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import html.parser
 import json
 import math
@@ -229,3 +230,47 @@ def test_cli_explain(run: Any, tiny_gpt2_dir: Path, tmp_path: Path, monkeypatch:
     code, _, err = run("explain", "The <cat> sat", "-m", model, "--html", str(page), "--open")
     assert code == 0 and page.exists() and "&lt;" in page.read_text() and "wrote" in err
     assert opened == [page.resolve().as_uri()]
+
+
+# ---- the completion of a word the text ends in ---------------------------------------------------
+
+
+def test_completion_of_the_last_word(hf_gen: nextword.Generator, tiny_gpt2_dir: Path) -> None:
+    """A text ending inside a word carries that word's completions: the prediction predict_next
+    gives for the text with unit="word", in the data, the JSON, and both renderings."""
+    text = "The cat sat on the ma"
+    expl = explain(hf_gen, text, top=3, complete="word")
+    pred = nextword.predict_next(text, 3, unit="word", complete="word", backend="hf", model=str(tiny_gpt2_dir))
+    assert expl.completion is not None and expl.completion.typed == pred.typed == " ma"
+    got = expl.completion.candidates
+    assert [(c.text, c.remaining, c.token_ids) for c in got] == [(c.text, c.remaining, c.token_ids) for c in pred]
+    assert [c.prob for c in got] == pytest.approx([c.prob for c in pred], rel=1e-9, abs=0)
+    assert all(c.text.startswith(" ma") and c.text == " ma" + (c.remaining or "") for c in got)
+    assert expl.completion.prefix_prob == pytest.approx(pred.prefix_prob, rel=1e-9)
+    assert from_json(json.loads(json.dumps(to_json(expl), allow_nan=False))) == expl
+    page = to_html(expl)
+    assert "Completions of" in page and html.escape(got[0].text) in page
+    console = Console(record=True, width=160)
+    console.print(render_terminal(expl))
+    assert "Completions of" in console.export_text()
+    # "auto" decides as predict_next does; "next" and top=0 give none.
+    auto = nextword.predict_next(text, 3, unit="word", backend="hf", model=str(tiny_gpt2_dir))
+    auto_expl = explain(hf_gen, text, top=3)
+    if auto.typed is None:
+        assert auto_expl.completion is None
+    else:
+        assert auto_expl.completion is not None and auto_expl.completion.candidates == auto.candidates
+    assert explain(hf_gen, text, top=3, complete="next").completion is None
+    assert explain(hf_gen, text, top=0, complete="word").completion is None
+    with pytest.raises(InvalidInput, match="complete must be"):
+        explain(hf_gen, text, complete="sometimes")  # type: ignore[arg-type]
+
+
+def test_cli_explain_completion(run: Any, tiny_gpt2_dir: Path) -> None:
+    model, text = str(tiny_gpt2_dir), "The cat sat on the ma"
+    code, out, err = run("explain", text, "-m", model, "--top", "2", "--complete", "word", "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["completion"]["typed"] == " ma" and len(data["completion"]["candidates"]) == 2
+    code, out, err = run("explain", text, "-m", model, "--complete", "next", "--json")
+    assert code == 0 and json.loads(out)["completion"] is None

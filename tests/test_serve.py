@@ -118,6 +118,12 @@ def test_models_health_tokenize_and_nextword_endpoints(served: tuple[str, Any], 
     assert [c["prob"] for c in words["candidates"]] == pytest.approx([c.prob for c in local], abs=1e-9)
     explained = httpx.post(base + "/v1/explain", json={"text": PROMPT, "top": 2}).json()
     assert [t["token_id"] for t in explained["tokens"]] == hf_gen.tokenize(PROMPT)
+    completed = httpx.post(base + "/v1/explain", json={"text": "The cat sat on the ma", "top": 2, "complete": "word"})
+    local_completion = hf_gen.predict_next("The cat sat on the ma", k=2, complete="word")
+    assert completed.json()["completion"]["typed"] == local_completion.typed == " ma"
+    assert [c["text"] for c in completed.json()["completion"]["candidates"]] == [c.text for c in local_completion]
+    bad_complete = httpx.post(base + "/v1/explain", json={"text": PROMPT, "complete": "always"})
+    assert bad_complete.status_code == 400 and bad_complete.json()["error"]["param"] == "complete"
     assert httpx.post(base + "/detokenize", json={"tokens": [10**9]}).status_code == 400
 
 

@@ -145,6 +145,14 @@ def predict(
 @click.argument("text")
 @backend_options
 @click.option("--top", type=click.IntRange(min=0), default=5, show_default=True, help="Alternatives shown per token.")
+@click.option(
+    "--complete",
+    "complete",
+    type=click.Choice(["auto", "word", "next"]),
+    default="auto",
+    show_default=True,
+    help="For a text ending inside a word: show that word's completions (word), never (next), or decide (auto).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the explanation as JSON.")
 @click.option(
     "--html",
@@ -161,6 +169,7 @@ def explain(
     model: str | None,
     options: tuple[str, ...],
     top: int,
+    complete: CompleteMode,
     as_json: bool,
     html_path: str | None,
     open_page: bool,
@@ -170,7 +179,7 @@ def explain(
     opts = parse_options(options)
     with loading(backend, model):
         generator = api.load(backend, model, **opts)
-    expl = explain_text(generator, text, top=top)
+    expl = explain_text(generator, text, top=top, complete=complete)
     page: Path | None = None
     if html_path is not None:
         page = Path(html_path)

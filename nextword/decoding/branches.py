@@ -23,7 +23,7 @@ import numpy.typing as npt
 
 from nextword.protocol import ForkableSession, SupportsSessions
 
-__all__ = ["Branches", "BranchingGenerator", "SessionBranches", "open_branches"]
+__all__ = ["Branches", "BranchingGenerator", "SessionBranches", "SharedBranches", "open_branches"]
 
 
 @runtime_checkable
@@ -62,16 +62,25 @@ class SessionBranches:
     prompt's session, forked when the session can be (the prompt is read once), else opened again
     (a backend that keeps the prompt's KV cache then evaluates only the path's tokens). Without
     ``open_session``, ``next_token_logits`` reads the whole sequence for every path.
+
+    ``root``, when given, is a session that has already read ``prompt_ids`` (for instance a fork
+    of a session that reads a text token by token): the paths start from it instead of from a
+    newly opened session, so the prompt is not read again. It must be a
+    :class:`~nextword.protocol.ForkableSession` (each path forks it).
     """
 
-    def __init__(self, generator: Any, prompt_ids: Sequence[int]) -> None:
+    def __init__(self, generator: Any, prompt_ids: Sequence[int], *, root: ForkableSession | None = None) -> None:
         self._generator = generator
         self._prompt = list(prompt_ids)
         self._open: Callable[[list[int]], Any] | None = (
             generator.open_session if isinstance(generator, SupportsSessions) else None
         )
+        if root is not None and not isinstance(root, ForkableSession):
+            raise TypeError("SessionBranches(root=...) needs a session with fork()")
+        if root is not None and self._open is None:
+            self._open = generator.open_session  # never called: the root is there
         self._sessions: dict[tuple[int, ...], Any] = {}
-        self._root: Any = None
+        self._root: Any = root
 
     def logits(self, paths: Sequence[Sequence[int]]) -> npt.NDArray[np.floating]:
         rows = [np.asarray(self._one(tuple(int(t) for t in path))) for path in paths]
@@ -106,6 +115,45 @@ class SessionBranches:
     def close(self) -> None:
         self._sessions.clear()
         self._root = None
+
+
+class SharedBranches:
+    """A :class:`Branches` that remembers the rows it returned, for several searches from one
+    state: each path is evaluated once, whichever search asks for it (the word search and the
+    completion searches of one word, in :mod:`nextword.evaluation`).
+
+    Rows are kept until about ``budget_bytes`` are held (later rows are computed but not kept).
+    The rows are those of ``inner``; asking for a kept path returns a copy of the same numbers.
+    :meth:`close` closes ``inner``. ``batched`` says whether ``inner`` evaluates several paths
+    per engine call (it is not a :class:`SessionBranches`).
+    """
+
+    def __init__(self, inner: Branches, *, budget_bytes: int = 256 << 20) -> None:
+        self.inner = inner
+        self.batched = not isinstance(inner, SessionBranches)
+        self._rows: dict[tuple[int, ...], npt.NDArray[np.floating]] = {}
+        self._budget = budget_bytes
+        self._held = 0
+
+    def logits(self, paths: Sequence[Sequence[int]]) -> npt.NDArray[np.floating]:
+        keys = [tuple(int(t) for t in path) for path in paths]
+        missing = list(dict.fromkeys(key for key in keys if key not in self._rows))
+        fresh: dict[tuple[int, ...], npt.NDArray[np.floating]] = {}
+        if missing:
+            rows = np.asarray(self.inner.logits(missing))
+            for key, row in zip(missing, rows, strict=True):
+                fresh[key] = row
+                if self._held + row.nbytes <= self._budget:
+                    self._rows[key] = row
+                    self._held += row.nbytes
+        if not keys:
+            return np.empty((0, 0), dtype=np.float32)
+        return np.stack([fresh[key] if key in fresh else self._rows[key] for key in keys])
+
+    def close(self) -> None:
+        self._rows.clear()
+        self._held = 0
+        self.inner.close()
 
 
 def open_branches(generator: Any, prompt_ids: Sequence[int]) -> Branches:

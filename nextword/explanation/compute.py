@@ -9,12 +9,14 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import numpy.typing as npt
 
+from nextword.complete import CompleteMode, complete_word, continuation_prob
 from nextword.decoding.detok import IncrementalDetokenizer, alternative_text
 from nextword.decoding.processors import log_softmax, top_indices
 from nextword.errors import InvalidInput
 from nextword.explanation.records import Alternative, Explanation, TokenExplanation, WordExplanation
 from nextword.protocol import Generator, SupportsSessions
-from nextword.validation import check_length, encode_text
+from nextword.results import Prediction
+from nextword.validation import added_first_token, check_length, encode_text
 from nextword.words import word_start_mask
 
 __all__ = ["explain"]
@@ -22,7 +24,7 @@ __all__ = ["explain"]
 _LN2 = math.log(2.0)
 
 
-def explain(generator: Generator, text: str, *, top: int = 5) -> Explanation:
+def explain(generator: Generator, text: str, *, top: int = 5, complete: CompleteMode = "auto") -> Explanation:
     """Explain ``text`` token by token and word by word under ``generator``'s model.
 
     Each token after the first is scored against the full next-token distribution given the
@@ -31,13 +33,24 @@ def explain(generator: Generator, text: str, *, top: int = 5) -> Explanation:
     Words follow the rule of :func:`nextword.words.starts_new_word`; a token the tokenizer added
     before the text (a BOS token) is a word of its own.
 
+    When the text ends inside a word, ``completion`` holds the ``top`` most likely completions of
+    that word, as :func:`nextword.predict_next` with ``unit="word"`` gives them for the text
+    (:func:`nextword.complete.predict_or_complete`). ``complete`` reads the text's end the same
+    way: ``"auto"`` completes the last word when the next token more likely continues it than
+    starts a new word, ``"word"`` always completes it, ``"next"`` never does (``completion`` is
+    then None, as it is with ``top=0`` or when nothing within the search bounds spells the word).
+
     Costs one next-token distribution per token (through ``open_session`` when the generator has
-    it, so a KV-cache backend reads each token once). Raises
-    :class:`~nextword.errors.InvalidInput` for an empty text or a bad ``top`` and
+    it, so a KV-cache backend reads each token once), plus, for ``"auto"``, the distribution
+    after the text and, for a completion, one word search. Raises
+    :class:`~nextword.errors.InvalidInput` for an empty text or a bad ``top`` or ``complete``
+    (and, with ``complete="word"``, when the word cannot be completed), and
     :class:`~nextword.errors.ContextLengthExceeded` when the text does not fit the context window.
     """
     if isinstance(top, bool) or not isinstance(top, int) or top < 0:
         raise InvalidInput(f"top must be a non-negative integer, got {top!r}")
+    if complete not in ("auto", "word", "next"):
+        raise InvalidInput(f"complete must be 'auto', 'word' or 'next', got {complete!r}")
     generator.capabilities.require("predict_next", generator.backend)
     ids = encode_text(generator, text, "text")
     check_length(len(ids), 0, generator.context_length, "text")
@@ -58,16 +71,31 @@ def explain(generator: Generator, text: str, *, top: int = 5) -> Explanation:
         )
         tokens.append(TokenExplanation(i, token, texts[i], math.exp(lp), lp, rank, -lp / _LN2, alternatives))
         word_start.append(bool(starts[token]) if token < starts.shape[-1] else True)
-    if len(ids) > 1 and _added_first_token(generator, ids, text):
+    if len(ids) > 1 and added_first_token(generator, ids, text):
         word_start[1] = True  # the first token was added by the tokenizer (BOS): a word of its own
     return Explanation(
-        text=text, tokens=tuple(tokens), words=_words(tokens, word_start), top=top, settings=generator.settings
+        text=text,
+        tokens=tuple(tokens),
+        words=_words(tokens, word_start),
+        top=top,
+        settings=generator.settings,
+        completion=_completion(generator, text, top, complete),
     )
 
 
-def _added_first_token(generator: Generator, ids: Sequence[int], text: str) -> bool:
-    """Whether the tokenizer put a token of its own (a BOS token) before the text."""
-    return generator.detokenize(list(ids)) != text and generator.detokenize(list(ids[1:])) == text
+def _completion(generator: Generator, text: str, k: int, complete: CompleteMode) -> Prediction | None:
+    """The completions of the word ``text`` ends in, when ``complete`` reads it as unfinished
+    (the reading and the result of :func:`~nextword.complete.predict_or_complete`)."""
+    if k == 0 or complete == "next":
+        return None
+    if complete == "auto":
+        if continuation_prob(generator, text) <= 0.5:
+            return None
+        try:
+            return complete_word(generator, text, k).prediction(k)
+        except InvalidInput:  # nothing before the word, or nothing spells it within the bounds
+            return None
+    return complete_word(generator, text, k).prediction(k)
 
 
 def _distributions(generator: Generator, ids: Sequence[int]) -> Iterator[npt.NDArray[np.float64]]:

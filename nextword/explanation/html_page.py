@@ -32,7 +32,8 @@ code { white-space: pre; }
 def to_html(expl: Explanation, *, title: str | None = None) -> str:
     """A self-contained HTML page (no scripts, no external resources): the text with each token
     on a background coloured by its probability, a hover tooltip per token (probability, rank,
-    surprisal, alternatives), and tables of the words and tokens. All text is HTML-escaped."""
+    surprisal, alternatives), tables of the words and tokens, and the completions of the last word
+    when the explanation has them. All text is HTML-escaped."""
     esc = html.escape
     page_title = title or "nextword explain"
     spans = []
@@ -66,6 +67,22 @@ def to_html(expl: Explanation, *, title: str | None = None) -> str:
         f"<td>{esc(', '.join(f'{shown(a.text)} {pct(a.prob)}' for a in t.alternatives))}</td></tr>"
         for t in expl.tokens
     )
+    completion = ""
+    if expl.completion is not None and expl.completion.typed is not None:
+        c = expl.completion
+        rows = "".join(
+            f"<tr><td class='num'>{rank}</td><td style='background:{prob_colour(cand.prob)}'>"
+            f"<code>{esc(shown(cand.text))}</code></td><td><code>{esc(shown(cand.remaining or ''))}</code></td>"
+            f"<td class='num'>{esc(pct(cand.prob))}</td></tr>"
+            for rank, cand in enumerate(c.candidates, 1)
+        )
+        completion = (
+            f"<h2>Completions of <code>{esc(shown(c.typed or ''))}</code></h2>\n"
+            "<table class='data'><tr><th>#</th><th>word</th><th>to type</th><th>prob</th></tr>"
+            f"{rows}</table>\n<p class='meta'>Conditioned on the word starting with the typed characters "
+            f"(probability {c.prefix_prob or 0.0:.2e} before conditioning); unexplored mass "
+            f"{esc(pct(c.unexplored_mass))}.</p>\n"
+        )
     s = expl.settings
     meta = (
         f"backend {esc(s.backend)} · model {esc(s.model)} · {len(expl.scored)} tokens scored · "
@@ -80,6 +97,7 @@ def to_html(expl: Explanation, *, title: str | None = None) -> str:
         "green = certain; grey = not predicted. Hover a token for its rank and alternatives.</p>\n"
         "<h2>Words</h2>\n<table class='data'><tr><th>word</th><th>tokens</th><th>prob</th><th>bits</th></tr>"
         f"{word_rows}</table>\n"
+        f"{completion}"
         "<h2>Tokens</h2>\n<table class='data'><tr><th>#</th><th>token</th><th>prob</th><th>rank</th>"
         f"<th>bits</th><th>top {expl.top} alternatives</th></tr>{token_rows}</table>\n"
         "</body>\n</html>\n"

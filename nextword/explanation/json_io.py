@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from nextword.decoding_config import DecodingConfig
 from nextword.errors import InvalidInput
 from nextword.explanation.records import Alternative, Explanation, TokenExplanation, WordExplanation
-from nextword.results import Settings
+from nextword.results import Candidate, Prediction, Settings
 
 __all__ = ["from_json", "to_json"]
 
@@ -36,6 +37,38 @@ def from_json(data: dict[str, Any]) -> Explanation:
             decoding=DecodingConfig.from_options(None, **s.get("decoding", {})),
             sources=dict(s.get("sources", {})),
         )
-        return Explanation(text=data["text"], tokens=tokens, words=words, top=data["top"], settings=settings)
+        completion = data.get("completion")
+        return Explanation(
+            text=data["text"],
+            tokens=tokens,
+            words=words,
+            top=data["top"],
+            settings=settings,
+            completion=None if completion is None else _prediction(completion, settings),
+        )
     except (KeyError, TypeError) as exc:
         raise InvalidInput(f"not an explanation written by nextword.explanation.to_json: {exc}") from None
+
+
+def _prediction(data: dict[str, Any], settings: Settings) -> Prediction:
+    """The completion as :meth:`~nextword.results.Prediction.to_dict` wrote it (its settings are
+    the explanation's)."""
+    candidates = tuple(
+        Candidate(
+            text=c["text"],
+            token_ids=tuple(c["token_ids"]),
+            prob=c["prob"],
+            logprob=-math.inf if c["logprob"] is None else c["logprob"],
+            remaining=c.get("remaining"),
+        )
+        for c in data["candidates"]
+    )
+    return Prediction(
+        prompt=data["prompt"],
+        candidates=candidates,
+        settings=settings,
+        unit=data["unit"],
+        unexplored_mass=data["unexplored_mass"],
+        typed=data.get("typed"),
+        prefix_prob=data.get("prefix_prob"),
+    )

@@ -6,7 +6,7 @@ import dataclasses
 import math
 from typing import Any
 
-from nextword.results import Settings, perplexity, to_jsonable
+from nextword.results import Prediction, Settings, perplexity, to_jsonable
 
 __all__ = ["Alternative", "Explanation", "TokenExplanation", "WordExplanation"]
 
@@ -74,6 +74,12 @@ class Explanation:
     words: tuple[WordExplanation, ...]
     top: int
     settings: Settings
+    completion: Prediction | None = None
+    """When the text ends inside a word (by the ``complete`` switch of
+    :func:`~nextword.explanation.explain`): the ``top`` most likely completions of that word, as
+    :func:`nextword.predict_next` gives them for the text with ``unit="word"``
+    (``completion.typed`` is the typed part, each candidate's ``remaining`` what is left to
+    type, probabilities conditioned on the typed part). None otherwise."""
 
     @property
     def scored(self) -> tuple[TokenExplanation, ...]:

@@ -13,7 +13,8 @@ __all__ = ["render_terminal"]
 def render_terminal(expl: Explanation, *, words: bool = True) -> Any:
     """A rich renderable: the text with each token on a background coloured by its probability,
     a table of the tokens (probability, rank, surprisal, alternatives) and, with ``words``, a
-    table of the words. Print it with ``rich.console.Console().print(...)``."""
+    table of the words, and the completions of the last word when the explanation has them.
+    Print it with ``rich.console.Console().print(...)``."""
     from rich.console import Group
     from rich.table import Table
     from rich.text import Text
@@ -56,4 +57,27 @@ def render_terminal(expl: Explanation, *, words: bool = True) -> Any:
                 "-" if word.surprisal_bits is None else f"{word.surprisal_bits:.2f}",
             )
         parts.append(wtable)
+    completion = expl.completion
+    if completion is not None and completion.typed is not None:
+        ctable = Table(title=f"Completions of {shown(completion.typed)}", title_justify="left")
+        ctable.add_column("#", justify="right")
+        ctable.add_column("word")
+        ctable.add_column("to type")
+        ctable.add_column("prob", justify="right")
+        for rank, cand in enumerate(completion.candidates, 1):
+            ctable.add_row(
+                str(rank),
+                Text(shown(cand.text), style=f"#000000 on {prob_colour(cand.prob)}"),
+                Text(shown(cand.remaining or "")),
+                pct(cand.prob),
+            )
+        parts.append(ctable)
+        parts.append(
+            Text(
+                f"conditioned on the word starting with {shown(completion.typed)} (probability "
+                f"{completion.prefix_prob or 0.0:.2e} before conditioning); unexplored mass "
+                f"{pct(completion.unexplored_mass)}",
+                style="dim",
+            )
+        )
     return Group(*parts)

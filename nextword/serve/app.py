@@ -346,7 +346,7 @@ class _Server:
         body = await self.body(request)
         if not isinstance(body, dict):
             raise RequestError(400, "the request body must be a JSON object")
-        unknown = sorted(set(body) - {"model", "text", "top"})
+        unknown = sorted(set(body) - {"model", "text", "top", "complete"})
         if unknown:
             raise RequestError(400, f"unknown field {unknown[0]!r}", param=unknown[0])
         self.check_model(field(body, "model", str))
@@ -356,12 +356,15 @@ class _Server:
         top = field(body, "top", int, 5)
         if not 0 <= top <= 100:
             raise RequestError(400, f"'top' must be in 0..100, got {top}", param="top")
+        complete = field(body, "complete", str, "auto")
+        if complete not in ("auto", "word", "next"):
+            raise RequestError(400, f"'complete' must be 'auto', 'word' or 'next', got {complete!r}", param="complete")
         gen = self.generator
 
         def run() -> dict[str, Any]:
             from nextword.explanation import explain, to_json
 
-            data = to_json(explain(gen, text, top=top))
+            data = to_json(explain(gen, text, top=top, complete=complete))
             return {"object": "explanation", "model": self.name, **data}
 
         return JSONResponse(await self.slot.run(run))
