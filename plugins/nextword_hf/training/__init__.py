@@ -28,6 +28,8 @@ def train(job: TrainingJob) -> TrainingOutcome:
         torch.set_num_threads(opts.threads)
     device = pick_device(opts.device)
     tokenizer, model = load_base(job.base, device)
+    if job.check_model is not None:
+        job.check_model(model.config.to_dict())
     blocks = prepare_blocks(
         tokenizer, list(job.documents), block_size=opts.block_size, fraction=opts.validation, seed=opts.seed
     )
