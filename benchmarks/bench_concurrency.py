@@ -1,7 +1,8 @@
 """Many callers on one loaded model: nextword's llamacpp backend against raw llama-cpp-python.
 
 The same 8 greedy generations (8 different prompts, a fixed number of new tokens each) are run,
-side by side in one process and alternating over rounds:
+side by side in one run and alternating over rounds, each variant in a fresh process of its own
+(OpenMP keeps a team of threads per calling thread; one variant's teams would slow the next):
 
 - ``raw sequential``: one by one through one ``llama_cpp.Llama`` (its ``generate`` loop);
 - ``raw 8 threads + lock``: 8 threads sharing that ``Llama`` behind a lock (what an application
@@ -30,6 +31,8 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -94,101 +97,113 @@ def in_threads(n: int, work: Callable[[int], int]) -> int:
     return sum(counts)
 
 
-def bench_model(
-    name: str, path: Path, threads: int, n_new: int, rounds: int, n_ctx: int, words: bool = True
-) -> list[dict[str, Any]]:
-    raw = llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads, verbose=False)
-    gen = nextword.load("llamacpp", str(path), threads=threads, n_ctx=n_ctx, parallel=8)
-    prompt_ids = [raw.tokenize(p.encode(), add_bos=raw._model.add_bos_token()) for p in PROMPTS]
-    lock = threading.Lock()
-    vocab = llama_cpp.llama_model_get_vocab(raw.model)
+VARIANTS = ["raw sequential", "raw 8 threads + lock", "nextword 1 caller", "nextword 4 callers", "nextword 8 callers"]
 
-    def raw_one(i: int) -> list[int]:
-        out: list[int] = []
-        for token in raw.generate(prompt_ids[i], top_k=1, temp=0.0, repeat_penalty=1.0, reset=True):
-            out.append(int(token))
-            if len(out) == n_new or llama_cpp.llama_vocab_is_eog(vocab, token):
-                break
-        return out
 
-    def nw_one(i: int) -> list[int]:
-        return list(gen.generate(PROMPTS[i], max_new_tokens=n_new).sequences[0].token_ids)
+def run_variant(variant: str, path: Path, threads: int | None, n_new: int, n_ctx: int) -> dict[str, Any]:
+    """Run one variant once in this (fresh) process: seconds, generated tokens, the ids."""
+    if variant.startswith("raw"):
+        kwargs: dict[str, Any] = {} if threads is None else {"n_threads": threads, "n_threads_batch": threads}
+        raw = llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, verbose=False, **kwargs)
+        prompt_ids = [raw.tokenize(p.encode(), add_bos=raw._model.add_bos_token()) for p in PROMPTS]
+        vocab = llama_cpp.llama_model_get_vocab(raw.model)
+        lock = threading.Lock()
 
-    reference = [nw_one(i) for i in range(len(PROMPTS))]
-    raw_reference = [raw_one(i) for i in range(len(PROMPTS))]
-    agree = sum(a[:8] == b[:8] for a, b in zip(reference, raw_reference, strict=True))
-    mismatches = 0
+        def raw_one(i: int) -> list[int]:
+            out: list[int] = []
+            for token in raw.generate(prompt_ids[i], top_k=1, temp=0.0, repeat_penalty=1.0, reset=True):
+                out.append(int(token))
+                if len(out) == n_new or llama_cpp.llama_vocab_is_eog(vocab, token):
+                    break
+            return out
 
-    def raw_sequential() -> int:
-        return sum(len(raw_one(i)) for i in range(len(PROMPTS)))
+        raw_one(0)  # warm-up
+        ids: list[list[int]] = [[] for _ in PROMPTS]
 
-    def raw_locked() -> int:
-        def work(i: int) -> int:
+        def locked(i: int) -> int:
             with lock:
-                return len(raw_one(i))
+                ids[i] = raw_one(i)
+            return len(ids[i])
 
-        return in_threads(len(PROMPTS), work)
+        start = time.perf_counter()
+        if variant == "raw 8 threads + lock":
+            in_threads(len(PROMPTS), locked)
+        else:
+            for i in range(len(PROMPTS)):
+                ids[i] = raw_one(i)
+        seconds = time.perf_counter() - start
+        raw.close()
+    else:
+        options: dict[str, Any] = {} if threads is None else {"threads": threads}
+        callers = int(variant.split()[1])
+        gen = nextword.load("llamacpp", str(path), n_ctx=n_ctx, parallel=8, **options)
+        gen.generate(PROMPTS[0], max_new_tokens=4)  # warm-up
+        ids = [[] for _ in PROMPTS]
 
-    def nextword_callers(c: int) -> Callable[[], int]:
-        def run() -> int:
-            nonlocal mismatches
+        def work(t: int) -> int:
+            for i in range(t, len(PROMPTS), callers):
+                ids[i] = list(gen.generate(PROMPTS[i], max_new_tokens=n_new).sequences[0].token_ids)
+            return 0
 
-            def work(t: int) -> int:
-                nonlocal mismatches
-                total = 0
-                for i in range(t, len(PROMPTS), c):
-                    ids = nw_one(i)
-                    mismatches += ids != reference[i]
-                    total += len(ids)
-                return total
+        start = time.perf_counter()
+        if callers == 1:
+            work(0)
+        else:
+            in_threads(callers, work)
+        seconds = time.perf_counter() - start
+        gen.close()
+    return {"seconds": seconds, "tokens": sum(map(len, ids)), "ids": ids}
 
-            return in_threads(c, work)
 
-        return run
+def in_subprocess(variant: str, path: Path, threads: int | None, n_new: int, n_ctx: int) -> dict[str, Any]:
+    """:func:`run_variant` in a new Python process: every variant starts with a fresh engine
+    and fresh OpenMP thread teams (a team made by one variant changes the next one's speed)."""
+    argv = [sys.executable, __file__, "--variant", variant, "--model-path", str(path)]
+    argv += ["--new-tokens", str(n_new), "--n-ctx", str(n_ctx)]
+    if threads is not None:
+        argv += ["--threads", str(threads)]
+    out = subprocess.run(argv, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
-    runs: dict[str, Callable[[], int]] = {
-        "raw sequential": raw_sequential,
-        "raw 8 threads + lock": raw_locked,
-        "nextword 1 caller": nextword_callers(1),
-        "nextword 4 callers": nextword_callers(4),
-        "nextword 8 callers": nextword_callers(8),
-    }
-    times: dict[str, list[float]] = {k: [] for k in runs}
-    tokens: dict[str, int] = {}
+
+def bench_model(name: str, path: Path, threads: int, n_new: int, rounds: int, n_ctx: int) -> list[dict[str, Any]]:
+    """The five variants, each in its own process, alternating over rounds."""
+    times: dict[str, list[float]] = {v: [] for v in VARIANTS}
+    results: dict[str, dict[str, Any]] = {}
     for _ in range(rounds):
-        for key, fn in runs.items():
-            seconds, count = timed(fn)
-            times[key].append(seconds)
-            tokens[key] = count
-    base = tokens["raw sequential"] / statistics.median(times["raw sequential"])
+        for variant in VARIANTS:
+            results[variant] = in_subprocess(variant, path, threads, n_new, n_ctx)
+            times[variant].append(results[variant]["seconds"])
+    base = results["raw sequential"]["tokens"] / statistics.median(times["raw sequential"])
     rows = []
-    for key in runs:
-        tps = tokens[key] / statistics.median(times[key])
+    for variant in VARIANTS:
+        tps = results[variant]["tokens"] / statistics.median(times[variant])
         rows.append(
             {
                 "model": name,
-                "run": key,
+                "run": variant,
                 "threads": threads,
                 "new_tokens": n_new,
                 "rounds": rounds,
-                "tokens": tokens[key],
+                "tokens": results[variant]["tokens"],
                 "tok_s": round(tps, 1),
                 "vs_raw_sequential": round(tps / base, 2),
             }
         )
+    reference = results["nextword 1 caller"]["ids"]
+    raw_ids = results["raw sequential"]["ids"]
     rows.append(
         {
             "model": name,
             "run": "checks",
-            "exact_group": gen.batch_group_size,  # type: ignore[attr-defined]
-            "concurrent_results_differing_from_sequential": mismatches,
-            "prompts_whose_first_8_tokens_equal_raw": f"{agree}/{len(PROMPTS)}",
+            "concurrent_results_differing_from_sequential": sum(
+                a != b for v in VARIANTS[3:] for a, b in zip(results[v]["ids"], reference, strict=True)
+            ),
+            "prompts_whose_first_8_tokens_equal_raw": (
+                f"{sum(a[:8] == b[:8] for a, b in zip(reference, raw_ids, strict=True))}/{len(PROMPTS)}"
+            ),
         }
     )
-    if words:
-        rows += bench_words(name, gen, rounds)
-    gen.close()
-    raw.close()
     return rows
 
 
@@ -299,49 +314,30 @@ def bench_words(name: str, gen: Any, rounds: int) -> list[dict[str, Any]]:
 
 
 def bench_threads(name: str, path: Path, n_new: int, rounds: int, n_ctx: int) -> list[dict[str, Any]]:
-    """One caller: raw llama-cpp-python with its default threads against nextword's default."""
+    """One caller: raw llama-cpp-python with its default threads against nextword's default
+    (each run in its own process)."""
     raw_default = max(1, (os.cpu_count() or 2) // 2)  # llama-cpp-python's n_threads default
     ours = default_threads()
-    rows = []
-    engines = {
-        f"raw default ({raw_default} threads)": llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, verbose=False),
-        f"nextword default ({ours} threads)": nextword.load("llamacpp", str(path), n_ctx=n_ctx, parallel=1),
+    runs = {
+        f"raw default ({raw_default} threads)": "raw sequential",
+        f"nextword default ({ours} threads)": "nextword 1 caller",
     }
-    prompt = PROMPTS[0]
-
-    def run(engine: Any) -> Callable[[], int]:
-        if isinstance(engine, llama_cpp.Llama):
-            ids = engine.tokenize(prompt.encode(), add_bos=engine._model.add_bos_token())
-
-            def raw_run() -> int:
-                n = 0
-                for _ in engine.generate(ids, top_k=1, temp=0.0, repeat_penalty=1.0, reset=True):
-                    n += 1
-                    if n == n_new:
-                        break
-                return n
-
-            return raw_run
-        return lambda: len(engine.generate(prompt, max_new_tokens=n_new).sequences[0].token_ids)
-
-    fns = {key: run(engine) for key, engine in engines.items()}
-    times: dict[str, list[float]] = {k: [] for k in fns}
+    times: dict[str, list[float]] = {k: [] for k in runs}
     counts: dict[str, int] = {}
     for _ in range(rounds):
-        for key, fn in fns.items():
-            seconds, counts[key] = timed(fn)
-            times[key].append(seconds)
-    for key in fns:
-        rows.append(
-            {
-                "model": name,
-                "run": key,
-                "tok_s": round(counts[key] / statistics.median(times[key]), 1),
-            }
-        )
-    for engine in engines.values():
-        engine.close()
-    return rows
+        for key, variant in runs.items():
+            result = in_subprocess(variant, path, None, n_new, n_ctx)
+            times[key].append(result["seconds"])
+            counts[key] = result["tokens"]
+    return [{"model": name, "run": key, "tok_s": round(counts[key] / statistics.median(times[key]), 1)} for key in runs]
+
+
+def bench_words_in_process(name: str, path: Path, threads: int, rounds: int, n_ctx: int) -> list[dict[str, Any]]:
+    gen = nextword.load("llamacpp", str(path), n_ctx=n_ctx, parallel=8, threads=threads)
+    try:
+        return bench_words(name, gen, rounds)
+    finally:
+        gen.close()
 
 
 def main() -> None:
@@ -357,13 +353,21 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None, help="also append the rows here (JSON lines)")
     parser.add_argument("--no-words", action="store_true", help="skip the word-level predict_next rows")
     parser.add_argument("--no-threads", action="store_true", help="skip the thread-default rows")
+    parser.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)
+    parser.add_argument("--model-path", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.variant:
+        threads = args.threads if "--threads" in sys.argv else None
+        print(json.dumps(run_variant(args.variant, args.model_path, threads, args.new_tokens, args.n_ctx)))
+        return
     work = args.work_dir or Path(tempfile.mkdtemp())
     print(f"threads {args.threads}, {args.new_tokens} new tokens per call, {len(PROMPTS)} calls, {args.rounds} rounds")
     rows: list[dict[str, Any]] = []
     for name in args.models:
         path = model_path(name, work)
-        rows += bench_model(name, path, args.threads, args.new_tokens, args.rounds, args.n_ctx, not args.no_words)
+        rows += bench_model(name, path, args.threads, args.new_tokens, args.rounds, args.n_ctx)
+        if not args.no_words:
+            rows += bench_words_in_process(name, path, args.threads, args.rounds, args.n_ctx)
         if not args.no_threads:
             rows += bench_threads(name, path, args.new_tokens, args.rounds, args.n_ctx)
     if args.hf:

@@ -3,7 +3,9 @@
 #   - the conformance suite on the hf backend with device=cuda, float16 and bfloat16
 #   - the hf benchmark (GPT-2 124M shape, batch 1, greedy, 128 new tokens): float32/float16/bfloat16,
 #     dynamic and static KV cache, raw transformers vs nextword side by side.
-# Expects ./.whl (gguf and platformdirs wheels) and ./.assets (GPT-2's vocab.json and merges.txt, as
+#   - a short `nextword finetune --device cuda` (LoRA and full, 30 steps) on that GPT-2 shape, over the
+#     repository's own docs: the GPU training path, its held-out perplexity and tokens/s.
+# Expects ./.whl (gguf, platformdirs and peft wheels) and ./.assets (GPT-2's vocab.json and merges.txt, as
 # `python -m tests.assets .assets` writes them), carried along.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
@@ -23,4 +25,11 @@ for dt in float32 float16 bfloat16; do
         timeout 120 python3 benchmarks/bench_hf.py --model-dir /tmp/gpt2-124m --device cuda --dtype $dt --cache $cache \
             --rounds 5 --json "$OUT/bench_hf_cuda.jsonl" 2>/dev/null | tail -n 4
     done
+done
+cat docs/*.md > /tmp/ft-corpus.txt
+for method in lora full; do
+    timeout 300 python3 -m nextword finetune /tmp/ft-corpus.txt --base /tmp/gpt2-124m --out /tmp/ft-cuda-$method \
+        --overwrite --method $method --max-steps 30 --block-size 256 --batch-size 8 --device cuda \
+        > "$OUT/finetune_cuda_$method.txt" 2>&1
+    echo "finetune $method rc=$?"; tail -n 12 "$OUT/finetune_cuda_$method.txt"
 done

@@ -5,6 +5,11 @@
 Each page runs top to bottom in one namespace, like a Python session; every ``>>>`` example's
 expected output is replaced by what it printed or returned. tests/test_docs.py then checks, in CI,
 that the pages still produce exactly those outputs.
+
+Console transcripts are left alone. The one of a real model in docs/tutorial-finetune.md ("On a
+real model": Gemma 3 270M fine-tuned, exported to Q8_0 GGUF) is recorded by
+``nice -n 19 python scripts/record_gemma_finetune.py`` (about ten minutes on two cores; run it on a
+quiet machine, as it records the speed).
 """
 
 from __future__ import annotations

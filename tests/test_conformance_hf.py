@@ -3,6 +3,8 @@
 ``NEXTWORD_TEST_DEVICE`` / ``NEXTWORD_TEST_DTYPE`` run it elsewhere (the GPU check script uses
 ``cuda`` with float16 and bfloat16); half precision gets a wider tie tolerance, since the
 incremental (KV-cache) and full-sequence evaluations then differ by rounding.
+``NEXTWORD_TEST_BATCHING=fast`` runs it with the ``fast`` batching mode (lists as left-padded
+batches).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from nextword.testing import GeneratorConformance
 
 DEVICE = os.environ.get("NEXTWORD_TEST_DEVICE", "cpu")
 DTYPE = os.environ.get("NEXTWORD_TEST_DTYPE", "float32")
+BATCHING = os.environ.get("NEXTWORD_TEST_BATCHING", "exact")
 TOLERANCE = {"float32": 1e-4, "float16": 0.05, "bfloat16": 0.25}[DTYPE]
 
 
@@ -26,4 +29,4 @@ class TestHFConformance(GeneratorConformance):
 
     @pytest.fixture
     def generator(self, tiny_gpt2_dir: Path) -> nextword.Generator:
-        return nextword.load("hf", str(tiny_gpt2_dir), device=DEVICE, dtype=DTYPE)
+        return nextword.load("hf", str(tiny_gpt2_dir), device=DEVICE, dtype=DTYPE, batching=BATCHING)

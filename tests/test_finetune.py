@@ -97,6 +97,8 @@ def test_the_folder_is_an_ordinary_model_with_card_and_record(
         == json.loads((tiny_gpt2_dir / "tokenizer.json").read_text())["model"]
     )
     assert not any("lora" in key for key in _weights(out))
+    # Trained without a KV cache, saved with the base model's setting.
+    assert json.loads((out / "config.json").read_text())["use_cache"] is True
     record = json.loads((out / RECORD_NAME).read_text())
     assert record["method"] == method and record["base_model"] == str(tiny_gpt2_dir)
     assert record["metrics"]["final"]["loss"] == report.final_loss
@@ -223,3 +225,29 @@ def test_finetune_is_importable_without_torch() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "False", out.stderr
+
+
+@pytest.mark.slow
+def test_the_gemma_recording_script_runs_the_shown_command(
+    tiny_gpt2_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # scripts/record_gemma_finetune.py writes the tutorial's "On a real model" section from a real
+    # run; here on the tiny fixture (--dry: printed, the page is left alone).
+    require_module("llama_cpp", "install nextword[llamacpp]")
+    import importlib.util
+
+    path = Path(__file__).resolve().parent.parent / "scripts" / "record_gemma_finetune.py"
+    spec = importlib.util.spec_from_file_location("record_gemma_finetune", path)
+    assert spec is not None and spec.loader is not None
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert len(script.SECTION.findall(script.PAGE.read_text(encoding="utf-8"))) == 1
+    data = tmp_path / "text.txt"
+    data.write_text("\n\n".join(CORPUS * 3))  # one document; its last tenth (> 1 block) is held out
+    script.main(["--base", str(tiny_gpt2_dir), "--data", str(data), "--dry"])
+    text = capsys.readouterr().out
+    name = tiny_gpt2_dir.name
+    assert text.startswith(script.BEGIN) and text.rstrip().endswith(script.END)
+    assert f"$ nextword finetune {data} --base {name} --out gpl3 \\\n    --max-steps 3 --seed 0 --gguf q8_0\n" in text
+    assert f"\nfine-tuned {name} (lora) -> gpl3\n" in text and "\ngpl3/model.Q8_0.gguf: GGUF vs transformers" in text
+    assert "nextword-record-" not in text  # the scratch folder is not shown

@@ -72,7 +72,8 @@ def test_sampling_matches_transformers_with_the_same_seed(
 
 def test_batch_of_different_lengths_uses_left_padding(tiny_gpt2_dir: Path) -> None:
     prompts = ["Hi", "A much longer prompt than the first one, with commas", "Cats"]
-    batch = nextword.generate(prompts, model=str(tiny_gpt2_dir), max_new_tokens=10)
+    fast = {"batching": "fast"}  # the prompts as one left-padded batch (exact: one by one)
+    batch = nextword.generate(prompts, model=str(tiny_gpt2_dir), options=fast, max_new_tokens=10)
     for prompt, result in zip(prompts, batch, strict=True):
         assert result.token_ids == nextword.generate(prompt, model=str(tiny_gpt2_dir), max_new_tokens=10).token_ids
 
@@ -177,7 +178,9 @@ def test_closed_generator_and_invalid_text_raise_nextword_errors(tiny_gpt2_dir: 
 
 def test_no_repeat_ngram_batch_equals_one_by_one(tiny_gpt2_dir: Path) -> None:
     prompts = ["Hello", "A longer prompt than the first one, to be padded", "Cats"]
-    batch = nextword.generate(prompts, model=str(tiny_gpt2_dir), max_new_tokens=12, no_repeat_ngram_size=1)
+    batch = nextword.generate(
+        prompts, model=str(tiny_gpt2_dir), options={"batching": "fast"}, max_new_tokens=12, no_repeat_ngram_size=1
+    )
     for prompt, result in zip(prompts, batch, strict=True):
         single = nextword.generate(prompt, model=str(tiny_gpt2_dir), max_new_tokens=12, no_repeat_ngram_size=1)
         assert result.token_ids == single.token_ids

@@ -9,13 +9,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from nextword.errors import InvalidConfig, TrainingInterrupted
+from nextword.errors import InvalidConfig, TrainingInterrupted, UnsupportedOption
 from nextword.tuning.documents import read_corpus
 from nextword.tuning.extensions import get_exporter, get_trainer
 from nextword.tuning.options import FinetuneOptions
 from nextword.tuning.output import StagedOutput
 from nextword.tuning.report import FinetuneReport
-from nextword.tuning.specs import ExportResult, TrainingJob
+from nextword.tuning.specs import ExporterSpec, ExportResult, TrainingJob
 
 __all__ = ["FinetuneWarning", "finetune"]
 
@@ -94,6 +94,7 @@ def finetune(
         progress=progress,
         data_hash=corpus.sha256,
         on_step=on_step,
+        check_model=_export_check(exporter, types, base_name),
     )
     try:
         outcome = engine.train(job)
@@ -127,6 +128,25 @@ def finetune(
     for message in report.warnings:
         warnings.warn(message, FinetuneWarning, stacklevel=2)
     return report
+
+
+def _export_check(
+    exporter: ExporterSpec | None, types: Sequence[str], base: str
+) -> Callable[[dict[str, Any]], None] | None:
+    """What the trainer calls with the base model's config before training: refuses a model the
+    exporter cannot write, so ``gguf=`` fails before the run rather than after it."""
+    if exporter is None or not types:
+        return None
+
+    def check(config: dict[str, Any]) -> None:
+        reason = exporter.accepts(config)
+        if reason:
+            raise UnsupportedOption(
+                f"cannot export {base!r} to GGUF ({', '.join(types)}): {reason}; "
+                "fine-tune without --gguf (gguf=) and run the folder on the hf backend"
+            )
+
+    return check
 
 
 def _gguf_types(gguf: Sequence[str] | str) -> list[str]:

@@ -40,6 +40,11 @@ class TrainingJob:
     data_hash: str
     on_step: Callable[[dict[str, Any]], None] | None = None
     """Called after every optimizer step with ``{"step", "loss", "tokens_seen", ...}``."""
+    check_model: Callable[[dict[str, Any]], None] | None = None
+    """The trainer calls this with the base model's configuration (its ``config.json`` as a dict,
+    ``model_type`` included) once the base is loaded and before the first step. It raises a
+    :class:`~nextword.NextwordError` when something the run was asked for (a GGUF export) cannot
+    be done for this model, so the run fails before training rather than after."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,7 +108,9 @@ class ExporterSpec:
 
     ``export(model_dir, out_path, type)`` writes the file and returns its path;
     ``verify(model_dir, path)`` returns an object whose ``str()`` is a one-line summary and that
-    :func:`dataclasses.asdict` accepts.
+    :func:`dataclasses.asdict` accepts. ``accepts(config)`` is asked before training with the base
+    model's configuration (``config.json`` as a dict): None when a model of that kind can be
+    exported, else why not (one sentence).
     """
 
     name: str
@@ -111,3 +118,4 @@ class ExporterSpec:
     export: Callable[[Path, Path, str], Path]
     verify: Callable[[Path, Path], Any]
     check: Callable[[], str | None] = lambda: None
+    accepts: Callable[[dict[str, Any]], str | None] = lambda config: None

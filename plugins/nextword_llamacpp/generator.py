@@ -29,6 +29,7 @@ from nextword import BackendSpec, BaseGenerator
 from nextword.decoding.loop import sample_tokens
 from nextword.decoding.processors import log_softmax
 from nextword.decoding_config import DecodingConfig
+from nextword.engine_thread import EngineThread
 from nextword.errors import ContextLengthExceeded, InvalidInput, InvalidState, NextwordError
 from nextword.scheduler import StepScheduler, run_concurrently
 from nextword.validation import utf8_bytes
@@ -76,7 +77,11 @@ class LlamaCppGenerator(BaseGenerator):
         self._closed = False
         self._n_ctx = n_ctx
         self._pool = pool
-        self._scheduler: StepScheduler[Request] = StepScheduler(pool.execute, max_group=pool.n_slots)
+        # Every engine call runs on one thread of its own: see nextword.engine_thread for why.
+        engine = self._engine = EngineThread("nextword-llamacpp")
+        self._scheduler: StepScheduler[Request] = StepScheduler(
+            lambda requests: engine.call(lambda: pool.execute(requests)), max_group=pool.n_slots
+        )
         self._generations = threading.BoundedSemaphore(pool.n_slots)
         self._n_vocab = int(llama.n_vocab())
         vocab = llama_cpp.llama_model_get_vocab(llama.model)
@@ -320,6 +325,7 @@ class LlamaCppGenerator(BaseGenerator):
             self._closed = True
         with contextlib.suppress(NextwordError):
             self._scheduler.run(Job(self._pool.free), batchable=False)
+        self._engine.stop()
         self.llama.close()
 
     def __del__(self) -> None:

@@ -142,10 +142,29 @@ def _check_export() -> str | None:
     return None
 
 
+def _gguf_accepts(config: dict[str, Any]) -> str | None:
+    from nextword_llamacpp.convert.architectures import supported_model_types
+
+    model_type = config.get("model_type")
+    supported = supported_model_types()
+    if model_type in supported:
+        return None
+    return f"nextword's GGUF converter does not write model_type {model_type!r} (it writes {', '.join(supported)})"
+
+
 @hookimpl
 def register_exporters(register: Callable[[Any], None]) -> None:
     """Register GGUF export (nextword's converter, then its verify report against the folder)."""
     from nextword.tuning import ExporterSpec
     from nextword_llamacpp.convert import GGUF_TYPES
 
-    register(ExporterSpec(name="gguf", types=GGUF_TYPES, export=_export_gguf, verify=_verify_gguf, check=_check_export))
+    register(
+        ExporterSpec(
+            name="gguf",
+            types=GGUF_TYPES,
+            export=_export_gguf,
+            verify=_verify_gguf,
+            check=_check_export,
+            accepts=_gguf_accepts,
+        )
+    )

@@ -66,6 +66,7 @@ def prepare_model(model: Any, options: FinetuneOptions) -> Any:
         raise ModelLoadError(f"LoRA needs peft ({exc}); pip install 'nextword[hf]'") from exc
     targets: Any = list(options.lora_targets) if options.lora_targets else "all-linear"
     config = LoraConfig(
+        fan_in_fan_out=_conv1d_layers(model),
         r=options.lora_r,
         lora_alpha=options.lora_alpha,
         lora_dropout=options.lora_dropout,
@@ -77,6 +78,18 @@ def prepare_model(model: Any, options: FinetuneOptions) -> Any:
         return get_peft_model(model, config)
     except ValueError as exc:
         raise InvalidConfig(f"LoRA cannot be applied: {exc}") from exc
+
+
+def _conv1d_layers(model: Any) -> bool:
+    """True for models whose layers are transformers' ``Conv1D`` (GPT-2, GPT-1: weights stored
+    input-major) rather than ``nn.Linear``: LoRA must then be told ``fan_in_fan_out``."""
+    import torch
+    from transformers.pytorch_utils import Conv1D
+
+    head = model.get_output_embeddings()
+    modules = list(model.modules())
+    linear = any(isinstance(m, torch.nn.Linear) and m is not head for m in modules)
+    return not linear and any(isinstance(m, Conv1D) for m in modules)
 
 
 def trainable_state(model: Any) -> dict[str, Any]:

@@ -1,0 +1,82 @@
+"""nextword.engine_thread: one thread runs every call, results and errors come back, and an
+interrupt never leaves a call half-done."""
+
+from __future__ import annotations
+
+import contextvars
+import threading
+import time
+
+import pytest
+
+from nextword.engine_thread import EngineThread
+
+_var: contextvars.ContextVar[str] = contextvars.ContextVar("_var", default="unset")
+
+
+def test_calls_from_many_threads_run_on_one_thread_in_order() -> None:
+    engine = EngineThread()
+    seen: list[tuple[int, int]] = []
+
+    def work(i: int) -> None:
+        for k in range(20):
+            engine.call(lambda i=i, k=k: seen.append((threading.get_ident(), i * 100 + k)))
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert len(seen) == 120
+    assert len({ident for ident, _ in seen}) == 1
+    assert seen[0][0] not in {t.ident for t in threads} | {threading.get_ident()}
+    for i in range(6):  # each caller's calls in its own order
+        mine = [v for _, v in seen if v // 100 == i]
+        assert mine == sorted(mine)
+    engine.stop()
+
+
+def test_results_errors_and_context_variables_reach_the_caller() -> None:
+    engine = EngineThread()
+    assert engine.call(lambda: 6 * 7) == 42
+    with pytest.raises(ValueError, match="bad"):
+        engine.call(lambda: (_ for _ in ()).throw(ValueError("bad")))
+    token = _var.set("caller's value")
+    try:
+        assert engine.call(_var.get) == "caller's value"
+    finally:
+        _var.reset(token)
+    assert engine.call(lambda: engine.call(lambda: "nested")) == "nested"  # no deadlock
+    engine.stop()
+    with pytest.raises(RuntimeError, match="stopped"):
+        engine.call(lambda: None)
+
+
+def test_an_interrupt_waits_for_the_running_call_then_is_raised() -> None:
+    engine = EngineThread()
+    started = threading.Event()
+    finished: list[bool] = []
+
+    def slow() -> str:
+        started.set()
+        time.sleep(0.3)
+        finished.append(True)
+        return "done"
+
+    caller_ident = threading.get_ident()
+
+    def interrupt_soon() -> None:
+        started.wait(5)
+        import _thread
+
+        assert threading.get_ident() != caller_ident
+        _thread.interrupt_main()
+
+    helper = threading.Thread(target=interrupt_soon)
+    helper.start()
+    with pytest.raises(KeyboardInterrupt):
+        engine.call(slow)
+    helper.join(5)
+    assert finished == [True]  # the call ran to its end before the interrupt was raised
+    assert engine.call(lambda: "usable") == "usable"
+    engine.stop()
