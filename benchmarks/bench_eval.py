@@ -15,9 +15,9 @@ tokens instead. The default text is the GNU GPL version 3 (``/usr/share/common-l
 
 ``--reuse-ratio`` measures instead what starting the word searches from a kept state saves: the
 word figures of the first engine, side by side in one run, with every search reading its
-context anew (``evaluate(..., reuse="none")``), with one state per word (``reuse="word"``) and
-from the state of the text read so far (``reuse="text"``, the default), and how many words get
-the same rank and keystrokes as with ``"none"``.
+context anew (``evaluate(..., reuse="none")``), with one state per word (``reuse="word"``, the
+default) and from the state of the text read so far (``reuse="text"``), and how many words get
+the same rank and keystrokes as with ``"none"``. ``--reuse`` chooses it for the table's run.
 
     python benchmarks/bench_eval.py --engines llamacpp --threads 1 --max-words 60 --reuse-ratio
 """
@@ -112,6 +112,9 @@ def main() -> None:
     )
     parser.add_argument("--json", dest="json_path", default=None, help="write all figures to this file")
     parser.add_argument(
+        "--reuse", default="word", choices=["word", "text", "none"], help="what the word searches start from"
+    )
+    parser.add_argument(
         "--reuse-ratio", action="store_true", help="time the word figures with and without the reading state"
     )
     args = parser.parse_args()
@@ -136,7 +139,13 @@ def main() -> None:
         if args.words_for is not None and engine not in args.words_for:
             continue
         results[engine] = evaluate(
-            gen, text, k=args.k, max_tokens=args.max_tokens, window=args.window, beam_width=args.beam_width
+            gen,
+            text,
+            k=args.k,
+            max_tokens=args.max_tokens,
+            window=args.window,
+            beam_width=args.beam_width,
+            reuse=args.reuse,
         )
         r = results[engine]
         print(
@@ -158,7 +167,7 @@ def main() -> None:
     for r in list(results.values())[:1]:
         print(
             f"Text: {args.text}, {r.n_tokens} tokens scored, {r.n_words} words, {r.n_chars} characters; "
-            f"k={args.k}, beam_width={args.beam_width or 'default'}, windows of {r.window} tokens"
+            f"k={args.k}, beam_width={args.beam_width or 'default'}, windows of {r.window} tokens, reuse={args.reuse}"
         )
     print()
     print(table(results, comparison, args.k))

@@ -137,7 +137,7 @@ def evaluate(
     words: bool = True,
     beam_width: int | None = None,
     progress: Progress | None = None,
-    reuse: Reuse = "text",
+    reuse: Reuse = "word",
 ) -> Evaluation:
     """Evaluate ``generator``'s predictions on ``text`` (see the module docstring).
 
@@ -147,13 +147,14 @@ def evaluate(
     computed here; call :func:`evaluate` on it for those). ``max_tokens``: read at most this many
     tokens of the text. ``words=False`` skips the word figures (top-k and keystrokes).
     ``beam_width`` bounds the word searches (see :func:`nextword.words.search_words`).
-    ``reuse`` chooses what the word searches start from: ``"text"`` (default) the state of the
-    text read so far (one forking session per window; where sessions do not fork, as
-    ``"word"``); ``"word"`` one state per word, its context read in one pass and shared by the
-    word's searches; ``"none"`` every search reads its context anew. All three run the same
-    searches; ``"word"`` and ``"none"`` give the same numbers, and ``"text"`` differs from them
-    by the engine's float rounding where the engine's numbers depend on how many tokens one pass
-    holds (llama.cpp, transformers), which can swap two near-tied suggestions.
+    ``reuse`` chooses what the word searches start from: ``"word"`` (default) one state per
+    word, its context read in one pass and shared by the word's searches (the next-word search
+    and the completion search of each typed character), each path evaluated once per word;
+    ``"text"`` the state of the text read so far (one forking session per window reads each token
+    once; where sessions do not fork, as ``"word"``); ``"none"`` every search reads its context
+    anew. All three run the same searches; ``"word"`` and ``"none"`` give the same numbers, and
+    ``"text"`` differs from them by the engine's float rounding where the engine's numbers depend
+    on how many tokens one pass holds (llama.cpp, transformers), which can swap two near-tied suggestions.
 
     Raises :class:`~nextword.errors.InvalidInput` for an empty text, bad arguments, or a
     ``compare`` generator that tokenizes the text differently.
