@@ -67,7 +67,9 @@ class EngineThread:
         # Not at exit: atexit handlers that close models still need the thread then.
         weakref.finalize(self, self._calls.put, _STOP).atexit = False
 
-    def call(self, fn: Callable[[], T], *, on_interrupt: Callable[[], object] | None = None) -> T:
+    def call(
+        self, fn: Callable[[], T], *, on_interrupt: Callable[[], object] | None = None, abandon: bool = False
+    ) -> T:
         """Run ``fn()`` on the engine thread (in the caller's context variables, so a
         :class:`~nextword.scheduler.CancelScope` applies) and return its result or raise its
         exception.
@@ -75,7 +77,10 @@ class EngineThread:
         A ``KeyboardInterrupt`` that reaches the caller while ``fn`` runs is held back until
         ``fn`` has finished, then raised: the engine is never left half-way through a call, and
         the caller cannot return while the engine still works on its behalf. ``on_interrupt``
-        is called (once) when that happens, to ask a long ``fn`` to finish early.
+        is called (once) when that happens, to ask a long ``fn`` to finish early. With
+        ``abandon=True`` the interrupt is raised at once instead, and the thread is stopped: it
+        ends after ``fn`` (whose result is dropped), for work whose state dies with the interrupt
+        (loading a model).
 
         After :meth:`stop`, ``fn`` runs in the calling thread (the engine it served is closed;
         ``fn`` is expected to say so with its own error).
@@ -87,9 +92,14 @@ class EngineThread:
         interrupt: BaseException | None = None
         while True:
             try:
-                job.done.wait()
-                break
+                # In slices: a pending interrupt is seen between them (a lock wait without a
+                # timeout is not woken by one that is raised without a real signal).
+                if job.done.wait(0.05):
+                    break
             except KeyboardInterrupt as exc:
+                if abandon:
+                    self.stop()
+                    raise
                 if interrupt is None and on_interrupt is not None:
                     on_interrupt()
                 interrupt = exc

@@ -81,10 +81,18 @@ class HFGenerator(BaseGenerator):
     """
 
     def __init__(
-        self, model: str, tokenizer: Any, hf_model: Any, options: dict[str, Any], *, spec: BackendSpec
+        self,
+        model: str,
+        tokenizer: Any,
+        hf_model: Any,
+        options: dict[str, Any],
+        *,
+        spec: BackendSpec,
+        engine: EngineThread | None = None,
     ) -> None:
         """Wrap a loaded tokenizer and model (use :meth:`load` to make them); ``spec`` is the
-        backend's declaration (:data:`nextword_hf.plugin.SPEC`)."""
+        backend's declaration (:data:`nextword_hf.plugin.SPEC`); ``engine`` the thread that runs
+        the model (a new one by default)."""
         super().__init__(model, options, spec=spec)
         self.tokenizer = tokenizer
         self._token_bytes = TokenBytes(tokenizer)
@@ -105,7 +113,7 @@ class HFGenerator(BaseGenerator):
         self.cache_kwarg = "cache" if "cache" in forward_args else "past_key_values"
         self._lock = threading.Lock()
         # Every forward pass runs on one thread of its own: see nextword.engine_thread for why.
-        self._engine = EngineThread("nextword-hf")
+        self._engine = engine or EngineThread("nextword-hf")
         self._batching = str(options.get("batching", "exact"))
         self._scheduler: StepScheduler[GenerationRequest] = StepScheduler(self._execute, max_group=MAX_BATCH_ROWS)
 
@@ -147,7 +155,13 @@ class HFGenerator(BaseGenerator):
             torch_dtype = torch.float16 if dev.type == "cuda" else torch.float32
         else:
             torch_dtype = _DTYPES[dtype]
-        tokenizer, hf_model = load_pretrained(locate(model), dtype=torch_dtype, device=str(dev))
+        # Loaded on the thread that will run the model: a thread that does tensor work keeps an
+        # OpenMP team, and one team more than the engine's slows every later forward pass.
+        engine = EngineThread("nextword-hf")
+        location = locate(model)
+        tokenizer, hf_model = engine.call(
+            lambda: load_pretrained(location, dtype=torch_dtype, device=str(dev)), abandon=True
+        )
         options = {
             "device": device,
             "dtype": dtype,
@@ -155,7 +169,7 @@ class HFGenerator(BaseGenerator):
             "cache": cache,
             "batching": batching,
         }
-        return cls(model, tokenizer, hf_model, options, spec=spec)
+        return cls(model, tokenizer, hf_model, options, spec=spec, engine=engine)
 
     # ---- primitives -------------------------------------------------------------------------
 
