@@ -12,6 +12,14 @@ docs/evaluation.md (ready to paste) and, with ``--json FILE``, writes every figu
 ``--max-words N`` reads the text up to the end of its N-th whitespace-separated word (the
 token figures and the keyboard simulation both use that part); ``--max-tokens`` bounds it in
 tokens instead. The default text is the GNU GPL version 3 (``/usr/share/common-licenses/GPL-3``).
+
+``--reuse-ratio`` measures instead what starting the word searches from a kept state saves: the
+word figures of the first engine, side by side in one run, with every search reading its
+context anew (``evaluate(..., reuse="none")``), with one state per word (``reuse="word"``) and
+from the state of the text read so far (``reuse="text"``, the default), and how many words get
+the same rank and keystrokes as with ``"none"``.
+
+    python benchmarks/bench_eval.py --engines llamacpp --threads 1 --max-words 60 --reuse-ratio
 """
 
 from __future__ import annotations
@@ -66,6 +74,29 @@ def table(results: dict[str, Evaluation], comparison: Comparison | None, k: int)
     return "\n".join(lines)
 
 
+def reuse_ratio(gen: nextword.Generator, text: str, args: argparse.Namespace) -> None:
+    """Word figures with every search reading its context anew, then from the reading state."""
+    evaluate(gen, text, k=args.k, max_tokens=12, beam_width=args.beam_width)  # builds the vocabulary tables
+    runs = {}
+    for reuse in ("none", "word", "text"):
+        runs[reuse] = r = evaluate(
+            gen,
+            text,
+            k=args.k,
+            max_tokens=args.max_tokens,
+            window=args.window,
+            beam_width=args.beam_width,
+            reuse=reuse,  # type: ignore[arg-type]
+        )
+        same = sum(x == y for x, y in zip(runs["none"].words, r.words, strict=True))
+        print(
+            f"reuse={reuse}: {r.n_words} words in {r.seconds:.1f} s ({r.seconds_per_1000_words:,.0f} s per 1,000 "
+            f"words), {runs['none'].seconds / r.seconds:.2f}x; {same} of {r.n_words} words with the rank and "
+            f"keystrokes of reuse=none; keystroke savings {r.keystroke_savings:.2%}",
+            flush=True,
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--text", default="/usr/share/common-licenses/GPL-3", help="UTF-8 text file")
@@ -80,6 +111,9 @@ def main() -> None:
         "--words-for", nargs="*", default=None, help="engines whose word figures are computed (default: all)"
     )
     parser.add_argument("--json", dest="json_path", default=None, help="write all figures to this file")
+    parser.add_argument(
+        "--reuse-ratio", action="store_true", help="time the word figures with and without the reading state"
+    )
     args = parser.parse_args()
 
     text = Path(args.text).read_text(encoding="utf-8")
@@ -92,6 +126,10 @@ def main() -> None:
         options = {"threads": args.threads} if engine == "llamacpp" and args.threads else {}
         generators[engine] = nextword.load(engine, gguf, **options)
         print(f"loaded {engine} in {time.perf_counter() - start:.1f} s", flush=True)
+
+    if args.reuse_ratio:
+        reuse_ratio(generators[args.engines[0]], text, args)
+        return
 
     results: dict[str, Evaluation] = {}
     for engine, gen in generators.items():

@@ -34,7 +34,7 @@ import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -62,6 +62,9 @@ _LN2 = math.log(2.0)
 
 #: Tokens per window unless ``window`` says otherwise (and at most the context length).
 DEFAULT_WINDOW = 256
+
+Reuse = Literal["text", "word", "none"]
+"""What the word searches of :func:`evaluate` start from (its ``reuse`` argument)."""
 
 Progress = Callable[[int, int], None]
 """``progress(done, total)``: called as the evaluation advances (units: scored tokens, then words)."""
@@ -134,6 +137,7 @@ def evaluate(
     words: bool = True,
     beam_width: int | None = None,
     progress: Progress | None = None,
+    reuse: Reuse = "text",
 ) -> Evaluation:
     """Evaluate ``generator``'s predictions on ``text`` (see the module docstring).
 
@@ -143,12 +147,21 @@ def evaluate(
     computed here; call :func:`evaluate` on it for those). ``max_tokens``: read at most this many
     tokens of the text. ``words=False`` skips the word figures (top-k and keystrokes).
     ``beam_width`` bounds the word searches (see :func:`nextword.words.search_words`).
+    ``reuse`` chooses what the word searches start from: ``"text"`` (default) the state of the
+    text read so far (one forking session per window; where sessions do not fork, as
+    ``"word"``); ``"word"`` one state per word, its context read in one pass and shared by the
+    word's searches; ``"none"`` every search reads its context anew. All three run the same
+    searches; ``"word"`` and ``"none"`` give the same numbers, and ``"text"`` differs from them
+    by the engine's float rounding where the engine's numbers depend on how many tokens one pass
+    holds (llama.cpp, transformers), which can swap two near-tied suggestions.
 
     Raises :class:`~nextword.errors.InvalidInput` for an empty text, bad arguments, or a
     ``compare`` generator that tokenizes the text differently.
     """
     _check_positive("k", k)
     _check_positive("window", window)
+    if reuse not in ("text", "word", "none"):
+        raise InvalidInput(f"reuse must be 'text', 'word' or 'none', got {reuse!r}")
     if max_tokens is not None:
         _check_positive("max_tokens", max_tokens)
     if window < 2:
@@ -199,13 +212,16 @@ def evaluate(
     top1 = top3 = 0
     reader: _Reader | None = None
     for s, a, target in plan:
-        if reader is None or reader.window_start != s:
-            reader = _Reader(generator, ids, s)
-        branches = reader.branches_at(a)
+        branches: SharedBranches | None = None
+        if reuse != "none":
+            if reader is None or reader.window_start != s:
+                reader = _Reader(generator, ids, s, fork=reuse == "text")
+            branches = reader.branches_at(a)
         try:
             result = _type_word(generator, ids[s:a], target, a, k, beam_width, branches)
         finally:
-            branches.close()
+            if branches is not None:
+                branches.close()
         results.append(result)
         top1 += result.rank == 1
         top3 += result.rank is not None and result.rank <= 3
@@ -315,12 +331,12 @@ class _Reader:
     plain path: the context is read once per word).
     """
 
-    def __init__(self, generator: Generator, ids: Sequence[int], window_start: int) -> None:
+    def __init__(self, generator: Generator, ids: Sequence[int], window_start: int, *, fork: bool = True) -> None:
         self.generator = generator
         self.ids = ids
         self.window_start = window_start
         self.session: ForkableSession | None = None
-        if isinstance(generator, SupportsSessions):
+        if fork and isinstance(generator, SupportsSessions):
             session = generator.open_session(list(ids[window_start : window_start + 1]))
             if isinstance(session, ForkableSession):
                 self.session = session

@@ -232,6 +232,10 @@ def test_reading_state_gives_the_plain_numbers_exactly(byte_gen: nextword.Genera
     assert searches_both_ways(forking, plain, text, 3, rel=1e-12) > 9
     a, b = evaluate(plain, text, k=3), evaluate(forking, text, k=3)
     assert a.words == b.words and a.keystrokes == b.keystrokes and a.word_top1 == b.word_top1
+    for reuse in ("word", "none"):  # one state per word; every search reading its context anew
+        assert evaluate(forking, text, k=3, reuse=reuse).words == b.words
+    with pytest.raises(nextword.InvalidInput, match="reuse must be"):
+        evaluate(forking, text, reuse="all")  # type: ignore[arg-type]
 
 
 @pytest.mark.slow
@@ -246,3 +250,13 @@ def test_reading_state_on_kv_engines(engine: str, hf_gen: nextword.Generator, ti
     assert searches_both_ways(gen, plain, text, 2, rel=1e-4 if engine == "hf" else 1e-3) > 4
     fast, slow = evaluate(gen, text, k=2), evaluate(plain, text, k=2)
     assert fast.words == slow.words
+    if engine == "llamacpp":  # one state per word: the numbers of the engine's own open_branches, bit for bit
+        ids = gen.tokenize(text)
+        reader = _Reader(gen, ids, 0, fork=False)
+        for s, a, _ in _word_plan(gen, ids, [(0, len(ids))]):
+            branches = reader.branches_at(a)
+            try:
+                shared = search_words_from_ids(gen, ids[s:a], 2, beam_width=4, branches=branches)
+            finally:
+                branches.close()
+            same_search(shared, search_words_from_ids(gen, ids[s:a], 2, beam_width=4), rel=0.0)

@@ -97,6 +97,8 @@ def test_the_folder_is_an_ordinary_model_with_card_and_record(
         == json.loads((tiny_gpt2_dir / "tokenizer.json").read_text())["model"]
     )
     assert not any("lora" in key for key in _weights(out))
+    # Trained without a KV cache, saved with the base model's setting.
+    assert json.loads((out / "config.json").read_text())["use_cache"] is True
     record = json.loads((out / RECORD_NAME).read_text())
     assert record["method"] == method and record["base_model"] == str(tiny_gpt2_dir)
     assert record["metrics"]["final"]["loss"] == report.final_loss

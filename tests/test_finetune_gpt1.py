@@ -52,6 +52,8 @@ def test_full_finetune_of_gpt1_learns_the_pattern(tiny_openai_gpt_dir: Path, tmp
     assert report.final_perplexity * 50 < report.base_perplexity, str(report)
     config = json.loads((report.out / "config.json").read_text())
     assert config["model_type"] == "openai-gpt"
+    # Trained without a KV cache, saved with the base model's setting.
+    assert config.get("use_cache") == json.loads((tiny_openai_gpt_dir / "config.json").read_text()).get("use_cache")
     _, result = _greedy(report.out)
     words = _words(PROMPT + " " + result.text)
     assert len(words) > len(_words(PROMPT)) + 5, result.text

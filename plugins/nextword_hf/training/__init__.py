@@ -33,12 +33,21 @@ def train(job: TrainingJob) -> TrainingOutcome:
     blocks = prepare_blocks(
         tokenizer, list(job.documents), block_size=opts.block_size, fraction=opts.validation, seed=opts.seed
     )
+    # Training needs no key/value cache (transformers' Trainer turns it off too); the saved
+    # config keeps the base model's setting.
+    had_use_cache = hasattr(model.config, "use_cache")
+    use_cache = getattr(model.config, "use_cache", None)
+    model.config.use_cache = False
     torch.manual_seed(opts.seed)
     model = prepare_model(model, opts)
     n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     n_total = sum(p.numel() for p in model.parameters())
     fingerprint: dict[str, Any] = {"base": job.base, "data": job.data_hash, "options": opts.training_fields()}
     loop = train_loop(model, blocks.train, blocks.validation, job, device, fingerprint)
+    if had_use_cache:
+        model.config.use_cache = use_cache
+    else:
+        del model.config.use_cache
     save_folder(model, tokenizer, opts, job.model_dir)
     warnings = list(blocks.notes)
     schedule = Schedule(len(blocks.train), opts)
