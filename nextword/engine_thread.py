@@ -67,29 +67,41 @@ class EngineThread:
         # Not at exit: atexit handlers that close models still need the thread then.
         weakref.finalize(self, self._calls.put, _STOP).atexit = False
 
-    def call(self, fn: Callable[[], T]) -> T:
+    def call(
+        self, fn: Callable[[], T], *, on_interrupt: Callable[[], object] | None = None, abandon: bool = False
+    ) -> T:
         """Run ``fn()`` on the engine thread (in the caller's context variables, so a
         :class:`~nextword.scheduler.CancelScope` applies) and return its result or raise its
         exception.
 
         A ``KeyboardInterrupt`` that reaches the caller while ``fn`` runs is held back until
         ``fn`` has finished, then raised: the engine is never left half-way through a call, and
-        the caller cannot return while the engine still works on its behalf.
+        the caller cannot return while the engine still works on its behalf. ``on_interrupt``
+        is called (once) when that happens, to ask a long ``fn`` to finish early. With
+        ``abandon=True`` the interrupt is raised at once instead, and the thread is stopped: it
+        ends after ``fn`` (whose result is dropped), for work whose state dies with the interrupt
+        (loading a model).
 
-        Raises:
-            RuntimeError: the thread was stopped.
+        After :meth:`stop`, ``fn`` runs in the calling thread (the engine it served is closed;
+        ``fn`` is expected to say so with its own error).
         """
-        if threading.current_thread() is self._thread:
-            return fn()  # already on the engine thread (a call made from inside a call)
-        self._ensure_started()
+        if threading.current_thread() is self._thread or not self._ensure_started():
+            return fn()  # on the engine thread already (a call inside a call), or stopped
         job = _Call(fn)
         self._calls.put(job)
         interrupt: BaseException | None = None
         while True:
             try:
-                job.done.wait()
-                break
+                # In slices: a pending interrupt is seen between them (a lock wait without a
+                # timeout is not woken by one that is raised without a real signal).
+                if job.done.wait(0.05):
+                    break
             except KeyboardInterrupt as exc:
+                if abandon:
+                    self.stop()
+                    raise
+                if interrupt is None and on_interrupt is not None:
+                    on_interrupt()
                 interrupt = exc
         if interrupt is not None:
             raise interrupt
@@ -98,16 +110,18 @@ class EngineThread:
         return job.result
 
     def stop(self) -> None:
-        """Let the thread end once the calls already queued are done (later calls raise)."""
+        """Let the thread end once the calls already queued are done."""
         with self._start_lock:
             self._stopped = True
             if self._thread is not None:
                 self._calls.put(_STOP)
 
-    def _ensure_started(self) -> None:
+    def _ensure_started(self) -> bool:
+        """Start the thread if needed; False once stopped."""
         with self._start_lock:
             if self._stopped:
-                raise RuntimeError("this engine thread has been stopped")
+                return False
             if self._thread is None:
                 self._thread = threading.Thread(target=_serve, args=(self._calls,), name=self._name, daemon=True)
                 self._thread.start()
+            return True

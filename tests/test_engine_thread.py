@@ -48,8 +48,7 @@ def test_results_errors_and_context_variables_reach_the_caller() -> None:
         _var.reset(token)
     assert engine.call(lambda: engine.call(lambda: "nested")) == "nested"  # no deadlock
     engine.stop()
-    with pytest.raises(RuntimeError, match="stopped"):
-        engine.call(lambda: None)
+    assert engine.call(threading.get_ident) == threading.get_ident()  # stopped: runs in the caller
 
 
 def test_an_interrupt_waits_for_the_running_call_then_is_raised() -> None:
@@ -80,3 +79,30 @@ def test_an_interrupt_waits_for_the_running_call_then_is_raised() -> None:
     assert finished == [True]  # the call ran to its end before the interrupt was raised
     assert engine.call(lambda: "usable") == "usable"
     engine.stop()
+
+
+def test_an_abandoned_call_raises_the_interrupt_at_once_and_stops_the_thread() -> None:
+    engine = EngineThread()
+    release = threading.Event()
+    started = threading.Event()
+
+    def long_load() -> str:
+        started.set()
+        release.wait(10)
+        return "loaded"
+
+    def interrupt_soon() -> None:
+        started.wait(5)
+        import _thread
+
+        _thread.interrupt_main()
+
+    helper = threading.Thread(target=interrupt_soon)
+    helper.start()
+    begin = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt):
+        engine.call(long_load, abandon=True)
+    assert time.perf_counter() - begin < 5  # did not wait for the call
+    helper.join(5)
+    release.set()
+    assert engine.call(threading.get_ident) == threading.get_ident()  # stopped: runs in the caller

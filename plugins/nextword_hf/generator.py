@@ -11,8 +11,8 @@ import copy
 import inspect
 import queue
 import threading
-from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -41,6 +41,7 @@ from nextword import (
     ModelLoadError,
 )
 from nextword.cpu import default_threads
+from nextword.engine_thread import EngineThread
 from nextword.errors import Cancelled
 from nextword.scheduler import CancelScope, StepScheduler
 from nextword.validation import check_length, utf8_bytes
@@ -50,6 +51,8 @@ from nextword_hf.token_bytes import TokenBytes
 
 STREAM_LOOKAHEAD = 4
 """Most tokens a stream generates ahead of its reader before it pauses and frees the model."""
+
+T = TypeVar("T")
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -78,10 +81,18 @@ class HFGenerator(BaseGenerator):
     """
 
     def __init__(
-        self, model: str, tokenizer: Any, hf_model: Any, options: dict[str, Any], *, spec: BackendSpec
+        self,
+        model: str,
+        tokenizer: Any,
+        hf_model: Any,
+        options: dict[str, Any],
+        *,
+        spec: BackendSpec,
+        engine: EngineThread | None = None,
     ) -> None:
         """Wrap a loaded tokenizer and model (use :meth:`load` to make them); ``spec`` is the
-        backend's declaration (:data:`nextword_hf.plugin.SPEC`)."""
+        backend's declaration (:data:`nextword_hf.plugin.SPEC`); ``engine`` the thread that runs
+        the model (a new one by default)."""
         super().__init__(model, options, spec=spec)
         self.tokenizer = tokenizer
         self._token_bytes = TokenBytes(tokenizer)
@@ -101,6 +112,8 @@ class HFGenerator(BaseGenerator):
         forward_args = inspect.signature(type(hf_model).forward).parameters
         self.cache_kwarg = "cache" if "cache" in forward_args else "past_key_values"
         self._lock = threading.Lock()
+        # Every forward pass runs on one thread of its own: see nextword.engine_thread for why.
+        self._engine = engine or EngineThread("nextword-hf")
         self._batching = str(options.get("batching", "exact"))
         self._scheduler: StepScheduler[GenerationRequest] = StepScheduler(self._execute, max_group=MAX_BATCH_ROWS)
 
@@ -142,7 +155,13 @@ class HFGenerator(BaseGenerator):
             torch_dtype = torch.float16 if dev.type == "cuda" else torch.float32
         else:
             torch_dtype = _DTYPES[dtype]
-        tokenizer, hf_model = load_pretrained(locate(model), dtype=torch_dtype, device=str(dev))
+        # Loaded on the thread that will run the model: a thread that does tensor work keeps an
+        # OpenMP team, and one team more than the engine's slows every later forward pass.
+        engine = EngineThread("nextword-hf")
+        location = locate(model)
+        tokenizer, hf_model = engine.call(
+            lambda: load_pretrained(location, dtype=torch_dtype, device=str(dev)), abandon=True
+        )
         options = {
             "device": device,
             "dtype": dtype,
@@ -150,7 +169,7 @@ class HFGenerator(BaseGenerator):
             "cache": cache,
             "batching": batching,
         }
-        return cls(model, tokenizer, hf_model, options, spec=spec)
+        return cls(model, tokenizer, hf_model, options, spec=spec, engine=engine)
 
     # ---- primitives -------------------------------------------------------------------------
 
@@ -176,11 +195,18 @@ class HFGenerator(BaseGenerator):
             self.tokenizer.decode(list(token_ids), skip_special_tokens=False, clean_up_tokenization_spaces=False)
         )
 
-    @torch.inference_mode()
+    def _on_engine(self, fn: Callable[[], T]) -> T:
+        """``fn()`` on the generator's engine thread, in inference mode (which is per thread)."""
+
+        def run() -> T:
+            with torch.inference_mode():
+                return fn()
+
+        return self._engine.call(run)
+
     def next_token_logits(self, token_ids: Sequence[int]) -> npt.NDArray[np.floating]:
         ids = torch.tensor([list(token_ids)], device=self.device)
-        logits = self.hf_model(input_ids=ids).logits[0, -1]
-        return logits.float().cpu().numpy()
+        return self._on_engine(lambda: self.hf_model(input_ids=ids).logits[0, -1].float().cpu().numpy())
 
     def open_session(self, prompt_ids: Sequence[int]) -> _KVSession:
         """A KV-cache state: each :meth:`~_KVSession.feed` costs one token of compute."""
@@ -206,19 +232,21 @@ class HFGenerator(BaseGenerator):
         check_length(len(ids) - extra, extra, self._n_ctx)
         return ids
 
-    @torch.inference_mode()
     def sequence_logits(self, token_ids: Sequence[int]) -> npt.NDArray[np.float32]:
         """Raw logits after every prefix of ``token_ids`` in one forward pass: row ``i`` is the
         distribution after ``token_ids[: i + 1]`` (shape ``(len(token_ids), vocab)``, float32)."""
         ids = torch.tensor([list(token_ids)], device=self.device)
-        return self.hf_model(input_ids=ids).logits[0].float().cpu().numpy()
+        return self._on_engine(lambda: self.hf_model(input_ids=ids).logits[0].float().cpu().numpy())
 
-    @torch.inference_mode()
     def token_logprobs(self, token_ids: Sequence[int]) -> list[float]:
         ids = torch.tensor([list(token_ids)], device=self.device)
-        logits = self.hf_model(input_ids=ids).logits[0, :-1].float()
-        logp = torch.log_softmax(logits, dim=-1)
-        return logp.gather(1, ids[0, 1:, None])[:, 0].double().cpu().tolist()
+
+        def run() -> list[float]:
+            logits = self.hf_model(input_ids=ids).logits[0, :-1].float()
+            logp = torch.log_softmax(logits, dim=-1)
+            return list(logp.gather(1, ids[0, 1:, None])[:, 0].double().cpu().tolist())
+
+        return self._on_engine(run)
 
     # ---- generation on transformers' generate -------------------------------------------------
 
@@ -363,14 +391,17 @@ class HFGenerator(BaseGenerator):
         if extra_stop is not None:
             gen_config.return_dict_in_generate = True
         with self._lock:
-            out = self.hf_model.generate(
-                input_ids=input_ids.to(self.device),
-                attention_mask=mask.to(self.device),
-                generation_config=gen_config,
-                logits_processor=processors,
-                stopping_criteria=criteria,
-                streamer=streamer,
-                **extra,
+            out = self._engine.call(
+                lambda: self.hf_model.generate(
+                    input_ids=input_ids.to(self.device),
+                    attention_mask=mask.to(self.device),
+                    generation_config=gen_config,
+                    logits_processor=processors,
+                    stopping_criteria=criteria,
+                    streamer=streamer,
+                    **extra,
+                ),
+                on_interrupt=scope.cancel,
             )
         if row_scopes is None and scope.cancelled:
             raise Cancelled("the generation was cancelled")
@@ -406,6 +437,7 @@ class HFGenerator(BaseGenerator):
 
     def close(self) -> None:
         self._closed = True
+        self._engine.stop()
         self._hf_model = None
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
@@ -487,7 +519,7 @@ class _KVSession:
         if self._pending or self._logits is None:
             gen = self._generator
             ids = torch.tensor([self._pending], device=gen.device)
-            out = gen.hf_model(input_ids=ids, use_cache=True, **{gen.cache_kwarg: self._past})
+            out = gen._on_engine(lambda: gen.hf_model(input_ids=ids, use_cache=True, **{gen.cache_kwarg: self._past}))
             self._past = out[gen.cache_kwarg]
             self._logits = out.logits[0, -1].float().cpu().numpy()
             self._pending = []
@@ -525,7 +557,7 @@ class _Branches:
         with gen._lock:
             if self._past is None:
                 ids = torch.tensor([self._prompt], device=gen.device)
-                out = gen.hf_model(input_ids=ids, use_cache=True)
+                out = gen._on_engine(lambda: gen.hf_model(input_ids=ids, use_cache=True))
                 self._past = out[gen.cache_kwarg]
                 self._root = out.logits[0, -1].float().cpu().numpy()
             assert self._root is not None
@@ -555,7 +587,7 @@ class _Branches:
             for i, r in enumerate(rows):
                 mask[i, : len(self._prompt) + len(r)] = 1
             kwargs["attention_mask"] = mask.to(gen.device)
-        out = gen.hf_model(input_ids=input_ids.to(gen.device), **kwargs)
+        out = gen._on_engine(lambda: gen.hf_model(input_ids=input_ids.to(gen.device), **kwargs))
         last = torch.tensor([len(r) - 1 for r in rows], device=out.logits.device)
         picked = out.logits[torch.arange(len(rows), device=out.logits.device), last]
         return picked.float().cpu().numpy()
