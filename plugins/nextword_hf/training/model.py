@@ -48,7 +48,13 @@ def _detach_gguf_quantizer(model: Any, base: str) -> None:
             f"{base!r} was loaded with packed quantized weights, which cannot be trained; load it dequantized "
             "(without the `kernels` package) or convert it to a model folder first"
         )
+    # transformers' own undoing (quantizer, config entry, the model's is_quantized flag, which
+    # Trainer checks); by hand where a version lacks it.
+    remove = getattr(quantizer, "remove_quantization_config", None)
+    if callable(remove):
+        remove(model)
     model.hf_quantizer = None
+    model.is_quantized = False
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
 
