@@ -101,7 +101,15 @@ def test_config_shows_what_a_load_with_the_same_options_would_use(
     data = json.loads(capsys.readouterr().out)
     expected = effective_settings(resolve("hf", "some-model", {"threads": "2", "device": "cpu"}), get_backend("hf"))
     assert (
-        data["options"] == expected.options == {"threads": 2, "device": "cpu", "dtype": "float32", "cache": "dynamic"}
+        data["options"]
+        == expected.options
+        == {
+            "threads": 2,
+            "device": "cpu",
+            "dtype": "float32",
+            "cache": "dynamic",
+            "batching": "exact",
+        }
     )
     assert data["sources"]["options.threads"] == "argument" and data["sources"]["options.dtype"] == "default"
     assert main(["config", "-b", "hf", "-o", "colour=red"]) == 1

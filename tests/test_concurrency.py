@@ -204,8 +204,16 @@ def test_a_list_of_prompts_as_one_batch_equals_them_one_by_one(q8_gen: nextword.
 def test_batched_steps_share_decodes(q8_gen: nextword.Generator) -> None:
     pool = q8_gen._pool  # type: ignore[attr-defined]
     q8_gen.reset_cache()  # type: ignore[attr-defined]
-    before = pool.decodes
-    q8_gen.generate(PROMPTS, max_new_tokens=12)
+    scheduler = q8_gen._scheduler  # type: ignore[attr-defined]
+    # The executor waits at most gather_s for the other generations' next steps; on a starved
+    # machine 3 ms can pass between two of them, so wait as long as it takes here (the wait ends
+    # as soon as every generation has submitted).
+    gather, scheduler._gather_s = scheduler._gather_s, 5.0
+    try:
+        before = pool.decodes
+        q8_gen.generate(PROMPTS, max_new_tokens=12)
+    finally:
+        scheduler._gather_s = gather
     # 4 prompts, then 11 steps of 4 sequences; exact groups on Q8_0 hold all 4 (measured once).
     assert q8_gen.batch_group_size >= 4  # type: ignore[attr-defined]
     assert pool.decodes - before < 4 + 11 * 2

@@ -72,6 +72,18 @@ def decoding_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return f
 
 
+def complete_option(help_text: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--complete auto|word|next`` (default auto): how a text ending inside a word is read."""
+    return click.option(
+        "--complete",
+        "complete",
+        type=click.Choice(["auto", "word", "next"]),
+        default="auto",
+        show_default=True,
+        help=help_text,
+    )
+
+
 @contextlib.contextmanager
 def loading(backend: str | None, model: str | None) -> Iterator[None]:
     """A spinner on stderr while a model loads (only on a terminal)."""

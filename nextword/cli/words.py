@@ -19,7 +19,7 @@ from typing import Any, Literal
 import click
 
 from nextword import api
-from nextword.cli.options import backend_options, loading, parse_options, write_text
+from nextword.cli.options import backend_options, complete_option, loading, parse_options, write_text
 from nextword.cli.plot import PLOT_FORMATS, save_plot
 from nextword.complete import CompleteMode
 from nextword.errors import InvalidInput
@@ -60,14 +60,7 @@ def _bar(prob: float) -> str:
     show_default=True,
     help="Predict whole words (several tokens each) or single tokens.",
 )
-@click.option(
-    "--complete",
-    "complete",
-    type=click.Choice(["auto", "word", "next"]),
-    default="auto",
-    show_default=True,
-    help="For a prompt ending inside a word: complete that word, predict the next one, or decide (auto).",
-)
+@complete_option("For a prompt ending inside a word: complete that word, predict the next one, or decide (auto).")
 @click.option("--json", "as_json", is_flag=True, help="Print the candidates as JSON.")
 @click.option(
     "--plot",
@@ -145,13 +138,8 @@ def predict(
 @click.argument("text")
 @backend_options
 @click.option("--top", type=click.IntRange(min=0), default=5, show_default=True, help="Alternatives shown per token.")
-@click.option(
-    "--complete",
-    "complete",
-    type=click.Choice(["auto", "word", "next"]),
-    default="auto",
-    show_default=True,
-    help="For a text ending inside a word: show that word's completions (word), never (next), or decide (auto).",
+@complete_option(
+    "For a text ending inside a word: show that word's completions (word), never (next), or decide (auto)."
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the explanation as JSON.")
 @click.option(
