@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import nextword
+from nextword.testing.compare import OneByOne
 from nextword.words import WordSearch, clear_cache, search_words
 
 PROMPTS = (
@@ -64,18 +65,6 @@ class Row:
     @property
     def one_by_one_ratio(self) -> float:
         return self.one_by_one_ms / self.token_ms
-
-
-class OneByOne:
-    """A generator seen without its ``open_branches`` hook (the search evaluates one path at a time)."""
-
-    def __init__(self, inner: Any) -> None:
-        self._inner = inner
-
-    def __getattr__(self, name: str) -> Any:
-        if name == "open_branches":
-            raise AttributeError(name)
-        return getattr(self._inner, name)
 
 
 def _cold(gen: Any) -> None:

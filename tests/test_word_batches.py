@@ -14,21 +14,10 @@ import pytest
 import nextword
 from nextword import InvalidInput
 from nextword.decoding.branches import Branches, BranchingGenerator, SessionBranches, open_branches
+from nextword.testing.compare import OneByOne
 from nextword.testing.pytest_fixtures import require_module
 from nextword.words import search_words
 from tests.test_words import PROMPTS, SP_VOCAB, ToySentencePiece
-
-
-class OneByOne:
-    """A generator seen without its ``open_branches`` hook: the search falls back to sessions."""
-
-    def __init__(self, inner: Any) -> None:
-        self._inner = inner
-
-    def __getattr__(self, name: str) -> Any:
-        if name == "open_branches":
-            raise AttributeError(name)
-        return getattr(self._inner, name)
 
 
 class ToyBatches(ToySentencePiece):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -21,7 +22,7 @@ import numpy.typing as npt
 from nextword.decoding.processors import log_softmax
 from nextword.protocol import Generator
 
-__all__ = ["Comparison", "Divergence", "compare_generators", "compare_scores"]
+__all__ = ["Comparison", "Divergence", "OneByOne", "compare_generators", "compare_scores"]
 
 
 @dataclass(frozen=True)
@@ -157,3 +158,17 @@ def compare_scores(reference: Generator, other: Generator, texts: Sequence[str])
             raise AssertionError(f"the two generators tokenize {text!r} differently")
         worst = max(worst, max((abs(x - y) for x, y in zip(a.logprobs, b.logprobs, strict=True)), default=0.0))
     return worst
+
+
+class OneByOne:
+    """``inner`` seen without its ``open_branches`` hook, so that the word search evaluates one
+    path at a time (through sessions, or whole sequences): the reference that the batched
+    search is compared with, in tests and in ``benchmarks/bench_words.py``."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "open_branches":
+            raise AttributeError(name)
+        return getattr(self._inner, name)
