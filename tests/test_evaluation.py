@@ -135,6 +135,35 @@ def test_cli(tiny_gpt2_dir: Path, tmp_path: Path) -> None:
     assert isinstance(bad.exception, nextword.InvalidInput) and "BACKEND:MODEL" in str(bad.exception)
 
 
+def test_cli_search_bound_and_reuse_reach_evaluate(
+    hf_gen: nextword.Generator, tiny_gpt2_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import nextword.cli.evaluation as cli_eval
+
+    seen: list[dict[str, Any]] = []
+
+    def spy(generator: Any, text: str, **settings: Any) -> Any:
+        seen.append(settings)
+        return evaluate(generator, text, **settings)
+
+    monkeypatch.setattr(cli_eval, "evaluate", spy)
+    path = tmp_path / "text.txt"
+    path.write_text(TEXT, encoding="utf-8")
+    runner = CliRunner()
+    for beam, reuse in ((1, "none"), (2, "text")):
+        args = ["eval", str(path), "-m", str(tiny_gpt2_dir), "--beam-width", str(beam), "--reuse", reuse, "--json"]
+        out = runner.invoke(cli, args)
+        assert out.exit_code == 0, out.output
+        data = json.loads(out.stdout)
+        assert seen[-1]["beam_width"] == beam and seen[-1]["reuse"] == reuse
+        direct = evaluate(hf_gen, TEXT, beam_width=beam, reuse=reuse)  # type: ignore[arg-type]
+        assert data["words"] == direct.n_words
+        assert data["keystroke_savings"] == pytest.approx(direct.keystroke_savings, abs=1e-12)
+        assert data["word_top3"] == pytest.approx(direct.word_top3, abs=1e-12)
+    bad = runner.invoke(cli, ["eval", str(path), "-m", str(tiny_gpt2_dir), "--reuse", "all"])
+    assert bad.exit_code == 2 and "'all' is not one of" in bad.output
+
+
 # ---- the state of the text read so far (KV reuse) against the plain path ------------------------
 
 

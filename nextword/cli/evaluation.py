@@ -3,7 +3,8 @@
 ::
 
     nextword eval FILE... [-b BACKEND] [-m MODEL] [--compare BACKEND:MODEL] [-k 3]
-                  [--max-tokens N] [--window N] [--json] [--plot FILE.png]
+                  [--max-tokens N] [--window N] [--beam-width N] [--reuse word|text|none]
+                  [--json] [--plot FILE.png]
 
 The files are read as UTF-8 and joined with a blank line between them. See
 :mod:`nextword.evaluation` for what each figure means.
@@ -88,6 +89,19 @@ def _table(result: Evaluation, names: list[str]) -> Any:
 @click.option(
     "--window", type=click.IntRange(min=2), default=DEFAULT_WINDOW, show_default=True, help="Tokens per window."
 )
+@click.option(
+    "--beam-width",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Prefixes of each length the word searches extend (default: from k).",
+)
+@click.option(
+    "--reuse",
+    type=click.Choice(["word", "text", "none"]),
+    default="word",
+    show_default=True,
+    help="What the word searches start from: one state per word, the text read so far, or nothing.",
+)
 @click.option("--no-words", "no_words", is_flag=True, help="Token figures only (no word search, no keyboard).")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON (with per-token values).")
 @click.option(
@@ -106,6 +120,8 @@ def eval_command(
     k: int,
     max_tokens: int | None,
     window: int,
+    beam_width: int | None,
+    reuse: str,
     no_words: bool,
     as_json: bool,
     plot: str | None,
@@ -127,7 +143,16 @@ def eval_command(
         with loading(other_backend, other_model):
             other = api.load(other_backend, other_model)
         names.append(f"{other_backend}:{Path(other_model).name}")
-    result = _run(generator, text, k, other, max_tokens, window, not no_words)
+    settings: dict[str, Any] = {
+        "k": k,
+        "compare": other,
+        "max_tokens": max_tokens,
+        "window": window,
+        "words": not no_words,
+        "beam_width": beam_width,
+        "reuse": reuse,
+    }
+    result = _run(generator, text, settings)
     if plot is not None:
         click.echo(f"wrote {save_surprisal_plot(result, plot, labels=names)}", err=True)
     if as_json:
@@ -138,9 +163,9 @@ def eval_command(
     Console().print(_table(result, names))
 
 
-def _run(generator: Any, text: str, k: int, other: Any, max_tokens: int | None, window: int, words: bool) -> Evaluation:
+def _run(generator: Any, text: str, settings: dict[str, Any]) -> Evaluation:
     if not sys.stderr.isatty():
-        return evaluate(generator, text, k=k, compare=other, max_tokens=max_tokens, window=window, words=words)
+        return evaluate(generator, text, **settings)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     columns = (TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
@@ -150,6 +175,4 @@ def _run(generator: Any, text: str, k: int, other: Any, max_tokens: int | None, 
         def advance(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
 
-        return evaluate(
-            generator, text, k=k, compare=other, max_tokens=max_tokens, window=window, words=words, progress=advance
-        )
+        return evaluate(generator, text, progress=advance, **settings)
