@@ -26,20 +26,10 @@ import time
 from typing import Any
 
 import numpy as np
+from bench_concurrency import PROMPTS
 from nextword_llamacpp.multiseq import Need, Needs
 
 import nextword
-
-PROMPTS = [
-    "I love cats because",
-    "Once upon a time",
-    "The weather today is",
-    "My favourite food is",
-    "In the year 1905,",
-    "The best way to learn",
-    "She opened the door and",
-    "Python is a language that",
-]
 
 
 def main() -> None:
