@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -9,6 +10,17 @@ import pytest
 
 import nextword
 from tests.assets import LlamaVocabFiles, llama_vocab_files
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The interrupt tests send SIGINT and SIGHUP, in this process and to the Python processes
+    they start, and expect Python's usual reactions. A shell that starts the suite in the
+    background (``cmd &``) or under ``nohup`` hands it those signals ignored, and an ignored
+    signal stays ignored in every child: give them their default reactions back."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if signal.getsignal(signal.SIGHUP) is signal.SIG_IGN:
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
