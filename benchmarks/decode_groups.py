@@ -38,9 +38,11 @@ def main() -> None:
     parser.add_argument("way", choices=["callers", "pool"])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--new-tokens", type=int, default=32)
+    parser.add_argument("--flash-attn", action="store_true", help="load with flash_attn=True")
     args = parser.parse_args()
     n_new = args.new_tokens
-    gen: Any = nextword.load("llamacpp", args.model, n_ctx=512, parallel=8, threads=args.threads)
+    options = {"n_ctx": 512, "parallel": 8, "threads": args.threads, "flash_attn": args.flash_attn}
+    gen: Any = nextword.load("llamacpp", args.model, **options)
     gen.generate(PROMPTS[0], max_new_tokens=4)  # warm-up
     pool = gen._pool
     decodes: list[tuple[int, float, float]] = []
@@ -83,6 +85,8 @@ def main() -> None:
         if began >= start:
             by_size.setdefault(size, []).append(took * 1000)
     out["tok_s"] = round(len(PROMPTS) * n_new / seconds, 1)
+    out["seconds"] = round(seconds, 3)
+    out["decode_s"] = round(sum(t for v in by_size.values() for t in v) / 1000, 3)
     out["decodes_by_size"] = {n: [len(v), round(float(np.median(v)), 1)] for n, v in sorted(by_size.items())}
     print(json.dumps(out))
     gen.close()

@@ -219,6 +219,34 @@ def test_batched_steps_share_decodes(q8_gen: nextword.Generator) -> None:
     assert pool.decodes - before < 4 + 11 * 2
 
 
+def test_group_steps_use_neighbouring_slots_in_order(q8_gen: nextword.Generator) -> None:
+    """llama.cpp evaluates a batch as one micro-batch per run of consecutive, increasing sequence
+    ids: every step decode of a group holds such a run, also when the slots' cache makes the
+    least recently used free slots non-neighbours (0 and 2 here)."""
+    gen: Any = q8_gen
+    pool, scheduler = gen._pool, gen._scheduler
+    gen.reset_cache()
+    q8_gen.generate(PROMPTS, max_new_tokens=4)
+    q8_gen.generate(PROMPTS[1], max_new_tokens=2)
+    q8_gen.generate(PROMPTS[3], max_new_tokens=2)
+    steps: list[list[int]] = []
+    decode = pool._decode
+
+    def recording(entries: list[tuple[int, int, int]], slots: list[Any], **kw: Any) -> None:
+        if len({seq for _, _, seq in entries}) > 1:
+            steps.append([seq for _, _, seq in entries])
+        decode(entries, slots, **kw)
+
+    pool._decode, gather, scheduler._gather_s = recording, scheduler._gather_s, 5.0
+    try:
+        fresh = ["A new prompt about rivers", "Another one, about mountains"]
+        together = q8_gen.generate(fresh, max_new_tokens=6)
+    finally:
+        pool._decode, scheduler._gather_s = decode, gather
+    assert steps and all(seqs == list(range(seqs[0], seqs[0] + len(seqs))) for seqs in steps), steps
+    assert [g.sequences for g in together] == [q8_gen.generate(p, max_new_tokens=6).sequences for p in fresh]
+
+
 def test_branches_equal_sessions_fed_with_the_path(q8_gen: nextword.Generator) -> None:
     import numpy as np
 

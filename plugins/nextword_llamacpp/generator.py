@@ -105,7 +105,11 @@ class LlamaCppGenerator(BaseGenerator):
             InvalidConfig: an option value cannot work with this model or this llama.cpp build.
         """
         opened = open_model(model, **options)
-        return cls(model, opened.llama, opened.info, opened.pool, opened.context_length, opened.options, spec=spec)
+        generator = cls(model, opened.llama, opened.info, opened.pool, opened.context_length, opened.options, spec=spec)
+        # The exact mode's group size is measured now, on the engine thread, rather than by the
+        # first concurrent call (the measurement clears every sequence the pool holds).
+        _ = generator.batch_group_size
+        return generator
 
     # ---- primitives -------------------------------------------------------------------------
 
@@ -286,7 +290,7 @@ class LlamaCppGenerator(BaseGenerator):
     def batch_group_size(self) -> int:
         """How many one-token steps of different sequences one decode holds: all active ones
         (up to ``parallel``) with ``batching="fast"``; with ``"exact"`` the largest group
-        measured to give bit-identical logits to a step alone (measured on first use)."""
+        measured to give bit-identical logits to a step alone (measured when the model is loaded)."""
         if self._pool.mode == "fast":
             return self._pool.n_slots
         sizes: list[int] = []

@@ -125,6 +125,12 @@ class _Slot:
         return i
 
 
+def _neighbours(seq: int, busy: set[int]) -> int:
+    """How many of ``seq``'s two neighbouring sequence ids are in ``busy``: a new sequence next
+    to running ones keeps the ids of a decode consecutive (see :meth:`SeqPool._step`)."""
+    return (seq - 1 in busy) + (seq + 1 in busy)
+
+
 def default_parallel(model: Any, seq_len: int, kv_type: str) -> int:
     """Sequences a context holds by default: as many as fit :data:`KV_BUDGET` bytes of KV cache
     at ``seq_len`` tokens each (estimated from the layer count and the key/value widths), at
@@ -308,9 +314,10 @@ class SeqPool:
         free = [s for s in self._slots if s not in claimed]
         # A slot leased by another generation is taken only when every free slot is leased.
         own = [s for s in free if s.owner is None or s.owner is need.owner] or free
+        busy = {s.seq for s in self._slots if s in claimed or (s.owner is not None and s.owner is not need.owner)}
         slot = max(
             own,
-            key=lambda s: (s.reuse(ids, first), s is need.hint, not s.tokens, -s.used),
+            key=lambda s: (s.reuse(ids, first), s is need.hint, _neighbours(s.seq, busy), not s.tokens, -s.used),
         )
         have = slot.reuse(ids, first)
         claimed.append(slot)
@@ -353,6 +360,9 @@ class SeqPool:
     def _step(self, steps: list[tuple[Need, _Slot]]) -> None:
         """Decode the last token of every need, in groups the mode allows."""
         size = len(steps) if self._mode == "fast" or len(steps) == 1 else self.exact_group_size()
+        # llama.cpp splits a batch into one micro-batch per run of consecutive, increasing
+        # sequence ids (non-unified KV cells); in that order a full group is one graph evaluation.
+        steps = sorted(steps, key=lambda step: step[1].seq)
         for start in range(0, len(steps), size):
             part = steps[start : start + size]
             entries = [(need.ids[-1], len(need.ids) - 1, slot.seq) for need, slot in part]
