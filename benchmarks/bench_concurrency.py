@@ -5,14 +5,17 @@ side by side in one run and alternating over rounds, each variant in a fresh pro
 (OpenMP keeps a team of threads per calling thread; one variant's teams would slow the next):
 
 - ``raw sequential``: one by one through one ``llama_cpp.Llama`` (its ``generate`` loop);
+- ``raw sequential + flash attention``: the same with ``flash_attn=True`` (nextword's default,
+  llama-cpp-python's is off), so the batching gain can be told apart from the attention kernel's;
 - ``raw 8 threads + lock``: 8 threads sharing that ``Llama`` behind a lock (what an application
   without nextword does to stay safe);
 - ``nextword, C callers``: C threads (1, 4, 8) sharing one nextword generator, each taking 8/C of
   the generations (continuous batching: the steps of all callers share decodes).
 
-Reported: total generated tokens per second (median over rounds) and the ratio to the raw
-sequential run; every nextword result is checked against nextword's own sequential result, and
-the first token ids against the raw engine's. Both engines use the same thread count.
+Reported: total generated tokens per second (median over rounds) and the ratios to both raw
+sequential runs; every nextword result is checked against nextword's own sequential result, and
+the first token ids against the raw engine's. Both engines use the same thread count and their
+own default attention (``--flash-attn on|off`` sets it for both).
 Also: ``predict_next`` at the word level against the token level (k=5 and k=10), and llama.cpp's
 default thread count (``cpu_count() // 2``) against nextword's (:func:`nextword.cpu.default_threads`).
 
@@ -23,6 +26,7 @@ checked against the sequential ones, the fast ones counted where they differ.
 
     python benchmarks/bench_concurrency.py --models 124m gemma --json benchmarks/results/concurrency_cpu.jsonl
     python benchmarks/bench_concurrency.py --models --hf --no-words --no-threads
+    python benchmarks/bench_concurrency.py --models 124m --flash-attn off --no-words --no-threads
 """
 
 from __future__ import annotations
@@ -97,13 +101,28 @@ def in_threads(n: int, work: Callable[[int], int]) -> int:
     return sum(counts)
 
 
-VARIANTS = ["raw sequential", "raw 8 threads + lock", "nextword 1 caller", "nextword 4 callers", "nextword 8 callers"]
+VARIANTS = [
+    "raw sequential",
+    "raw sequential + flash attention",
+    "raw 8 threads + lock",
+    "nextword 1 caller",
+    "nextword 4 callers",
+    "nextword 8 callers",
+]
+FLASH = {"default": None, "on": True, "off": False}
 
 
-def run_variant(variant: str, path: Path, threads: int | None, n_new: int, n_ctx: int) -> dict[str, Any]:
-    """Run one variant once in this (fresh) process: seconds, generated tokens, the ids."""
+def run_variant(
+    variant: str, path: Path, threads: int | None, n_new: int, n_ctx: int, flash_attn: bool | None = None
+) -> dict[str, Any]:
+    """Run one variant once in this (fresh) process: seconds, generated tokens, the ids.
+    ``flash_attn`` None leaves each engine its default."""
+    if variant.endswith("flash attention"):
+        flash_attn = True
     if variant.startswith("raw"):
         kwargs: dict[str, Any] = {} if threads is None else {"n_threads": threads, "n_threads_batch": threads}
+        if flash_attn is not None:
+            kwargs["flash_attn"] = flash_attn
         raw = llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, verbose=False, **kwargs)
         prompt_ids = [raw.tokenize(p.encode(), add_bos=raw._model.add_bos_token()) for p in PROMPTS]
         vocab = llama_cpp.llama_model_get_vocab(raw.model)
@@ -135,6 +154,8 @@ def run_variant(variant: str, path: Path, threads: int | None, n_new: int, n_ctx
         raw.close()
     else:
         options: dict[str, Any] = {} if threads is None else {"threads": threads}
+        if flash_attn is not None:
+            options["flash_attn"] = flash_attn
         callers = int(variant.split()[1])
         gen = nextword.load("llamacpp", str(path), n_ctx=n_ctx, parallel=8, **options)
         gen.generate(PROMPTS[0], max_new_tokens=4)  # warm-up
@@ -155,26 +176,32 @@ def run_variant(variant: str, path: Path, threads: int | None, n_new: int, n_ctx
     return {"seconds": seconds, "tokens": sum(map(len, ids)), "ids": ids}
 
 
-def in_subprocess(variant: str, path: Path, threads: int | None, n_new: int, n_ctx: int) -> dict[str, Any]:
+def in_subprocess(
+    variant: str, path: Path, threads: int | None, n_new: int, n_ctx: int, flash_attn: bool | None = None
+) -> dict[str, Any]:
     """:func:`run_variant` in a new Python process: every variant starts with a fresh engine
     and fresh OpenMP thread teams (a team made by one variant changes the next one's speed)."""
     argv = [sys.executable, __file__, "--variant", variant, "--model-path", str(path)]
     argv += ["--new-tokens", str(n_new), "--n-ctx", str(n_ctx)]
     if threads is not None:
         argv += ["--threads", str(threads)]
+    if flash_attn is not None:
+        argv += ["--flash-attn", "on" if flash_attn else "off"]
     out = subprocess.run(argv, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
-def bench_model(name: str, path: Path, threads: int, n_new: int, rounds: int, n_ctx: int) -> list[dict[str, Any]]:
-    """The five variants, each in its own process, alternating over rounds."""
+def bench_model(
+    name: str, path: Path, threads: int, n_new: int, rounds: int, n_ctx: int, flash_attn: bool | None = None
+) -> list[dict[str, Any]]:
+    """The variants, each in its own process, alternating over rounds."""
     times: dict[str, list[float]] = {v: [] for v in VARIANTS}
     results: dict[str, dict[str, Any]] = {}
     for _ in range(rounds):
         for variant in VARIANTS:
-            results[variant] = in_subprocess(variant, path, threads, n_new, n_ctx)
+            results[variant] = in_subprocess(variant, path, threads, n_new, n_ctx, flash_attn)
             times[variant].append(results[variant]["seconds"])
-    base = results["raw sequential"]["tokens"] / statistics.median(times["raw sequential"])
+    base, flash = (results[v]["tokens"] / statistics.median(times[v]) for v in VARIANTS[:2])
     rows = []
     for variant in VARIANTS:
         tps = results[variant]["tokens"] / statistics.median(times[variant])
@@ -183,21 +210,24 @@ def bench_model(name: str, path: Path, threads: int, n_new: int, rounds: int, n_
                 "model": name,
                 "run": variant,
                 "threads": threads,
+                "flash_attn": True if variant.endswith("flash attention") else flash_attn,
                 "new_tokens": n_new,
                 "rounds": rounds,
                 "tokens": results[variant]["tokens"],
                 "tok_s": round(tps, 1),
                 "vs_raw_sequential": round(tps / base, 2),
+                "vs_raw_sequential_flash_attn": round(tps / flash, 2),
             }
         )
     reference = results["nextword 1 caller"]["ids"]
-    raw_ids = results["raw sequential"]["ids"]
+    # Against the raw run with the same attention kernel as nextword's.
+    raw_ids = results[VARIANTS[0] if flash_attn is False else VARIANTS[1]]["ids"]
     rows.append(
         {
             "model": name,
             "run": "checks",
             "concurrent_results_differing_from_sequential": sum(
-                a != b for v in VARIANTS[3:] for a, b in zip(results[v]["ids"], reference, strict=True)
+                a != b for v in VARIANTS[-2:] for a, b in zip(results[v]["ids"], reference, strict=True)
             ),
             "prompts_whose_first_8_tokens_equal_raw": (
                 f"{sum(a[:8] == b[:8] for a, b in zip(reference, raw_ids, strict=True))}/{len(PROMPTS)}"
@@ -315,7 +345,7 @@ def bench_words(name: str, gen: Any, rounds: int) -> list[dict[str, Any]]:
 
 def bench_threads(name: str, path: Path, n_new: int, rounds: int, n_ctx: int) -> list[dict[str, Any]]:
     """One caller: raw llama-cpp-python with its default threads against nextword's default
-    (each run in its own process)."""
+    (each run in its own process, flash attention off in both, so the thread count alone differs)."""
     raw_default = max(1, (os.cpu_count() or 2) // 2)  # llama-cpp-python's n_threads default
     ours = default_threads()
     runs = {
@@ -326,7 +356,7 @@ def bench_threads(name: str, path: Path, n_new: int, rounds: int, n_ctx: int) ->
     counts: dict[str, int] = {}
     for _ in range(rounds):
         for key, variant in runs.items():
-            result = in_subprocess(variant, path, None, n_new, n_ctx)
+            result = in_subprocess(variant, path, None, n_new, n_ctx, flash_attn=False)  # threads alone
             times[key].append(result["seconds"])
             counts[key] = result["tokens"]
     return [{"model": name, "run": key, "tok_s": round(counts[key] / statistics.median(times[key]), 1)} for key in runs]
@@ -353,19 +383,22 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None, help="also append the rows here (JSON lines)")
     parser.add_argument("--no-words", action="store_true", help="skip the word-level predict_next rows")
     parser.add_argument("--no-threads", action="store_true", help="skip the thread-default rows")
+    parser.add_argument("--flash-attn", choices=list(FLASH), default="default", help="attention kernel of both engines")
     parser.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)
     parser.add_argument("--model-path", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.variant:
         threads = args.threads if "--threads" in sys.argv else None
-        print(json.dumps(run_variant(args.variant, args.model_path, threads, args.new_tokens, args.n_ctx)))
+        flash_attn = FLASH[args.flash_attn]
+        result = run_variant(args.variant, args.model_path, threads, args.new_tokens, args.n_ctx, flash_attn)
+        print(json.dumps(result))
         return
     work = args.work_dir or Path(tempfile.mkdtemp())
     print(f"threads {args.threads}, {args.new_tokens} new tokens per call, {len(PROMPTS)} calls, {args.rounds} rounds")
     rows: list[dict[str, Any]] = []
     for name in args.models:
         path = model_path(name, work)
-        rows += bench_model(name, path, args.threads, args.new_tokens, args.rounds, args.n_ctx)
+        rows += bench_model(name, path, args.threads, args.new_tokens, args.rounds, args.n_ctx, FLASH[args.flash_attn])
         if not args.no_words:
             rows += bench_words_in_process(name, path, args.threads, args.rounds, args.n_ctx)
         if not args.no_threads:

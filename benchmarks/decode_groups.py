@@ -12,7 +12,14 @@ decodes there were and their median milliseconds.
 
 Comparing the 8-sequence decode times of the two shows what the run around a decode costs
 the decode itself; ``caller_cpu_s`` is the CPU time the caller threads used in all (their own
-decoding loops). It reads private attributes of the generator: a diagnostic, not an API.
+decoding loops).
+
+- ``order``: one decode of one token per sequence, with the sequence ids in the batch in
+  increasing order, shuffled or reversed (8 sequences), and 4 neighbouring ids against 4 with
+  gaps (median ms of 12). llama.cpp evaluates a batch as one micro-batch per run of
+  consecutive, increasing ids; this shows what a batch in another order costs.
+
+It reads private attributes of the generator: a diagnostic, not an API.
 
     python benchmarks/decode_groups.py gpt2-124m.Q8_0.gguf callers --threads 2
 """
@@ -32,19 +39,47 @@ from nextword_llamacpp.multiseq import Need, Needs
 import nextword
 
 
+def decode_order(pool: Any) -> dict[str, float]:
+    """Median ms of a one-token decode of the sequences in each order (run on the engine thread)."""
+    orders = {
+        "8 in order": list(range(8)),
+        "8 shuffled": [3, 0, 7, 1, 5, 2, 6, 4],
+        "8 reversed": list(range(7, -1, -1)),
+        "4 neighbours": [0, 1, 2, 3],
+        "4 with gaps": [0, 2, 4, 6],
+        "1": [0],
+    }
+    out = {}
+    for name, seqs in orders.items():
+        pool.clear()
+        for slot in pool._slots[:8]:
+            pool._decode_first(slot, [11, 22, 33, 44, 55, 66, 77, 88])
+        took = []
+        for r in range(12):
+            start = time.perf_counter()
+            pool._decode([(100 + r, 8 + r, seq) for seq in seqs], [], all_logits=True)
+            took.append(time.perf_counter() - start)
+        out[name] = round(float(np.median(took)) * 1000, 1)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", help="a GGUF file")
-    parser.add_argument("way", choices=["callers", "pool"])
+    parser.add_argument("way", choices=["callers", "pool", "order"])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--new-tokens", type=int, default=32)
-    parser.add_argument("--flash-attn", action="store_true", help="load with flash_attn=True")
+    parser.add_argument("--flash-attn", choices=["on", "off"], default="on", help="flash attention (default on)")
     args = parser.parse_args()
     n_new = args.new_tokens
-    options = {"n_ctx": 512, "parallel": 8, "threads": args.threads, "flash_attn": args.flash_attn}
+    options = {"n_ctx": 512, "parallel": 8, "threads": args.threads, "flash_attn": args.flash_attn == "on"}
     gen: Any = nextword.load("llamacpp", args.model, **options)
     gen.generate(PROMPTS[0], max_new_tokens=4)  # warm-up
     pool = gen._pool
+    if args.way == "order":
+        print(json.dumps({"way": "order", **gen._engine.call(lambda: decode_order(pool))}))
+        gen.close()
+        return
     decodes: list[tuple[int, float, float]] = []
     decode = pool._decode
 

@@ -462,7 +462,20 @@ def test_default_cache_dir_follows_the_environment(monkeypatch: pytest.MonkeyPat
 # ---- options ------------------------------------------------------------------------------------
 
 
-def test_quantized_kv_cache_turns_flash_attention_on(f32_gguf: Path) -> None:
+def test_flash_attention_is_on_by_default_and_off_on_request_with_the_same_predictions(f32_gguf: Path) -> None:
+    on, off = LLAMACPP.load(str(f32_gguf)), LLAMACPP.load(str(f32_gguf), flash_attn=False)
+    try:
+        assert on.settings.options["flash_attn"] is True and off.settings.options["flash_attn"] is False
+        for prompt in ("I love cats because", "Once upon a time there was"):
+            a, b = on.predict_next(prompt, k=5, unit="token"), off.predict_next(prompt, k=5, unit="token")
+            assert [c.token_id for c in a] == [c.token_id for c in b]
+            assert [c.prob for c in a] == pytest.approx([c.prob for c in b], abs=1e-3)
+    finally:
+        on.close()
+        off.close()
+
+
+def test_quantized_kv_cache_needs_flash_attention(f32_gguf: Path) -> None:
     gen = LLAMACPP.load(str(f32_gguf), kv_type="q8_0")
     try:
         assert gen.settings.options["flash_attn"] is True

@@ -17,7 +17,7 @@ file, or ``--option`` on the command line):
     all of them. Default: as many as fit 1 GiB of KV cache at ``n_ctx`` tokens each, at most 8.
 ``batching``
     ``exact`` (default): the steps of different sequences share a decode only in groups that
-    were measured (on first use) to give bit-identical logits to a step alone, so a result never
+    were measured (when the model is loaded) to give bit-identical logits to a step alone, so a result never
     depends on what else runs. ``fast``: every active sequence in one decode; faster for weight
     types whose kernels change with the row count (K-quants), and results may then differ in
     the last bits from a call alone (see the concurrency docs for the measured divergence).
@@ -26,8 +26,10 @@ file, or ``--option`` on the command line):
     ``f32`` (closest to the reference numerics), ``bf16``, or a quantized type (``q8_0``,
     ``q5_1``, ``q5_0``, ``q4_1``, ``q4_0``, ``iq4_nl``), which needs flash attention.
 ``flash_attn``
-    Use flash attention. Default: on exactly when ``kv_type`` is quantized (llama.cpp requires it
-    there), off otherwise.
+    Use flash attention. Default: on (llama.cpp's own default where the device supports it;
+    llama-cpp-python's ``Llama`` turns it off). On a CPU it evaluates prompts faster at every
+    length and one-token steps faster up to a few hundred tokens of context, slower beyond (see
+    the concurrency docs); ``False`` is not allowed with a quantized ``kv_type``.
 ``n_gpu_layers``
     Layers offloaded to the GPU, ``-1`` for all. Default 0. Needs a GPU build of
     llama-cpp-python; a CPU-only build refuses a non-zero value rather than ignoring it.
