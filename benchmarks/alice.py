@@ -76,3 +76,17 @@ def plain(raw: str) -> str:
     # A line broken after a word's hyphen ("WAISTCOAT-" / "POCKET") joins without a space.
     lines = [re.sub(r"(?<=[A-Za-z]-)\n", "", p.strip()) for p in paragraphs]
     return "\n\n".join(" ".join(line.split()).replace("`", "'") for line in lines if line)
+
+
+def main() -> None:
+    """``python benchmarks/alice.py OUT.txt [CACHE_DIR]``: write the plain text to OUT.txt (for
+    ``nextword eval``)."""
+    if len(sys.argv) not in (2, 3):
+        raise SystemExit("usage: python benchmarks/alice.py OUT.txt [CACHE_DIR]")
+    cache = Path(sys.argv[2]) if len(sys.argv) == 3 else Path(tempfile.gettempdir()) / "nextword-alice"
+    raw = fetch(cache).read_text(encoding="ascii")
+    Path(sys.argv[1]).write_text(plain(raw) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,4 +1,4 @@
-"""Flash attention on or off in llama.cpp, on this machine: what nextword's default rests on.
+"""Flash attention on or off in llama.cpp, on this machine: the speed side of the choice.
 
 For each setting, in one process per setting and alternating over rounds, on one model:
 
@@ -93,7 +93,8 @@ def main() -> None:
     for key in ("step_1_seq_ms", "step_8_seqs_ms", "prompt_ms"):
         for n in runs["off"][0][key]:
             off, on = (statistics.median(r[key][n] for r in runs[s]) for s in ("off", "on"))
-            print(json.dumps({"what": key, "tokens": int(n), "off": off, "on": on, "on_vs_off": round(on / off, 2)}))
+            row = {"what": key, "tokens": int(n), "off": round(off, 1), "on": round(on, 1)}
+            print(json.dumps({**row, "on_vs_off": round(on / off, 2)}))
 
 
 if __name__ == "__main__":

@@ -5,8 +5,8 @@ side by side in one run and alternating over rounds, each variant in a fresh pro
 (OpenMP keeps a team of threads per calling thread; one variant's teams would slow the next):
 
 - ``raw sequential``: one by one through one ``llama_cpp.Llama`` (its ``generate`` loop);
-- ``raw sequential + flash attention``: the same with ``flash_attn=True`` (nextword's default,
-  llama-cpp-python's is off), so the batching gain can be told apart from the attention kernel's;
+- ``raw sequential + flash attention``: the same with ``flash_attn=True`` (off is the default of
+  both engines), the baseline for ``--flash-attn on``;
 - ``raw 8 threads + lock``: 8 threads sharing that ``Llama`` behind a lock (what an application
   without nextword does to stay safe);
 - ``nextword, C callers``: C threads (1, 4, 8) sharing one nextword generator, each taking 8/C of
@@ -221,7 +221,7 @@ def bench_model(
         )
     reference = results["nextword 1 caller"]["ids"]
     # Against the raw run with the same attention kernel as nextword's.
-    raw_ids = results[VARIANTS[0] if flash_attn is False else VARIANTS[1]]["ids"]
+    raw_ids = results[VARIANTS[1] if flash_attn else VARIANTS[0]]["ids"]
     rows.append(
         {
             "model": name,

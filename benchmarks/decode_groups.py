@@ -69,7 +69,7 @@ def main() -> None:
     parser.add_argument("way", choices=["callers", "pool", "order"])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--new-tokens", type=int, default=32)
-    parser.add_argument("--flash-attn", choices=["on", "off"], default="on", help="flash attention (default on)")
+    parser.add_argument("--flash-attn", choices=["on", "off"], default="off", help="flash attention (default off)")
     args = parser.parse_args()
     n_new = args.new_tokens
     options = {"n_ctx": 512, "parallel": 8, "threads": args.threads, "flash_attn": args.flash_attn == "on"}

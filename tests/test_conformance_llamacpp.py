@@ -462,8 +462,8 @@ def test_default_cache_dir_follows_the_environment(monkeypatch: pytest.MonkeyPat
 # ---- options ------------------------------------------------------------------------------------
 
 
-def test_flash_attention_is_on_by_default_and_off_on_request_with_the_same_predictions(f32_gguf: Path) -> None:
-    on, off = LLAMACPP.load(str(f32_gguf)), LLAMACPP.load(str(f32_gguf), flash_attn=False)
+def test_flash_attention_is_off_by_default_and_on_on_request_with_the_same_predictions(f32_gguf: Path) -> None:
+    on, off = LLAMACPP.load(str(f32_gguf), flash_attn=True), LLAMACPP.load(str(f32_gguf))
     try:
         assert on.settings.options["flash_attn"] is True and off.settings.options["flash_attn"] is False
         for prompt in ("I love cats because", "Once upon a time there was"):

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, cast
@@ -133,6 +135,22 @@ def test_cli(tiny_gpt2_dir: Path, tmp_path: Path) -> None:
     assert "keystroke savings (k=2)" in out.output and plot.read_bytes()[:4] == b"\x89PNG"
     bad = runner.invoke(cli, ["eval", str(path), "-m", model, "--compare", "nocolon"])
     assert isinstance(bad.exception, nextword.InvalidInput) and "BACKEND:MODEL" in str(bad.exception)
+
+
+@pytest.mark.slow
+def test_cli_compare_exits_cleanly(tiny_gpt2_dir: Path, tiny_gguf: Callable[[str], Path], tmp_path: Path) -> None:
+    """`nextword eval --compare` with llama.cpp and torch in one process: the command closes both
+    engines before the interpreter exits. Left to the interpreter's finalization, the process
+    aborted ("terminate called without an active exception", exit status 134) in about one run
+    of three; a few runs here catch that."""
+    path = tmp_path / "text.txt"
+    path.write_text(" ".join([TEXT] * 70), encoding="utf-8")
+    argv = [sys.executable, "-m", "nextword", "eval", str(path), "-b", "llamacpp", "-m", str(tiny_gguf("f32"))]
+    argv += ["--compare", f"hf:{tiny_gpt2_dir}", "--max-tokens", "1024", "--window", "128", "--no-words", "--json"]
+    for _ in range(4):
+        run = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+        assert run.returncode == 0 and "terminate called" not in run.stderr, run.stderr[-2000:]
+        assert json.loads(run.stdout)["compare"]["same_top1"] > 0.9
 
 
 def test_cli_search_bound_and_reuse_reach_evaluate(

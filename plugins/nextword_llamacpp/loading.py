@@ -113,12 +113,12 @@ def check_options(
     batching: str = "exact",
 ) -> bool:
     """Refuse option values that cannot work here; returns the effective ``flash_attn`` (on
-    unless given)."""
+    exactly when the KV cache is quantized, unless given)."""
     if kv_type not in KV_TYPES:
         raise InvalidConfig(f"llamacpp option 'kv_type' must be one of {', '.join(KV_TYPES)}, got {kv_type!r}")
     quantized_kv = kv_type not in ("f16", "f32", "bf16")
     if flash_attn is None:
-        flash_attn = True
+        flash_attn = quantized_kv
     elif quantized_kv and not flash_attn:
         raise InvalidConfig(f"kv_type={kv_type!r} (a quantized KV cache) needs flash attention; drop flash_attn=False")
     if n_gpu_layers and not llama_cpp.llama_supports_gpu_offload():

@@ -34,7 +34,7 @@ OPTIONS = {
         default="f16",
         choices=tuple(KV_TYPES),
     ),
-    "flash_attn": OptionSpec(bool, "flash attention (default: on; a quantized kv_type needs it)"),
+    "flash_attn": OptionSpec(bool, "flash attention (default: on exactly when kv_type is quantized)"),
     "n_gpu_layers": OptionSpec(
         int, "layers offloaded to the GPU, -1 for all (needs a GPU build of llama-cpp-python)", default=0, minimum=-1
     ),
