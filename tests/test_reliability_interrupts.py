@@ -28,10 +28,9 @@ from nextword.testing.pytest_fixtures import require_module, unavailable
 # ---- in-process Ctrl-C at random points -------------------------------------------------------
 
 
-def _interrupt_after(delay: float) -> threading.Timer:
-    timer = threading.Timer(delay, _thread.interrupt_main)
-    timer.start()
-    return timer
+def _interrupter(delay: float) -> threading.Timer:
+    """A timer (not started) that interrupts the main thread ``delay`` seconds after its start."""
+    return threading.Timer(delay, _thread.interrupt_main)
 
 
 @pytest.mark.parametrize("backend", ["hf", "llamacpp"])
@@ -57,9 +56,11 @@ def test_random_ctrl_c_leaves_the_generator_giving_identical_results(
     interrupted = 0
     for trial in range(2 * len(calls)):
         index = trial % len(calls)
-        timer = _interrupt_after(rng.uniform(0.0, span))
+        timer = _interrupter(rng.uniform(0.0, span))
         try:
             try:
+                # Started inside the try: a short delay can fire before start() returns.
+                timer.start()
                 calls[index]()
             finally:
                 timer.join()

@@ -36,10 +36,9 @@ def operations(gen: nextword.Generator) -> dict[str, Callable[[], Any]]:
     }
 
 
-def interrupt_after(delay: float) -> threading.Timer:
-    timer = threading.Timer(delay, lambda: os.kill(os.getpid(), signal.SIGINT))
-    timer.start()
-    return timer
+def interrupter(delay: float) -> threading.Timer:
+    """A timer (not started) that sends this process SIGINT ``delay`` seconds after its start."""
+    return threading.Timer(delay, lambda: os.kill(os.getpid(), signal.SIGINT))
 
 
 def main() -> None:
@@ -63,8 +62,11 @@ def main() -> None:
         name = rng.choice([*operations(gen), "load"])
         delay = rng.uniform(0.0, durations.get(name, 0.3))
         print(f"trial {trial}: {name} after {delay:.3f} s", file=sys.stderr, flush=True)
-        timer = interrupt_after(delay)
+        timer = interrupter(delay)
         try:
+            # Started inside the try: with a delay of a few ms the signal can arrive before
+            # start() returns (it waits for the timer thread to run).
+            timer.start()
             if name == "load":
                 nextword.unload()
                 gen = nextword.load(backend, model)
