@@ -4,6 +4,8 @@ interrupt never leaves a call half-done."""
 from __future__ import annotations
 
 import contextvars
+import subprocess
+import sys
 import threading
 import time
 
@@ -106,3 +108,32 @@ def test_an_abandoned_call_raises_the_interrupt_at_once_and_stops_the_thread() -
     helper.join(5)
     release.set()
     assert engine.call(threading.get_ident) == threading.get_ident()  # stopped: runs in the caller
+
+
+def test_engine_threads_end_before_the_interpreter_finalizes() -> None:
+    """The exit handler stops every engine thread and waits for it: the call that is running
+    finishes, and the thread has ended before the interpreter tears itself down. Run in a child
+    process (the handler stops every engine of the process)."""
+    script = """
+import atexit, threading, time
+from nextword import engine_thread
+from nextword.engine_thread import EngineThread
+
+engine = EngineThread("probe")
+assert engine.call(threading.get_ident) != threading.get_ident()
+worker = engine._thread
+done = []
+
+def slow():
+    time.sleep(0.5)
+    done.append(True)
+
+threading.Thread(target=lambda: engine.call(slow), daemon=True).start()
+time.sleep(0.1)
+engine_thread._stop_engines_at_exit()
+assert done == [True] and not worker.is_alive()
+assert engine.call(threading.get_ident) == threading.get_ident()  # stopped: runs in the caller
+print("ok")
+"""
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr
