@@ -22,6 +22,8 @@ import sys
 import time
 from typing import Any
 
+from decode_groups import median_step_ms
+
 import nextword
 
 
@@ -35,18 +37,8 @@ def measure(model: str, flash_attn: bool, contexts: list[int], prompts: list[int
     def tokens(n: int, shift: int) -> list[int]:
         return [(17 * i + 101 * shift) % (n_vocab - 10) + 5 for i in range(n)]
 
-    def steps(context: int, n_seqs: int, reps: int = 12) -> float:
-        pool.clear()
-        slots = pool._slots[:n_seqs]
-        for k, slot in enumerate(slots):
-            pool._decode_first(slot, tokens(context, k))
-        took = []
-        for r in range(reps):
-            entries = [(tokens(1, r + k)[0], context + r, slot.seq) for k, slot in enumerate(slots)]
-            start = time.perf_counter()
-            pool._decode(entries, [], all_logits=True)
-            took.append(time.perf_counter() - start)
-        return round(statistics.median(took) * 1000, 1)
+    def steps(context: int, n_seqs: int) -> float:
+        return median_step_ms(pool, [tokens(context, k) for k in range(n_seqs)], list(range(n_seqs)))
 
     def prompt(n: int, reps: int = 3) -> float:
         took = []

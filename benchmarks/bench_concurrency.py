@@ -112,13 +112,18 @@ VARIANTS = [
 FLASH = {"default": None, "on": True, "off": False}
 
 
+def variant_flash_attn(variant: str, flash_attn: bool | None) -> bool | None:
+    """The attention setting a variant runs with: on for the flash-attention baseline, else as
+    asked (None: the engine's default)."""
+    return True if variant.endswith("flash attention") else flash_attn
+
+
 def run_variant(
     variant: str, path: Path, threads: int | None, n_new: int, n_ctx: int, flash_attn: bool | None = None
 ) -> dict[str, Any]:
     """Run one variant once in this (fresh) process: seconds, generated tokens, the ids.
     ``flash_attn`` None leaves each engine its default."""
-    if variant.endswith("flash attention"):
-        flash_attn = True
+    flash_attn = variant_flash_attn(variant, flash_attn)
     if variant.startswith("raw"):
         kwargs: dict[str, Any] = {} if threads is None else {"n_threads": threads, "n_threads_batch": threads}
         if flash_attn is not None:
@@ -210,7 +215,7 @@ def bench_model(
                 "model": name,
                 "run": variant,
                 "threads": threads,
-                "flash_attn": True if variant.endswith("flash attention") else flash_attn,
+                "flash_attn": variant_flash_attn(variant, flash_attn),
                 "new_tokens": n_new,
                 "rounds": rounds,
                 "tokens": results[variant]["tokens"],

@@ -39,6 +39,22 @@ from nextword_llamacpp.multiseq import Need, Needs
 import nextword
 
 
+def median_step_ms(pool: Any, contexts: list[list[int]], seqs: list[int], reps: int = 12) -> float:
+    """Median ms of one ``llama_decode`` of one token for each of ``seqs`` (in that order), after
+    the pool's first slots were filled with ``contexts`` (one token list per slot). Runs on the
+    engine thread (call it through ``gen._engine.call``)."""
+    pool.clear()
+    for slot, ids in zip(pool._slots, contexts, strict=False):
+        pool._decode_first(slot, ids)
+    took = []
+    for r in range(reps):
+        entries = [(100 + r + k, len(contexts[seq]) + r, seq) for k, seq in enumerate(seqs)]
+        start = time.perf_counter()
+        pool._decode(entries, [], all_logits=True)
+        took.append(time.perf_counter() - start)
+    return round(float(np.median(took)) * 1000, 1)
+
+
 def decode_order(pool: Any) -> dict[str, float]:
     """Median ms of a one-token decode of the sequences in each order (run on the engine thread)."""
     orders = {
@@ -49,18 +65,8 @@ def decode_order(pool: Any) -> dict[str, float]:
         "4 with gaps": [0, 2, 4, 6],
         "1": [0],
     }
-    out = {}
-    for name, seqs in orders.items():
-        pool.clear()
-        for slot in pool._slots[:8]:
-            pool._decode_first(slot, [11, 22, 33, 44, 55, 66, 77, 88])
-        took = []
-        for r in range(12):
-            start = time.perf_counter()
-            pool._decode([(100 + r, 8 + r, seq) for seq in seqs], [], all_logits=True)
-            took.append(time.perf_counter() - start)
-        out[name] = round(float(np.median(took)) * 1000, 1)
-    return out
+    contexts = [[11, 22, 33, 44, 55, 66, 77, 88]] * 8
+    return {name: median_step_ms(pool, contexts, seqs) for name, seqs in orders.items()}
 
 
 def main() -> None:

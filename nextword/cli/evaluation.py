@@ -12,7 +12,6 @@ The files are read as UTF-8 and joined with a blank line between them. See
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import sys
@@ -133,40 +132,35 @@ def eval_command(
         raise InvalidInput(f"--plot writes .png or .svg files, got {Path(plot).name!r}")
     text = _read(files)
     opts = parse_options(options)
-    # Engines are closed here, not left to the interpreter's exit: one torn down during
-    # finalization (with its threads) can abort the process.
-    with contextlib.ExitStack() as engines:
-        with loading(backend, model):
-            generator = api.load(backend, model, **opts)
-        engines.callback(generator.close)
-        other = None
-        names = [f"{generator.backend}:{Path(generator.model).name}"]
-        if compare is not None:
-            other_backend, sep, other_model = compare.partition(":")
-            if not sep or not other_backend or not other_model:
-                raise InvalidInput(f"--compare takes BACKEND:MODEL, got {compare!r}")
-            with loading(other_backend, other_model):
-                other = api.load(other_backend, other_model)
-            engines.callback(other.close)
-            names.append(f"{other_backend}:{Path(other_model).name}")
-        settings: dict[str, Any] = {
-            "k": k,
-            "compare": other,
-            "max_tokens": max_tokens,
-            "window": window,
-            "words": not no_words,
-            "beam_width": beam_width,
-            "reuse": reuse,
-        }
-        result = _run(generator, text, settings)
-        if plot is not None:
-            click.echo(f"wrote {save_surprisal_plot(result, plot, labels=names)}", err=True)
-        if as_json:
-            click.echo(json.dumps(to_json(result, per_token=True), indent=2, ensure_ascii=False))
-            return
-        from rich.console import Console
+    with loading(backend, model):
+        generator = api.load(backend, model, **opts)
+    other = None
+    names = [f"{generator.backend}:{Path(generator.model).name}"]
+    if compare is not None:
+        other_backend, sep, other_model = compare.partition(":")
+        if not sep or not other_backend or not other_model:
+            raise InvalidInput(f"--compare takes BACKEND:MODEL, got {compare!r}")
+        with loading(other_backend, other_model):
+            other = api.load(other_backend, other_model)
+        names.append(f"{other_backend}:{Path(other_model).name}")
+    settings: dict[str, Any] = {
+        "k": k,
+        "compare": other,
+        "max_tokens": max_tokens,
+        "window": window,
+        "words": not no_words,
+        "beam_width": beam_width,
+        "reuse": reuse,
+    }
+    result = _run(generator, text, settings)
+    if plot is not None:
+        click.echo(f"wrote {save_surprisal_plot(result, plot, labels=names)}", err=True)
+    if as_json:
+        click.echo(json.dumps(to_json(result, per_token=True), indent=2, ensure_ascii=False))
+        return
+    from rich.console import Console
 
-        Console().print(_table(result, names))
+    Console().print(_table(result, names))
 
 
 def _run(generator: Any, text: str, settings: dict[str, Any]) -> Evaluation:
