@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 import nextword
@@ -219,37 +220,65 @@ def test_batched_steps_share_decodes(q8_gen: nextword.Generator) -> None:
     assert pool.decodes - before < 4 + 11 * 2
 
 
+def _decodes_of_arrivals(gen: Any, call: Callable[[], object], arriving: int) -> list[list[tuple[int, int, int]]]:
+    """The entries of every llama_decode the pool makes while ``call`` runs in another thread. A
+    job holds the engine until ``arriving`` requests of ``call`` wait, so they reach the engine as
+    one group whatever the threads' timing; the scheduler also waits for every running
+    generation's next step, however slow the machine."""
+    from nextword_llamacpp.multiseq import Job
+
+    pool, scheduler = gen._pool, gen._scheduler
+    decodes: list[list[tuple[int, int, int]]] = []
+    decode = pool._decode
+
+    def recording(entries: list[tuple[int, int, int]], slots: list[Any], **kw: Any) -> None:
+        decodes.append(list(entries))
+        decode(entries, slots, **kw)
+
+    def waiting(ready: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + 30
+        while not ready() and time.monotonic() < deadline:
+            time.sleep(0.001)
+        assert ready(), "the requests did not reach the scheduler in 30 s"
+
+    release = threading.Event()
+    holder = threading.Thread(target=lambda: gen._submit(Job(lambda: release.wait(30)), batchable=False))
+    pool._decode, gather, scheduler._gather_s = recording, scheduler._gather_s, 5.0
+    try:
+        holder.start()
+        waiting(lambda: scheduler._busy)
+        worker = threading.Thread(target=call)
+        worker.start()
+        try:
+            waiting(lambda: len(scheduler._pending) >= arriving)
+        finally:
+            release.set()
+            worker.join(60)
+        holder.join(60)
+    finally:
+        release.set()
+        pool._decode, scheduler._gather_s = decode, gather
+    return decodes
+
+
 def test_group_steps_use_neighbouring_slots_in_order(q8_gen: nextword.Generator) -> None:
     """llama.cpp evaluates a batch as one micro-batch per run of consecutive, increasing sequence
     ids: every step decode of a group holds such a run, also when the slots' cache makes the
     least recently used free slots non-neighbours (0 and 2 here)."""
     gen: Any = q8_gen
-    pool, scheduler = gen._pool, gen._scheduler
     gen.reset_cache()
     q8_gen.generate(PROMPTS, max_new_tokens=4)
     q8_gen.generate(PROMPTS[1], max_new_tokens=2)
     q8_gen.generate(PROMPTS[3], max_new_tokens=2)
-    steps: list[list[int]] = []
-    decode = pool._decode
-
-    def recording(entries: list[tuple[int, int, int]], slots: list[Any], **kw: Any) -> None:
-        if len({seq for _, _, seq in entries}) > 1:
-            steps.append([seq for _, _, seq in entries])
-        decode(entries, slots, **kw)
-
-    pool._decode, gather, scheduler._gather_s = recording, scheduler._gather_s, 5.0
-    try:
-        fresh = ["A new prompt about rivers", "Another one, about mountains"]
-        together = q8_gen.generate(fresh, max_new_tokens=6)
-    finally:
-        pool._decode, scheduler._gather_s = decode, gather
-    assert steps and all(seqs == list(range(seqs[0], seqs[0] + len(seqs))) for seqs in steps), steps
+    fresh = ["A new prompt about rivers", "Another one, about mountains"]
+    together: list[Any] = []
+    decodes = _decodes_of_arrivals(gen, lambda: together.extend(q8_gen.generate(fresh, max_new_tokens=6)), arriving=2)
+    steps = [[seq for _, _, seq in entries] for entries in decodes if len(entries) == len({e[2] for e in entries}) > 1]
+    assert steps and all(seqs == list(range(seqs[0], seqs[0] + len(seqs))) for seqs in steps), decodes
     assert [g.sequences for g in together] == [q8_gen.generate(p, max_new_tokens=6).sequences for p in fresh]
 
 
 def test_branches_equal_sessions_fed_with_the_path(q8_gen: nextword.Generator) -> None:
-    import numpy as np
-
     prompt = q8_gen.tokenize("I love cats because")
     paths: list[list[int]] = [[], [340], [340, 389], [484], [484, 389, 262]]
     branches = q8_gen.open_branches(prompt)  # type: ignore[attr-defined]
