@@ -10,7 +10,14 @@ side by side in one run and alternating over rounds, each variant in a fresh pro
 - ``raw 8 threads + lock``: 8 threads sharing that ``Llama`` behind a lock (what an application
   without nextword does to stay safe);
 - ``nextword, C callers``: C threads (1, 4, 8) sharing one nextword generator, each taking 8/C of
-  the generations (continuous batching: the steps of all callers share decodes).
+  the generations (continuous batching: the steps of all callers share decodes);
+- ``raw batched, ideal schedule``: no scheduler, no callers, no threads: one loop on llama.cpp's
+  C API over a context laid out like nextword's (8 sequences, each with its own KV cells)
+  evaluates the 8 prompts one after another (as nextword does: prompts in one decode are not
+  bit-identical to prompts alone, see ``prompt_invariance.py``), then puts the next step of all
+  unfinished sequences in one ``llama_decode``, step after step. It bounds what a scheduler can
+  reach on this engine and layout. Its steps are those of ``batching="exact"`` where the exact
+  group holds 8 (the 124M Q8_0 file) and of ``"fast"`` elsewhere (Gemma).
 
 Reported: total generated tokens per second (median over rounds) and the ratios to both raw
 sequential runs; every nextword result is checked against nextword's own sequential result, and
@@ -45,6 +52,7 @@ from pathlib import Path
 from typing import Any
 
 import llama_cpp
+import numpy as np
 
 import nextword
 from nextword.cpu import default_threads
@@ -108,6 +116,7 @@ VARIANTS = [
     "nextword 1 caller",
     "nextword 4 callers",
     "nextword 8 callers",
+    "raw batched, ideal schedule",
 ]
 FLASH = {"default": None, "on": True, "off": False}
 
@@ -124,6 +133,8 @@ def run_variant(
     """Run one variant once in this (fresh) process: seconds, generated tokens, the ids.
     ``flash_attn`` None leaves each engine its default."""
     flash_attn = variant_flash_attn(variant, flash_attn)
+    if variant == "raw batched, ideal schedule":
+        return run_ideal(path, threads, n_new, n_ctx, flash_attn)
     if variant.startswith("raw"):
         kwargs: dict[str, Any] = {} if threads is None else {"n_threads": threads, "n_threads_batch": threads}
         if flash_attn is not None:
@@ -181,6 +192,62 @@ def run_variant(
     return {"seconds": seconds, "tokens": sum(map(len, ids)), "ids": ids}
 
 
+def run_ideal(path: Path, threads: int | None, n_new: int, n_ctx: int, flash_attn: bool | None) -> dict[str, Any]:
+    """The ideal schedule (see the module docstring): the 8 prompts one by one, then the 8
+    greedy generations in lockstep on one context of 8 sequences with their own KV cells, every
+    step decode holding all unfinished ones."""
+    kwargs: dict[str, Any] = {} if threads is None else {"n_threads": threads, "n_threads_batch": threads}
+    if flash_attn is not None:
+        kwargs["flash_attn"] = flash_attn
+    raw = llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, verbose=False, **kwargs)
+    prompts = [raw.tokenize(p.encode(), add_bos=raw._model.add_bos_token()) for p in PROMPTS]
+    params = llama_cpp.llama_context_params.from_buffer_copy(raw.context_params)
+    params.n_seq_max = len(PROMPTS)
+    params.kv_unified = False
+    params.n_ctx = n_ctx * len(PROMPTS)
+    ctx = llama_cpp.llama_init_from_model(raw.model, params)
+    mem = llama_cpp.llama_get_memory(ctx)
+    vocab = llama_cpp.llama_model_get_vocab(raw.model)
+    n_vocab = int(raw.n_vocab())
+    batch = llama_cpp.llama_batch_init(params.n_batch, 0, 1)
+
+    def decode(entries: list[tuple[int, int, int, bool]]) -> None:
+        for i, (token, pos, seq, logits) in enumerate(entries):
+            batch.token[i], batch.pos[i], batch.n_seq_id[i] = token, pos, 1
+            batch.seq_id[i][0], batch.logits[i] = seq, logits
+        batch.n_tokens = len(entries)
+        if llama_cpp.llama_decode(ctx, batch) != 0:
+            raise RuntimeError("llama_decode failed")
+
+    def greedy(row: int) -> int:
+        logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(ctx, row), shape=(n_vocab,))
+        return int(np.argmax(logits))
+
+    def generate_all() -> list[list[int]]:
+        llama_cpp.llama_memory_clear(mem, True)
+        out: list[list[int]] = [[] for _ in prompts]
+        for s, ids in enumerate(prompts):
+            decode([(t, p, s, p == len(ids) - 1) for p, t in enumerate(ids)])
+            out[s].append(greedy(-1))
+        active = list(range(len(prompts)))
+        while True:
+            active = [s for s in active if len(out[s]) < n_new and not llama_cpp.llama_vocab_is_eog(vocab, out[s][-1])]
+            if not active:
+                return out
+            decode([(out[s][-1], len(prompts[s]) + len(out[s]) - 1, s, True) for s in active])
+            for row, s in enumerate(active):
+                out[s].append(greedy(row))
+
+    generate_all()  # warm-up
+    start = time.perf_counter()
+    ids = generate_all()
+    seconds = time.perf_counter() - start
+    llama_cpp.llama_batch_free(batch)
+    llama_cpp.llama_free(ctx)
+    raw.close()
+    return {"seconds": seconds, "tokens": sum(map(len, ids)), "ids": ids}
+
+
 def in_subprocess(
     variant: str, path: Path, threads: int | None, n_new: int, n_ctx: int, flash_attn: bool | None = None
 ) -> dict[str, Any]:
@@ -232,7 +299,10 @@ def bench_model(
             "model": name,
             "run": "checks",
             "concurrent_results_differing_from_sequential": sum(
-                a != b for v in VARIANTS[-2:] for a, b in zip(results[v]["ids"], reference, strict=True)
+                a != b for v in VARIANTS[-3:-1] for a, b in zip(results[v]["ids"], reference, strict=True)
+            ),
+            "ideal_schedule_results_differing_from_sequential": sum(
+                a != b for a, b in zip(results[VARIANTS[-1]]["ids"], reference, strict=True)
             ),
             "prompts_whose_first_8_tokens_equal_raw": (
                 f"{sum(a[:8] == b[:8] for a, b in zip(reference, raw_ids, strict=True))}/{len(PROMPTS)}"
