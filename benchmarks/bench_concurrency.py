@@ -53,6 +53,7 @@ from typing import Any
 
 import llama_cpp
 import numpy as np
+from raw_context import RawContext
 
 import nextword
 from nextword.cpu import default_threads
@@ -109,6 +110,7 @@ def in_threads(n: int, work: Callable[[int], int]) -> int:
     return sum(counts)
 
 
+IDEAL = "raw batched, ideal schedule"
 VARIANTS = [
     "raw sequential",
     "raw sequential + flash attention",
@@ -116,8 +118,9 @@ VARIANTS = [
     "nextword 1 caller",
     "nextword 4 callers",
     "nextword 8 callers",
-    "raw batched, ideal schedule",
+    IDEAL,
 ]
+CONCURRENT = ("nextword 4 callers", "nextword 8 callers")
 FLASH = {"default": None, "on": True, "off": False}
 
 
@@ -133,7 +136,7 @@ def run_variant(
     """Run one variant once in this (fresh) process: seconds, generated tokens, the ids.
     ``flash_attn`` None leaves each engine its default."""
     flash_attn = variant_flash_attn(variant, flash_attn)
-    if variant == "raw batched, ideal schedule":
+    if variant == IDEAL:
         return run_ideal(path, threads, n_new, n_ctx, flash_attn)
     if variant.startswith("raw"):
         kwargs: dict[str, Any] = {} if threads is None else {"n_threads": threads, "n_threads_batch": threads}
@@ -195,55 +198,41 @@ def run_variant(
 def run_ideal(path: Path, threads: int | None, n_new: int, n_ctx: int, flash_attn: bool | None) -> dict[str, Any]:
     """The ideal schedule (see the module docstring): the 8 prompts one by one, then the 8
     greedy generations in lockstep on one context of 8 sequences with their own KV cells, every
-    step decode holding all unfinished ones."""
+    step decode holding all unfinished ones. Threads and attention as the raw engine's."""
     kwargs: dict[str, Any] = {} if threads is None else {"n_threads": threads, "n_threads_batch": threads}
     if flash_attn is not None:
         kwargs["flash_attn"] = flash_attn
     raw = llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, verbose=False, **kwargs)
     prompts = [raw.tokenize(p.encode(), add_bos=raw._model.add_bos_token()) for p in PROMPTS]
-    params = llama_cpp.llama_context_params.from_buffer_copy(raw.context_params)
-    params.n_seq_max = len(PROMPTS)
-    params.kv_unified = False
-    params.n_ctx = n_ctx * len(PROMPTS)
-    ctx = llama_cpp.llama_init_from_model(raw.model, params)
-    mem = llama_cpp.llama_get_memory(ctx)
     vocab = llama_cpp.llama_model_get_vocab(raw.model)
-    n_vocab = int(raw.n_vocab())
-    batch = llama_cpp.llama_batch_init(params.n_batch, 0, 1)
-
-    def decode(entries: list[tuple[int, int, int, bool]]) -> None:
-        for i, (token, pos, seq, logits) in enumerate(entries):
-            batch.token[i], batch.pos[i], batch.n_seq_id[i] = token, pos, 1
-            batch.seq_id[i][0], batch.logits[i] = seq, logits
-        batch.n_tokens = len(entries)
-        if llama_cpp.llama_decode(ctx, batch) != 0:
-            raise RuntimeError("llama_decode failed")
-
-    def greedy(row: int) -> int:
-        logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(ctx, row), shape=(n_vocab,))
-        return int(np.argmax(logits))
+    c = RawContext(
+        raw.model,
+        threads=int(raw.context_params.n_threads),
+        n_seq=len(PROMPTS),
+        seq_ctx=n_ctx,
+        flash_attn=bool(flash_attn),  # llama-cpp-python's default is off
+    )
 
     def generate_all() -> list[list[int]]:
-        llama_cpp.llama_memory_clear(mem, True)
+        c.clear()
         out: list[list[int]] = [[] for _ in prompts]
         for s, ids in enumerate(prompts):
-            decode([(t, p, s, p == len(ids) - 1) for p, t in enumerate(ids)])
-            out[s].append(greedy(-1))
+            c.prompt(s, ids)
+            out[s].append(int(np.argmax(c.row(-1))))
         active = list(range(len(prompts)))
         while True:
             active = [s for s in active if len(out[s]) < n_new and not llama_cpp.llama_vocab_is_eog(vocab, out[s][-1])]
             if not active:
                 return out
-            decode([(out[s][-1], len(prompts[s]) + len(out[s]) - 1, s, True) for s in active])
+            c.decode([(out[s][-1], len(prompts[s]) + len(out[s]) - 1, s, True) for s in active])
             for row, s in enumerate(active):
-                out[s].append(greedy(row))
+                out[s].append(int(np.argmax(c.row(row))))
 
     generate_all()  # warm-up
     start = time.perf_counter()
     ids = generate_all()
     seconds = time.perf_counter() - start
-    llama_cpp.llama_batch_free(batch)
-    llama_cpp.llama_free(ctx)
+    c.free()
     raw.close()
     return {"seconds": seconds, "tokens": sum(map(len, ids)), "ids": ids}
 
@@ -299,10 +288,10 @@ def bench_model(
             "model": name,
             "run": "checks",
             "concurrent_results_differing_from_sequential": sum(
-                a != b for v in VARIANTS[-3:-1] for a, b in zip(results[v]["ids"], reference, strict=True)
+                a != b for v in CONCURRENT for a, b in zip(results[v]["ids"], reference, strict=True)
             ),
             "ideal_schedule_results_differing_from_sequential": sum(
-                a != b for a, b in zip(results[VARIANTS[-1]]["ids"], reference, strict=True)
+                a != b for a, b in zip(results[IDEAL]["ids"], reference, strict=True)
             ),
             "prompts_whose_first_8_tokens_equal_raw": (
                 f"{sum(a[:8] == b[:8] for a, b in zip(reference, raw_ids, strict=True))}/{len(PROMPTS)}"

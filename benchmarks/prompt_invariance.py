@@ -8,8 +8,10 @@ prompt's KV cells), are compared bit for bit with the same prompt decoded alone.
 splits such a batch into micro-batches that hold an equal number of tokens of each sequence, so
 a prompt among longer or shorter ones is evaluated in pieces. Patterns of prompt lengths from 1
 to 300 tokens, each also with a one-token step of another sequence in the same decode (where
-that sequence is free). Random token ids (``--seed``, default 1); llama.cpp's C API only, no nextword code.
-Prints one line per pattern: how many prompts differ (logits after the prompt, one token later).
+that sequence is free). Random token ids (``--seed``, default 1); flash attention off, as in
+nextword by default (``--flash-attn on`` for the other kernel); llama.cpp's C API only, no
+nextword code. Prints one line per pattern: how many prompts differ (logits after the prompt,
+one token later).
 
     python benchmarks/prompt_invariance.py gpt2-124m.Q8_0.gguf --threads 2
 """
@@ -19,8 +21,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-import llama_cpp
 import numpy as np
+from raw_context import Entry, RawContext, load_model
 
 PATTERNS = [
     [5, 5, 5, 5],
@@ -34,45 +36,9 @@ PATTERNS = [
 STEPPING = 7  # the sequence that takes a one-token step in the "with a step" decodes
 
 
-class Context:
-    """A context of 8 sequences with their own KV cells, and one-call decoding helpers."""
-
-    def __init__(self, path: str, threads: int) -> None:
-        self._silence = llama_cpp.llama_log_callback(lambda *args: None)
-        llama_cpp.llama_log_set(self._silence, None)
-        llama_cpp.llama_backend_init()
-        self.model = llama_cpp.llama_model_load_from_file(path.encode(), llama_cpp.llama_model_default_params())
-        if not self.model:
-            raise SystemExit(f"llama.cpp could not load {path}")
-        self.n_vocab = int(llama_cpp.llama_vocab_n_tokens(llama_cpp.llama_model_get_vocab(self.model)))
-        params = llama_cpp.llama_context_default_params()
-        params.n_ctx, params.n_seq_max, params.kv_unified = 1024 * 8, 8, False
-        params.n_batch = params.n_ubatch = 512
-        params.n_threads = params.n_threads_batch = threads
-        self.ctx = llama_cpp.llama_init_from_model(self.model, params)
-        self.mem = llama_cpp.llama_get_memory(self.ctx)
-        self.batch = llama_cpp.llama_batch_init(1024, 0, 1)
-
-    def decode(self, entries: list[tuple[int, int, int, bool]]) -> None:
-        """One decode of (token, position, sequence, wants logits) entries."""
-        b = self.batch
-        for i, (token, pos, seq, logits) in enumerate(entries):
-            b.token[i], b.pos[i], b.n_seq_id[i] = token, pos, 1
-            b.seq_id[i][0], b.logits[i] = seq, logits
-        b.n_tokens = len(entries)
-        if llama_cpp.llama_decode(self.ctx, b) != 0:
-            raise RuntimeError("llama_decode failed")
-
-    def row(self, i: int) -> Any:
-        return np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self.ctx, i), shape=(self.n_vocab,)).copy()
-
-    def clear(self) -> None:
-        llama_cpp.llama_memory_clear(self.mem, True)
-
-
-def prompt_entries(prompts: list[list[int]]) -> tuple[list[tuple[int, int, int, bool]], list[int]]:
+def prompt_entries(prompts: list[list[int]]) -> tuple[list[Entry], list[int]]:
     """The entries of all prompts in one decode (logits after each prompt) and their indices."""
-    entries: list[tuple[int, int, int, bool]] = []
+    entries: list[Entry] = []
     ends = []
     for seq, ids in enumerate(prompts):
         entries += [(t, p, seq, p == len(ids) - 1) for p, t in enumerate(ids)]
@@ -80,7 +46,7 @@ def prompt_entries(prompts: list[list[int]]) -> tuple[list[tuple[int, int, int, 
     return entries, ends
 
 
-def trial(c: Context, rng: np.random.Generator, lengths: list[int], with_step: bool) -> tuple[int, int]:
+def trial(c: RawContext, rng: np.random.Generator, lengths: list[int], with_step: bool) -> tuple[int, int]:
     """Prompts (and logits one token later) differing between together and alone."""
     prompts = [[int(t) for t in rng.integers(10, c.n_vocab - 10, size=n)] for n in lengths]
     after = [int(t) for t in rng.integers(10, c.n_vocab - 10, size=len(lengths))]
@@ -92,7 +58,7 @@ def trial(c: Context, rng: np.random.Generator, lengths: list[int], with_step: b
     alone = []
     for seq, ids in enumerate(prompts):
         c.clear()
-        c.decode([(t, p, seq, p == len(ids) - 1) for p, t in enumerate(ids)])
+        c.prompt(seq, ids)
         alone.append((c.row(-1), next_row(seq)))
     c.clear()
     entries, ends = prompt_entries(prompts)
@@ -110,8 +76,9 @@ def main() -> None:
     parser.add_argument("model", help="a .gguf file")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=1, help="seed of the random token ids")
+    parser.add_argument("--flash-attn", choices=["off", "on"], default="off", help="off: nextword's default")
     args = parser.parse_args()
-    c = Context(args.model, args.threads)
+    c = RawContext(load_model(args.model), threads=args.threads, flash_attn=args.flash_attn == "on")
     rng = np.random.default_rng(args.seed)
     for lengths in PATTERNS:
         for with_step in (False, True):
