@@ -139,10 +139,10 @@ def test_cli(tiny_gpt2_dir: Path, tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_cli_compare_exits_cleanly(tiny_gpt2_dir: Path, tiny_gguf: Callable[[str], Path], tmp_path: Path) -> None:
-    """`nextword eval --compare` with llama.cpp and torch in one process: the command closes both
-    engines before the interpreter exits. Left to the interpreter's finalization, the process
-    aborted ("terminate called without an active exception", exit status 134) in about one run
-    of three; a few runs here catch that."""
+    """`nextword eval --compare` with llama.cpp and torch in one process: the engine threads are
+    stopped and joined before the interpreter finalizes (an atexit handler). Without that, the
+    process aborted ("terminate called without an active exception", exit status 134) in about
+    one run of three; a few runs here catch that."""
     path = tmp_path / "text.txt"
     path.write_text(" ".join([TEXT] * 70), encoding="utf-8")
     argv = [sys.executable, "-m", "nextword", "eval", str(path), "-b", "llamacpp", "-m", str(tiny_gguf("f32"))]

@@ -184,3 +184,29 @@ def test_no_repeat_ngram_batch_equals_one_by_one(tiny_gpt2_dir: Path) -> None:
     for prompt, result in zip(prompts, batch, strict=True):
         single = nextword.generate(prompt, model=str(tiny_gpt2_dir), max_new_tokens=12, no_repeat_ngram_size=1)
         assert result.token_ids == single.token_ids
+
+
+_FIRST_CALL = """
+import sys
+import numpy as np
+import nextword
+gen = nextword.load("hf", sys.argv[1], device="cpu", threads=2)
+ids = gen.tokenize("The cat sat on the mat. It was happy, and so was I.")
+first, second = gen.sequence_logits(ids), gen.sequence_logits(ids)
+print(float(np.abs(first - second).max()))
+"""
+
+
+@pytest.mark.slow
+def test_the_first_call_after_loading_equals_later_ones(tiny_gpt2_dir: Path) -> None:
+    """Without the warm-up pass at load, the first forward pass in a fresh process differed from
+    the same call repeated in 1 process of 2 to 5 (2 threads); each run here is a fresh process."""
+    import subprocess
+    import sys
+
+    for _ in range(6):
+        run = subprocess.run(
+            [sys.executable, "-c", _FIRST_CALL, str(tiny_gpt2_dir)], capture_output=True, text=True, timeout=300
+        )
+        assert run.returncode == 0, run.stderr[-2000:]
+        assert float(run.stdout.strip().splitlines()[-1]) == 0.0
