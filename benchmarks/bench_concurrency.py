@@ -130,6 +130,18 @@ def variant_flash_attn(variant: str, flash_attn: bool | None) -> bool | None:
     return True if variant.endswith("flash attention") else flash_attn
 
 
+def open_raw(
+    path: Path, threads: int | None, n_ctx: int, flash_attn: bool | None
+) -> tuple[llama_cpp.Llama, list[list[int]]]:
+    """Raw llama-cpp-python on ``path`` (None: its own default threads and attention) and the
+    token ids of the prompts."""
+    kwargs: dict[str, Any] = {} if threads is None else {"n_threads": threads, "n_threads_batch": threads}
+    if flash_attn is not None:
+        kwargs["flash_attn"] = flash_attn
+    raw = llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, verbose=False, **kwargs)
+    return raw, [raw.tokenize(p.encode(), add_bos=raw._model.add_bos_token()) for p in PROMPTS]
+
+
 def run_variant(
     variant: str, path: Path, threads: int | None, n_new: int, n_ctx: int, flash_attn: bool | None = None
 ) -> dict[str, Any]:
@@ -139,11 +151,7 @@ def run_variant(
     if variant == IDEAL:
         return run_ideal(path, threads, n_new, n_ctx, flash_attn)
     if variant.startswith("raw"):
-        kwargs: dict[str, Any] = {} if threads is None else {"n_threads": threads, "n_threads_batch": threads}
-        if flash_attn is not None:
-            kwargs["flash_attn"] = flash_attn
-        raw = llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, verbose=False, **kwargs)
-        prompt_ids = [raw.tokenize(p.encode(), add_bos=raw._model.add_bos_token()) for p in PROMPTS]
+        raw, prompt_ids = open_raw(path, threads, n_ctx, flash_attn)
         vocab = llama_cpp.llama_model_get_vocab(raw.model)
         lock = threading.Lock()
 
@@ -199,11 +207,7 @@ def run_ideal(path: Path, threads: int | None, n_new: int, n_ctx: int, flash_att
     """The ideal schedule (see the module docstring): the 8 prompts one by one, then the 8
     greedy generations in lockstep on one context of 8 sequences with their own KV cells, every
     step decode holding all unfinished ones. Threads and attention as the raw engine's."""
-    kwargs: dict[str, Any] = {} if threads is None else {"n_threads": threads, "n_threads_batch": threads}
-    if flash_attn is not None:
-        kwargs["flash_attn"] = flash_attn
-    raw = llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, verbose=False, **kwargs)
-    prompts = [raw.tokenize(p.encode(), add_bos=raw._model.add_bos_token()) for p in PROMPTS]
+    raw, prompts = open_raw(path, threads, n_ctx, flash_attn)
     vocab = llama_cpp.llama_model_get_vocab(raw.model)
     c = RawContext(
         raw.model,
