@@ -33,13 +33,6 @@ def timed(c: RawContext, entries: list[Entry]) -> float:
     return time.perf_counter() - start
 
 
-def fill(c: RawContext, seq: int, ids: list[int]) -> None:
-    """Evaluate ``ids`` in sequence ``seq`` from position 0, in chunks of 512 tokens."""
-    for start in range(0, len(ids), 512):
-        chunk = ids[start : start + 512]
-        c.decode([(t, start + i, seq, i == len(chunk) - 1) for i, t in enumerate(chunk)])
-
-
 def measure(model: Any, unified: bool, length: int, threads: int) -> dict[str, Any]:
     c = RawContext(model, threads=threads, n_seq=N_SEQ, unified=unified)
     rng = np.random.default_rng(length)
@@ -48,7 +41,7 @@ def measure(model: Any, unified: bool, length: int, threads: int) -> dict[str, A
     try:
         c.clear()
         for s in range(N_SEQ):
-            fill(c, s, contexts[s])
+            c.prompt(s, contexts[s])
         together, eight = [], []
         for k in range(STEPS):
             eight.append(timed(c, [(nexts[s][k], len(contexts[s]) + k, s, True) for s in range(N_SEQ)]))
@@ -56,13 +49,13 @@ def measure(model: Any, unified: bool, length: int, threads: int) -> dict[str, A
         differing, one = 0, []
         for s in range(N_SEQ):
             c.clear()
-            fill(c, s, contexts[s])
+            c.prompt(s, contexts[s])
             for k in range(STEPS):
                 one.append(timed(c, [(nexts[s][k], len(contexts[s]) + k, s, True)]))
                 differing += not np.array_equal(c.row(0), together[k][s])
         c.clear()
         for s in range(N_SEQ):
-            fill(c, s, contexts[s])
+            c.prompt(s, contexts[s])
         among = 0
         for k in range(STEPS):
             c.decode([(nexts[3][k], len(contexts[3]) + k, 3, True)])

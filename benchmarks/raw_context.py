@@ -51,6 +51,7 @@ class RawContext:
         if not self.ctx:
             raise SystemExit("llama.cpp could not make the context")
         self.mem = llama_cpp.llama_get_memory(self.ctx)
+        self.n_batch = n_batch
         self.batch = llama_cpp.llama_batch_init(n_batch, 0, 1)
 
     def decode(self, entries: list[Entry]) -> None:
@@ -64,8 +65,11 @@ class RawContext:
             raise RuntimeError("llama_decode failed")
 
     def prompt(self, seq: int, ids: list[int]) -> None:
-        """Evaluate ``ids`` from position 0 in sequence ``seq``, logits after the last token."""
-        self.decode([(t, p, seq, p == len(ids) - 1) for p, t in enumerate(ids)])
+        """Evaluate ``ids`` from position 0 in sequence ``seq``, in decodes of at most n_batch
+        tokens; the logits after the last token are row -1."""
+        for start in range(0, len(ids), self.n_batch):
+            chunk = ids[start : start + self.n_batch]
+            self.decode([(t, start + i, seq, i == len(chunk) - 1) for i, t in enumerate(chunk)])
 
     def row(self, i: int) -> npt.NDArray[np.float32]:
         """A copy of the logits of batch entry ``i`` of the last decode (-1: the last)."""
