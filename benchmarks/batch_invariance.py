@@ -33,7 +33,7 @@ import numpy as np
 from bench_concurrency import PROMPTS  # the throughput benchmark's prompts (a sibling script)
 
 import nextword
-from nextword.decoding.processors import log_softmax
+from nextword._decoding.processors import log_softmax
 
 
 def greedy_with_logits(gen: Any, prompt: str, steps: int) -> tuple[list[int], list[np.ndarray]]:
@@ -123,7 +123,7 @@ def hf_logits(gen: Any, batch: list[list[int]], steps: int) -> list[tuple[list[i
     call of the hf generator (the call its ``batching="fast"`` mode makes for concurrent calls)."""
     from transformers import LogitsProcessorList
 
-    from nextword.decoding_config import DecodingConfig
+    from nextword._types.decoding_config import DecodingConfig
 
     recorder = _Recorder()
     config = DecodingConfig(max_new_tokens=steps)

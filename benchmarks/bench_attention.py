@@ -32,7 +32,7 @@ def measure(model: str, flash_attn: bool, contexts: list[int], prompts: list[int
     n_ctx = max(contexts + prompts) + 32
     gen: Any = nextword.load("llamacpp", model, n_ctx=n_ctx, parallel=8, threads=threads, flash_attn=flash_attn)
     pool = gen._pool
-    n_vocab = gen.n_vocab
+    n_vocab = gen.vocab_size
 
     def tokens(n: int, shift: int) -> list[int]:
         return [(17 * i + 101 * shift) % (n_vocab - 10) + 5 for i in range(n)]

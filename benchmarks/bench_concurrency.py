@@ -24,7 +24,7 @@ sequential runs; every nextword result is checked against nextword's own sequent
 the first token ids against the raw engine's. Both engines use the same thread count and their
 own default attention (``--flash-attn on|off`` sets it for both).
 Also: ``predict_next`` at the word level against the token level (k=5 and k=10), and llama.cpp's
-default thread count (``cpu_count() // 2``) against nextword's (:func:`nextword.cpu.default_threads`).
+default thread count (``cpu_count() // 2``) against nextword's (:func:`nextword._runtime.cpu.default_threads`).
 
 With ``--hf``, the same 8 generations on the hf backend (the 124M GPT-2 folder, or ``--hf-model``):
 one by one, from 8 threads with ``batching="exact"`` (they take turns), from 8 threads with
@@ -56,7 +56,7 @@ import numpy as np
 from raw_context import RawContext
 
 import nextword
-from nextword.cpu import default_threads
+from nextword._runtime.cpu import default_threads
 
 PROMPTS = [
     "I love cats because",

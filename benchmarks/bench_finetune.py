@@ -34,7 +34,7 @@ from typing import Any
 import torch
 
 import nextword
-from nextword.tuning import FinetuneOptions, read_corpus
+from nextword._tuning import FinetuneOptions, read_corpus
 
 CORPUS = Path("/usr/share/common-licenses/GPL-3")
 

@@ -31,8 +31,8 @@ from pathlib import Path
 from typing import Any
 
 import nextword
+from nextword._words.search import WordSearch, clear_cache, search_words
 from nextword.testing.compare import OneByOne
-from nextword.words import WordSearch, clear_cache, search_words
 
 PROMPTS = (
     "I love cats because",

@@ -162,7 +162,7 @@ def _builtin_backends() -> _Backends:
 
 def _field_docs() -> dict[str, str]:
     """The attribute docstrings of DecodingConfig's fields, read from its source."""
-    from nextword.decoding_config import DecodingConfig
+    from nextword._types.decoding_config import DecodingConfig
 
     tree = ast.parse(inspect.getsource(DecodingConfig))
     body = tree.body[0].body  # type: ignore[attr-defined]
@@ -181,7 +181,7 @@ def _field_docs() -> dict[str, str]:
 
 def _allowed(name: str) -> str:
     """What the validator accepts, in its own words: build invalid configs and read the messages."""
-    from nextword.decoding_config import DecodingConfig
+    from nextword._types.decoding_config import DecodingConfig
     from nextword.errors import InvalidConfig
 
     phrases: list[str] = []
@@ -203,7 +203,7 @@ def _allowed(name: str) -> str:
 
 
 def decoding_options(markdown: str, src: str) -> str:
-    from nextword.decoding_config import DecodingConfig
+    from nextword._types.decoding_config import DecodingConfig
 
     docs = _field_docs()
     rows = []
@@ -224,7 +224,7 @@ def decoding_options(markdown: str, src: str) -> str:
 
 
 def decoding_support(markdown: str, src: str) -> str:
-    from nextword.decoding_config import DecodingConfig
+    from nextword._types.decoding_config import DecodingConfig
 
     found = _builtin_backends()
     names = sorted(n for n in found.specs if not getattr(found.specs[n], "probed", False))
@@ -294,8 +294,8 @@ def backend_options(markdown: str, src: str, backend: str) -> str:
 
 
 def cli_reference(markdown: str, src: str) -> str:
+    from nextword._plugins.registry import plugin_manager
     from nextword.cli import cli
-    from nextword.registry import plugin_manager
 
     # Subcommands that the built-in plugins add through the register_commands hook.
     plugin_manager().hook.register_commands(cli=cli)
@@ -389,7 +389,7 @@ def _has_heading(markdown: str, name: str) -> bool:
 
 def check_headings(markdown: str, src: str, kind: str) -> str:
     if kind == "decoding":
-        from nextword.decoding_config import DecodingConfig
+        from nextword._types.decoding_config import DecodingConfig
 
         names = list(DecodingConfig.field_names())
     elif kind == "errors":

@@ -3,19 +3,20 @@
 >>> from nextword import generate, predict_next            # doctest: +SKIP
 >>> generate("I love cats because", max_length=50, no_repeat_ngram_size=2).text  # doctest: +SKIP
 
-Importing nextword never imports torch or llama.cpp: a backend's engine is imported when that
-backend is first used.
+This is the public face for applications; ``nextword.backend`` is the one for backend authors,
+``nextword.errors`` holds the error hierarchy and ``nextword.testing`` the conformance kit. Every
+other module is private.
+
+Importing nextword is cheap: the names below are loaded on first use (the async plumbing, the
+word search and the plugin registry included), and a backend's engine (torch, llama.cpp) is
+imported only when that backend is first used.
 """
 
 from __future__ import annotations
 
-from nextword.aio import AsyncTextStream
-from nextword.api import generate, load, loaded, predict_next, score, stream, unload
-from nextword.async_api import agenerate, apredict_next, ascore, astream
-from nextword.backend_spec import BackendSpec, OptionSpec
-from nextword.base import BaseGenerator, TextStream
-from nextword.capabilities import Capabilities, Support
-from nextword.decoding_config import DecodingConfig
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from nextword.errors import (
     BackendNotFound,
     Cancelled,
@@ -29,16 +30,92 @@ from nextword.errors import (
     TrainingInterrupted,
     UnsupportedOption,
 )
-from nextword.explanation import Explanation, explain
-from nextword.hookspecs import hookimpl
-from nextword.protocol import ForkableSession, Generator, SupportsSessions
-from nextword.registry import BackendInfo, backends, register_plugin, unregister_plugin
-from nextword.results import Candidate, Completion, Generation, Prediction, Score, Settings, TokenScore
-from nextword.streams import GenerationStream
-from nextword.tuning import FinetuneOptions, FinetuneReport, finetune
-from nextword.words import predict_words
+
+if TYPE_CHECKING:
+    from nextword._analysis.explanation import Explanation, explain
+    from nextword._api.async_calls import agenerate, apredict_next, ascore, astream
+    from nextword._api.calls import generate, load, loaded, predict_next, score, stream, unload
+    from nextword._contract.base import BaseGenerator, TextStream
+    from nextword._contract.capabilities import Capabilities, Support
+    from nextword._contract.protocol import ForkableSession, Generator, SupportsSessions
+    from nextword._contract.spec import BackendSpec, OptionSpec
+    from nextword._plugins.hooks import hookimpl
+    from nextword._plugins.registry import BackendInfo, backends, register_plugin, unregister_plugin
+    from nextword._runtime.async_bridge import AsyncTextStream
+    from nextword._tuning import FinetuneOptions, FinetuneReport, finetune
+    from nextword._types.decoding_config import DecodingConfig
+    from nextword._types.results import (
+        Candidate,
+        Completion,
+        Generation,
+        Prediction,
+        Score,
+        Settings,
+        TokenScore,
+    )
+    from nextword._types.streams import GenerationStream
+    from nextword._words.search import predict_words
 
 __version__ = "0.1.0"
+
+# Where each lazily loaded public name lives (a test checks this table against the imports above).
+_LAZY: dict[str, str] = {
+    "AsyncTextStream": "nextword._runtime.async_bridge",
+    "BackendInfo": "nextword._plugins.registry",
+    "BackendSpec": "nextword._contract.spec",
+    "BaseGenerator": "nextword._contract.base",
+    "Candidate": "nextword._types.results",
+    "Capabilities": "nextword._contract.capabilities",
+    "Completion": "nextword._types.results",
+    "DecodingConfig": "nextword._types.decoding_config",
+    "Explanation": "nextword._analysis.explanation",
+    "FinetuneOptions": "nextword._tuning",
+    "FinetuneReport": "nextword._tuning",
+    "ForkableSession": "nextword._contract.protocol",
+    "Generation": "nextword._types.results",
+    "GenerationStream": "nextword._types.streams",
+    "Generator": "nextword._contract.protocol",
+    "OptionSpec": "nextword._contract.spec",
+    "Prediction": "nextword._types.results",
+    "Score": "nextword._types.results",
+    "Settings": "nextword._types.results",
+    "Support": "nextword._contract.capabilities",
+    "SupportsSessions": "nextword._contract.protocol",
+    "TextStream": "nextword._contract.base",
+    "TokenScore": "nextword._types.results",
+    "agenerate": "nextword._api.async_calls",
+    "apredict_next": "nextword._api.async_calls",
+    "ascore": "nextword._api.async_calls",
+    "astream": "nextword._api.async_calls",
+    "backends": "nextword._plugins.registry",
+    "explain": "nextword._analysis.explanation",
+    "finetune": "nextword._tuning",
+    "generate": "nextword._api.calls",
+    "hookimpl": "nextword._plugins.hooks",
+    "load": "nextword._api.calls",
+    "loaded": "nextword._api.calls",
+    "predict_next": "nextword._api.calls",
+    "predict_words": "nextword._words.search",
+    "register_plugin": "nextword._plugins.registry",
+    "score": "nextword._api.calls",
+    "stream": "nextword._api.calls",
+    "unload": "nextword._api.calls",
+    "unregister_plugin": "nextword._plugins.registry",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'nextword' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 __all__ = [
     "AsyncTextStream",
@@ -46,17 +123,17 @@ __all__ = [
     "BackendNotFound",
     "BackendSpec",
     "BaseGenerator",
+    "Cancelled",
     "Candidate",
     "Capabilities",
     "Completion",
     "ContextLengthExceeded",
     "DecodingConfig",
-    "Cancelled",
     "EngineError",
-    "ForkableSession",
     "Explanation",
     "FinetuneOptions",
     "FinetuneReport",
+    "ForkableSession",
     "Generation",
     "GenerationStream",
     "Generator",

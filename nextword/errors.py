@@ -73,7 +73,7 @@ class EngineError(NextwordError):
 
 
 class Cancelled(NextwordError):
-    """The call was cancelled (by a :class:`nextword.scheduler.CancelScope`, e.g. an asyncio task
+    """The call was cancelled (by a :class:`nextword._runtime.scheduler.CancelScope`, e.g. an asyncio task
     that was cancelled) before its next engine step; the generator stays usable."""
 
 

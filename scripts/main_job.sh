@@ -10,7 +10,7 @@ PYTHON=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo pyt
 PROMPT="I love cats because"
 ARGS=(--max-length 50 --no-repeat-ngram-size 2)
 
-if "$PYTHON" -c 'import sys; from nextword.model_location import hub_reachable; sys.exit(0 if hub_reachable() else 1)'; then
+if "$PYTHON" -c 'import sys; from nextword._contract.model_location import hub_reachable; sys.exit(0 if hub_reachable() else 1)'; then
     echo "+ nextword generate \"$PROMPT\" ${ARGS[*]}" >&2
     exec "$PYTHON" -m nextword generate "$PROMPT" "${ARGS[@]}"
 fi

@@ -33,7 +33,7 @@ def _isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest
     for name in ("NEXTWORD_BACKEND", "NEXTWORD_MODEL", "NEXTWORD_CONFIG"):
         monkeypatch.delenv(name, raising=False)
     home = tmp_path_factory.mktemp("user-config")
-    monkeypatch.setattr("nextword.settings.user_config_path", lambda: Path(home) / "nextword.toml")
+    monkeypatch.setattr("nextword._api.settings.user_config_path", lambda: Path(home) / "nextword.toml")
     yield
 
 

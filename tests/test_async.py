@@ -1,4 +1,4 @@
-"""The async API (nextword.aio, BaseGenerator.a*, nextword.agenerate ...): same results as the
+"""The async API (nextword._runtime.async_bridge, BaseGenerator.a*, nextword.agenerate ...): same results as the
 blocking calls, engine work off the event loop, cancellation that stops the engine and leaves
 the generator usable."""
 
@@ -16,8 +16,8 @@ import pytest
 
 import nextword
 from nextword import BaseGenerator, Capabilities, InvalidConfig, Support
+from nextword._runtime.scheduler import CancelScope
 from nextword.errors import Cancelled
-from nextword.scheduler import CancelScope
 from nextword.testing.pytest_fixtures import require_module
 
 PROMPT = "I love cats because"
@@ -279,7 +279,7 @@ def test_cancelling_on_llamacpp_stops_the_engine_and_the_next_call_equals_a_fres
             lambda: calls[0] - before, 3, lambda: gen.astream(PROMPT, max_new_tokens=200, min_new_tokens=200).text()
         )
         assert calls[0] - before < 150
-        nextword.words.clear_cache()
+        nextword._words.search.clear_cache()
         assert [
             gen.generate(PROMPT, max_new_tokens=20),
             gen.generate(PROMPT, max_new_tokens=20, do_sample=True, seed=5),

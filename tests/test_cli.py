@@ -91,10 +91,11 @@ def test_backends_and_config(tmp_path: Path) -> None:
 def test_config_shows_what_a_load_with_the_same_options_would_use(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """`-o KEY=VALUE` on `nextword config`, resolved exactly as a load resolves it (nextword.api.effective_settings)."""
-    from nextword.api import effective_settings
-    from nextword.registry import get_backend
-    from nextword.settings import resolve
+    """`-o KEY=VALUE` on `nextword config`, resolved exactly as a load resolves it
+    (nextword._api.calls.effective_settings)."""
+    from nextword._api.calls import effective_settings
+    from nextword._api.settings import resolve
+    from nextword._plugins.registry import get_backend
 
     before = nextword.loaded()
     assert main(["config", "--json", "-b", "hf", "-m", "some-model", "-o", "threads=2", "-o", "device=cpu"]) == 0

@@ -1,4 +1,4 @@
-"""Completing the word being typed (nextword.complete): exact conditional probabilities checked by
+"""Completing the word being typed (nextword._words.complete): exact conditional probabilities checked by
 brute force on the tiny GPT-2 with the real vocabulary, hf against llamacpp, Unicode, the switch,
 and real cases on Gemma 3 270M."""
 
@@ -14,25 +14,10 @@ import pytest
 
 import nextword
 from nextword import InvalidInput
-from nextword.complete import complete_word, continuation_prob, partial_word, predict_or_complete
-from nextword.decoding.processors import log_softmax
-from nextword.words import starts_new_word
-
-
-class Bare:
-    """A generator seen through the bare protocol (plus ``token_bytes``): every distribution is
-    ``next_token_logits`` on the whole sequence, exactly what the brute force reads, so the two
-    agree to the last bit instead of up to float32 rounding between KV-cache paths."""
-
-    def __init__(self, inner: nextword.Generator, hide: tuple[str, ...] = ("open_session", "open_branches")) -> None:
-        self._inner = inner
-        self._hide = hide
-
-    def __getattr__(self, name: str) -> Any:
-        if name in self._hide or name == "sequence_logits":
-            raise AttributeError(name)
-        return getattr(self._inner, name)
-
+from nextword._decoding.processors import log_softmax
+from nextword._words.complete import complete_word, continuation_prob, partial_word, predict_or_complete
+from nextword._words.search import starts_new_word
+from nextword.testing.compare import Primitives
 
 # ---- brute force, independent of the completion code ------------------------------------------
 
@@ -91,7 +76,7 @@ def brute_completions(gen: Any, context: list[int], typed: str, depth: int) -> t
     ],
 )
 def test_completion_equals_the_brute_force(hf_gen: nextword.Generator, prompt: str, typed: str, depth: int) -> None:
-    gen: Any = Bare(hf_gen)
+    gen: Any = Primitives(hf_gen)  # every distribution from next_token_logits, as the brute force reads
     context, _, found_typed = partial_word(gen, prompt)
     assert found_typed == typed
     assert gen.detokenize(context) + typed == prompt
@@ -147,8 +132,8 @@ def test_split_characters_need_token_bytes(hf_gen: nextword.Generator) -> None:
     """A generator without ``token_bytes`` cannot follow a character split across tokens: the
     mass of those tokens is reported as unexplored, never dropped."""
 
-    def NoBytes(inner: nextword.Generator) -> Bare:  # noqa: N802 - reads like the class it makes
-        return Bare(inner, hide=("token_bytes", "open_branches"))
+    def NoBytes(inner: nextword.Generator) -> Primitives:  # noqa: N802 - reads like the class it makes
+        return Primitives(inner, token_bytes=False)
 
     complete_word(hf_gen, "오늘은 안녕하", 3)
     with pytest.raises(InvalidInput, match="token_bytes"):

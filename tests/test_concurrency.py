@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 import nextword
-from nextword.cpu import cgroup_cpu_limit, default_threads, physical_cores
+from nextword._runtime.cpu import cgroup_cpu_limit, default_threads, physical_cores
+from nextword._runtime.scheduler import CancelScope, StepScheduler, check_cancelled, run_concurrently
 from nextword.errors import Cancelled
-from nextword.scheduler import CancelScope, StepScheduler, check_cancelled, run_concurrently
 from nextword.testing.pytest_fixtures import require_module
 
 WORKER = Path(__file__).with_name("concurrency_worker.py")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from nextword import DecodingConfig, InvalidConfig
-from nextword.decoding_config import DEFAULT_MAX_NEW_TOKENS
+from nextword._types.decoding_config import DEFAULT_MAX_NEW_TOKENS
 
 
 def test_defaults_are_greedy() -> None:

@@ -33,7 +33,7 @@ import pytest
 
 import nextword
 from nextword import ContextLengthExceeded, InvalidConfig, InvalidInput, ModelLoadError, NextwordError, Support
-from nextword.decoding_config import DecodingConfig
+from nextword._types.decoding_config import DecodingConfig
 from nextword.testing import GeneratorConformance
 from nextword.testing.pytest_fixtures import require_module
 
@@ -540,7 +540,7 @@ def test_real_gemma_model(gemma_gguf: Path) -> None:
 def test_word_search_does_not_depend_on_earlier_calls(f32_gguf: Path) -> None:
     """The word search reuses the prompt's KV state between extensions; the numbers must still be
     those of a generator that has done nothing else before."""
-    from nextword.words import clear_cache, search_words
+    from nextword._words.search import clear_cache, search_words
 
     gen = nextword.load("llamacpp", str(f32_gguf))
     prompt = "The weather today is"

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from nextword import DecodingConfig
-from nextword.decoding.detok import IncrementalDetokenizer, alternative_text
-from nextword.decoding.processors import (
+from nextword._decoding.detok import IncrementalDetokenizer, alternative_text
+from nextword._decoding.processors import (
     LogitsPipeline,
     apply_repetition_penalty,
     banned_ngram_tokens,
@@ -17,7 +17,7 @@ from nextword.decoding.processors import (
     top_p_filter,
     typical_filter,
 )
-from nextword.decoding.stop import StopMatcher
+from nextword._decoding.stop import StopMatcher
 
 # ---- processors against transformers' own implementations ----------------------------------
 
@@ -220,7 +220,7 @@ def test_sampling_draws_follow_the_distribution() -> None:
 
 def test_overflowing_and_nan_scores() -> None:
     from nextword import EngineError
-    from nextword.decoding.processors import log_softmax
+    from nextword._decoding.processors import log_softmax
 
     lp = log_softmax(np.array([np.inf, 1.0, np.inf, -np.inf]))
     np.testing.assert_allclose(np.exp(lp), [0.5, 0.0, 0.5, 0.0])

@@ -1,4 +1,4 @@
-"""nextword.engine_thread: one thread runs every call, results and errors come back, and an
+"""nextword._runtime.engine_thread: one thread runs every call, results and errors come back, and an
 interrupt never leaves a call half-done."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from nextword.engine_thread import EngineThread
+from nextword._runtime.engine_thread import EngineThread
 
 _var: contextvars.ContextVar[str] = contextvars.ContextVar("_var", default="unset")
 
@@ -116,8 +116,8 @@ def test_engine_threads_end_before_the_interpreter_finalizes() -> None:
     process (the handler stops every engine of the process)."""
     script = """
 import atexit, threading, time
-from nextword import engine_thread
-from nextword.engine_thread import EngineThread
+from nextword._runtime import engine_thread
+from nextword._runtime.engine_thread import EngineThread
 
 engine = EngineThread("probe")
 assert engine.call(threading.get_ident) != threading.get_ident()

@@ -1,4 +1,4 @@
-"""``nextword eval`` / nextword.evaluation: perplexity, next-word accuracy, keystroke savings checked
+"""``nextword eval`` / nextword._analysis.evaluation: perplexity, next-word accuracy, keystroke savings checked
 against slow references; KL between generators."""
 
 from __future__ import annotations
@@ -17,10 +17,11 @@ import pytest
 from click.testing import CliRunner
 
 import nextword
+from nextword._analysis.evaluation import _Reader, _word_plan, evaluate
+from nextword._words.complete import complete_after, predict_or_complete
+from nextword._words.search import WordSearch, predict_words, search_words_from_ids
 from nextword.cli import cli
-from nextword.complete import complete_after, predict_or_complete
-from nextword.evaluation import _Reader, _word_plan, evaluate
-from nextword.words import WordSearch, predict_words, search_words_from_ids
+from nextword.testing.compare import Primitives
 
 TEXT = "The cat sat on the mat. It was happy, and so was I."
 
@@ -31,7 +32,7 @@ def slow_keystrokes(gen: nextword.Generator, text: str, k: int) -> tuple[int, in
     ids = gen.tokenize(text)
     pieces = [gen.detokenize(ids[: i + 1]) for i in range(len(ids))]
     mask_texts = [gen.detokenize(ids[i : i + 1]) for i in range(len(ids))]
-    starts = [i for i in range(1, len(ids)) if nextword.words.starts_new_word(mask_texts[i])]
+    starts = [i for i in range(1, len(ids)) if nextword._words.search.starts_new_word(mask_texts[i])]
     keystrokes = chars = 0
     ranks: list[int | None] = []
     for a, b in zip(starts, [*starts[1:], len(ids)], strict=True):
@@ -185,32 +186,16 @@ def test_cli_search_bound_and_reuse_reach_evaluate(
 # ---- the state of the text read so far (KV reuse) against the plain path ------------------------
 
 
-class Plain:
-    """The bare Generator protocol over another generator: no sessions, no branches, so the
-    evaluation takes the plain path (every row from ``next_token_logits`` on the whole sequence).
-    ``token_bytes`` is passed on so that completions follow split characters the same way."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        for name in ("backend", "model", "capabilities", "settings", "context_length", "eos_token_ids"):
-            setattr(self, name, getattr(inner, name))
-        if hasattr(inner, "token_bytes"):
-            self.token_bytes = inner.token_bytes
-
-    def tokenize(self, text: str) -> list[int]:
-        return list(self.inner.tokenize(text))
-
-    def detokenize(self, token_ids: Sequence[int]) -> str:
-        return str(self.inner.detokenize(token_ids))
-
-    def next_token_logits(self, token_ids: Sequence[int]) -> npt.NDArray[np.floating]:
-        return np.asarray(self.inner.next_token_logits(token_ids))
+Plain = Primitives
+"""The primitives alone: no forking sessions, so the evaluation takes the plain path (every row
+from ``next_token_logits`` on the whole sequence); ``token_bytes`` is passed on so that
+completions follow split characters the same way."""
 
 
 class ForkingSession:
     """A session that recomputes from ``next_token_logits`` (exact: no KV numerics) and forks."""
 
-    def __init__(self, generator: Plain, ids: list[int]) -> None:
+    def __init__(self, generator: Primitives, ids: list[int]) -> None:
         self.generator = generator
         self.ids = ids
 
@@ -224,7 +209,7 @@ class ForkingSession:
         return ForkingSession(self.generator, list(self.ids))
 
 
-class Forking(Plain):
+class Forking(Primitives):
     """:class:`Plain` with forkable sessions: the evaluation takes the fast path, with numbers
     that cannot depend on how the text was read, so both paths must agree exactly."""
 

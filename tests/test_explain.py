@@ -1,4 +1,4 @@
-"""Explaining a text (nextword.explanation) and the word-level CLI commands (nextword.cli.words)."""
+"""Explaining a text (nextword._analysis.explanation) and the word-level CLI commands (nextword.cli.words)."""
 
 from __future__ import annotations
 
@@ -15,10 +15,18 @@ from rich.console import Console
 
 import nextword
 from nextword import ContextLengthExceeded, InvalidInput
+from nextword._analysis.explanation import (
+    Explanation,
+    explain,
+    from_json,
+    prob_colour,
+    render_terminal,
+    to_html,
+    to_json,
+)
+from nextword._decoding.processors import log_softmax
+from nextword._words.search import starts_new_word
 from nextword.cli import main
-from nextword.decoding.processors import log_softmax
-from nextword.explanation import Explanation, explain, from_json, prob_colour, render_terminal, to_html, to_json
-from nextword.words import starts_new_word
 
 TEXT = "The cat sat on the mat, and the dog's bowl was empty."
 

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 import nextword
+from nextword._tuning import RECORD_NAME, FinetuneReport, FinetuneWarning
 from nextword.testing.pytest_fixtures import require_module
-from nextword.tuning import RECORD_NAME, FinetuneReport, FinetuneWarning
 
 PATTERN = "the cat sat on the mat and the dog sat on the log. "
 PATTERN_WORDS = {"the", "cat", "sat", "on", "mat", "and", "dog", "log"}

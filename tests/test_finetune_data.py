@@ -9,9 +9,7 @@ from pathlib import Path
 import pytest
 
 import nextword
-from nextword.errors import InvalidConfig, InvalidInput
-from nextword.testing.pytest_fixtures import require_module
-from nextword.tuning import (
+from nextword._tuning import (
     Document,
     FinetuneOptions,
     hold_out,
@@ -20,7 +18,9 @@ from nextword.tuning import (
     read_corpus,
     split_single_document,
 )
-from nextword.tuning.output import StagedOutput
+from nextword._tuning.output import StagedOutput
+from nextword.errors import InvalidConfig, InvalidInput
+from nextword.testing.pytest_fixtures import require_module
 
 
 def test_folder_is_read_recursively_with_text_markdown_and_jsonl(tmp_path: Path) -> None:

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 import nextword
+from nextword._tuning import FinetuneReport, FinetuneWarning
 from nextword.testing.pytest_fixtures import require_module
-from nextword.tuning import FinetuneReport, FinetuneWarning
 
 PATTERN = "the cat sat on the mat and the dog sat on the log. "
 CORPUS = [f"Note {i}. " + PATTERN * 6 for i in range(12)]

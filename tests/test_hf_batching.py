@@ -15,9 +15,9 @@ from transformers import LogitsProcessorList
 
 import nextword
 from nextword import InvalidConfig
-from nextword.decoding_config import DecodingConfig
+from nextword._runtime.scheduler import CancelScope
+from nextword._types.decoding_config import DecodingConfig
 from nextword.errors import Cancelled
-from nextword.scheduler import CancelScope
 
 PROMPTS = ["I love cats because", "Once upon a time", "The weather today is", "My favourite food is, of course,"]
 

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 import nextword
+from nextword._words.search import clear_cache
 from nextword.testing.pytest_fixtures import require_module
-from nextword.words import clear_cache
 
 PROMPT = "I love cats because"
 SCRIPTS = Path(__file__).parent / "scripts"

@@ -101,7 +101,7 @@ def test_an_eojeol_probability_is_its_tokens_then_a_word_start(gemma: nextword.G
     """Recomputed from raw next-token logits: P(" 고양이는") = p(" 고") p("양") p("이는") x P(a word
     starts next), so the particle is part of the word and the word ends only where a space or
     punctuation would follow."""
-    from nextword.words import search_words, word_start_mask
+    from nextword._words.search import search_words, word_start_mask
 
     prompt = PROMPTS[0]
     ids = gemma.tokenize(prompt)
@@ -220,7 +220,7 @@ def test_explain_terminal_table_aligns_korean(gemma: nextword.Generator) -> None
     from rich.cells import cell_len
     from rich.console import Console
 
-    from nextword.explanation import render_terminal
+    from nextword._analysis.explanation import render_terminal
 
     sentence = SENTENCES[0]
     console = Console(record=True, width=110, color_system=None, force_terminal=False)

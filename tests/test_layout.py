@@ -4,7 +4,9 @@ behind a function of the same name."""
 from __future__ import annotations
 
 import ast
+import importlib
 import pkgutil
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -81,7 +83,7 @@ def test_public_functions_do_not_hide_modules(name: str) -> None:
 
 
 def test_explanation_module_is_reachable() -> None:
-    import nextword.explanation as explanation
+    import nextword._analysis.explanation as explanation
 
     assert explanation.explain is nextword.explain
     assert callable(explanation.to_html) and callable(explanation.render_terminal)
@@ -115,16 +117,6 @@ def test_cli_commands_are_module_level_objects() -> None:
     ]:
         command = getattr(module, name)
         assert isinstance(command, click.Command) and cli.commands[name] is command
-
-
-def test_renamed_modules_keep_their_old_import_paths() -> None:
-    """Modules renamed for what they hold still answer to their former names."""
-    from nextword import config, sources
-    from nextword.decoding_config import DecodingConfig
-    from nextword.model_location import hub_reachable, looks_like_path
-
-    assert config.DecodingConfig is DecodingConfig is nextword.DecodingConfig
-    assert sources.looks_like_path is looks_like_path and sources.hub_reachable is hub_reachable
 
 
 def test_stream_returns_a_public_type(hf_gen: nextword.Generator) -> None:
@@ -185,3 +177,91 @@ def test_the_testing_kit_knows_nothing_of_llama_cpp() -> None:
             if word in text:
                 found.setdefault(path.name, set()).add(word)
     assert found == {}
+
+
+# ---- the public faces and the backend contract ---------------------------------------------------
+
+PUBLIC_FACES = {"nextword", "nextword.backend", "nextword.errors", "nextword.testing"}
+
+
+def _imports(path: Path) -> list[tuple[int, str]]:
+    """(line, module) of every absolute import of nextword in ``path``."""
+    out: list[tuple[int, str]] = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            out.extend((node.lineno, a.name) for a in node.names if a.name.split(".")[0] == "nextword")
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            if node.module.split(".")[0] == "nextword":
+                out.append((node.lineno, node.module))
+    return out
+
+
+def test_plugins_import_the_core_only_through_its_public_faces() -> None:
+    """The built-in backends (and the documented example plugin) use only what a third-party
+    plugin can: ``nextword``, ``nextword.backend``, ``nextword.errors`` and ``nextword.testing``."""
+    files = [*(ROOT / "plugins").rglob("*.py"), *(ROOT / "docs" / "examples").rglob("*.py")]
+    assert any(f.parts[-2:] == ("nextword_llamacpp", "generator.py") for f in files)
+    bad = [
+        f"{f.relative_to(ROOT)}:{line}: {module}"
+        for f in files
+        for line, module in _imports(f)
+        if module not in PUBLIC_FACES and not module.startswith("nextword.testing.")
+    ]
+    assert bad == []
+
+
+_PROBED = re.compile(r"\b(gen|generator|generators|inner|caps|capabilities)\b")
+
+
+def test_no_generator_is_probed_for_optional_features() -> None:
+    """Optional engine features are declared methods with working defaults on ``BaseGenerator``:
+    the core, the server, the CLI and the plugins call them, never ``getattr``/``hasattr`` a
+    generator or its capabilities to find out whether they exist."""
+    found: list[str] = []
+    for f in [*(ROOT / "nextword").rglob("*.py"), *(ROOT / "plugins").rglob("*.py")]:
+        for node in ast.walk(ast.parse(f.read_text(encoding="utf-8"))):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id in ("getattr", "hasattr")
+                and node.args
+                and _PROBED.search(ast.unparse(node.args[0]))
+            ):
+                found.append(f"{f.relative_to(ROOT)}:{node.lineno}: {ast.unparse(node)}")
+    assert found == []
+
+
+def test_import_nextword_loads_nothing_it_does_not_need() -> None:
+    """``import nextword`` loads the error hierarchy and the table of lazily loaded names only:
+    no asyncio, numpy, pluggy, registry or word search until a name that needs them is used."""
+    code = (
+        "import sys; before = set(sys.modules); import nextword; new = set(sys.modules) - before\n"
+        "print(' '.join(sorted(new)))\n"
+        "nextword.DecodingConfig; nextword.predict_next\n"
+        "print('numpy' in sys.modules, 'nextword._api.calls' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    first, second = out.stdout.splitlines()
+    new = set(first.split())
+    assert {m for m in new if m.startswith("nextword")} == {"nextword", "nextword.errors"}, first
+    assert not new & {"asyncio", "numpy", "pluggy", "click", "rich", "platformdirs", "threading"}, first
+    assert second == "True True"  # the names still load, on first use
+
+
+def test_every_public_name_resolves_and_is_typed() -> None:
+    """Each name in ``nextword.__all__`` resolves (lazily), and the table of lazy names agrees
+    with the imports that type checkers and the docs read."""
+    for name in nextword.__all__:
+        assert getattr(nextword, name) is not None, name
+    tree = ast.parse((ROOT / "nextword" / "__init__.py").read_text(encoding="utf-8"))
+    typed: dict[str, str] = {}
+    for block in ast.walk(tree):
+        if isinstance(block, ast.If) and "TYPE_CHECKING" in ast.unparse(block.test):
+            for stmt in block.body:
+                if isinstance(stmt, ast.ImportFrom) and stmt.module:
+                    typed.update({alias.asname or alias.name: stmt.module for alias in stmt.names})
+    assert typed == nextword._LAZY  # noqa: SLF001 - the table itself is what is checked
+    assert set(nextword._LAZY) <= set(nextword.__all__)
+    backend = importlib.import_module("nextword.backend")
+    for name in backend.__all__:
+        assert getattr(backend, name) is not None, name

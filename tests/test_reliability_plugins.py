@@ -101,7 +101,7 @@ PLUGINS = {
     """,
     "np_exporter_steals": """
         import nextword
-        from nextword.tuning.specs import ExporterSpec
+        from nextword._tuning.specs import ExporterSpec
         @nextword.hookimpl
         def register_exporters(register):
             register(ExporterSpec(name='gguf', types=('f32',), export=None, verify=None))
@@ -214,7 +214,7 @@ def test_the_api_survives_a_plugin_that_exits_on_import(plugin_site: Path) -> No
     code = textwrap.dedent(
         """
         import nextword
-        from nextword.tuning.extensions import exporters, trainers
+        from nextword._tuning.extensions import exporters, trainers
         export = exporters()['gguf']
         print(sorted(trainers()) == ['hf'], export.types != ('f32',) and export.export is not None)
         names = {b.name: b.usable for b in nextword.backends()}

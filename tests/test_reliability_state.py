@@ -15,7 +15,7 @@ import pytest
 
 import nextword
 from nextword import BackendSpec, Capabilities, Support, hookimpl
-from nextword.api import _canonical
+from nextword._api.calls import _canonical
 from nextword.testing.pytest_fixtures import require_module
 from tests.thirdparty.bytelm import ByteBigramGenerator
 
@@ -165,7 +165,7 @@ def test_load_after_close_loads_the_model_again(tiny_gguf: Callable[[str], Path]
     second = nextword.load("llamacpp", path)
     assert second is not first and not getattr(second, "closed", True)
     assert second.generate("abc", max_new_tokens=2).completion_tokens == 2
-    assert first not in nextword.api.loaded()
+    assert first not in nextword._api.calls.loaded()
 
 
 def test_equivalent_paths_share_one_loaded_model(
@@ -235,5 +235,5 @@ def test_repeated_load_and_close_keeps_working(tiny_gguf: Callable[[str], Path])
         gen = nextword.load("llamacpp", path)
         assert gen.generate("Hello", max_new_tokens=4).text == expected
         gen.close()
-        assert gen not in nextword.api.loaded()
+        assert gen not in nextword._api.calls.loaded()
     assert nextword.generate("Hello", backend="llamacpp", model=path, max_new_tokens=4).text == expected

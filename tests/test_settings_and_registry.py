@@ -12,7 +12,7 @@ import pytest
 
 import nextword
 from nextword import BackendNotFound, BackendSpec, InvalidConfig
-from nextword.settings import resolve
+from nextword._api.settings import resolve
 
 
 def _write(path: Path, text: str) -> Path:
@@ -28,7 +28,7 @@ def test_defaults(tmp_path: Path) -> None:
 
 def test_precedence_argument_env_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     user = _write(tmp_path / "user.toml", 'backend = "user-b"\nmodel = "user-m"\n[decoding]\ntop_k = 3\n')
-    monkeypatch.setattr("nextword.settings.user_config_path", lambda: user)
+    monkeypatch.setattr("nextword._api.settings.user_config_path", lambda: user)
     r = resolve(cwd=tmp_path)
     assert (r.backend, r.model, r.decoding) == ("user-b", "user-m", {"top_k": 3})
 

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 import nextword
-from nextword.decoding.detok import piece_text, text_after
-from nextword.decoding.processors import log_softmax
+from nextword._contract.checks import utf8_bytes
+from nextword._contract.model_location import from_hub, locate_model
+from nextword._decoding.detok import piece_text, text_after
+from nextword._decoding.processors import log_softmax
+from nextword._types.results import perplexity, to_jsonable
 from nextword.errors import EngineError, InvalidInput, ModelLoadError
-from nextword.model_location import from_hub, locate_model
-from nextword.results import perplexity, to_jsonable
-from nextword.validation import utf8_bytes
 
 
 def test_log_softmax_rows_match_the_vector_form() -> None:
@@ -61,7 +61,7 @@ def test_locate_model_tells_paths_from_hub_ids(tmp_path: Path) -> None:
     (folder / "m.gguf").write_bytes(b"x")
     assert locate_model(str(folder)).kind == "folder"
     assert locate_model(str(folder / "m.gguf")).kind == "file"
-    assert locate_model("org/name") == nextword.model_location.ModelLocation("hub", "org/name")
+    assert locate_model("org/name") == nextword._contract.model_location.ModelLocation("hub", "org/name")
     with pytest.raises(ModelLoadError, match="no such model file or folder"):
         locate_model(str(folder / "missing.gguf"))
 
@@ -95,7 +95,7 @@ def test_results_to_dict_is_json(byte_gen: nextword.Generator) -> None:
 
 def test_optional_engine_features_are_protocols(byte_gen: nextword.Generator) -> None:
     """The core finds sessions and forks by isinstance checks on small public protocols."""
-    from nextword.decoding.branches import SessionBranches
+    from nextword._decoding.branches import SessionBranches
 
     assert isinstance(byte_gen, nextword.SupportsSessions)
     plain = byte_gen.open_session(byte_gen.tokenize("ab"))

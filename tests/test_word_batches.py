@@ -1,4 +1,4 @@
-"""The word search's batched evaluation (nextword.decoding.branches): same words and
+"""The word search's batched evaluation (nextword._decoding.branches): same words and
 probabilities as the one-by-one search, fewer engine calls; the ``allowed`` restriction."""
 
 from __future__ import annotations
@@ -13,10 +13,11 @@ import pytest
 
 import nextword
 from nextword import InvalidInput
-from nextword.decoding.branches import Branches, BranchingGenerator, SessionBranches, open_branches
+from nextword._decoding.branches import Branches, SessionBranches
+from nextword._words.search import search_words
+from nextword.backend import BaseGenerator
 from nextword.testing.compare import OneByOne
 from nextword.testing.pytest_fixtures import require_module
-from nextword.words import search_words
 from tests.test_words import PROMPTS, SP_VOCAB, ToySentencePiece
 
 
@@ -51,7 +52,7 @@ def same_search(a: Any, b: Any, tol: float) -> None:
 
 @pytest.mark.parametrize("k", [3, 5, 10])
 def test_batched_search_equals_the_one_by_one_search_on_hf(hf_gen: nextword.Generator, k: int) -> None:
-    assert isinstance(hf_gen, BranchingGenerator)
+    assert type(hf_gen).open_branches is not BaseGenerator.open_branches  # its own, batched
     for prompt in PROMPTS:
         batched = search_words(hf_gen, prompt, k)
         single = search_words(OneByOne(hf_gen), prompt, k)
@@ -63,7 +64,7 @@ def test_batched_search_equals_the_one_by_one_search_on_hf(hf_gen: nextword.Gene
 def test_hf_rows_equal_session_logits(hf_gen: nextword.Generator) -> None:
     prompt = hf_gen.tokenize("The weather today is")
     paths: list[tuple[int, ...]] = [(), (262,), (262, 3797), (11,), (290, 314, 588)]
-    branches = open_branches(hf_gen, prompt)
+    branches = hf_gen.open_branches(prompt)
     try:
         rows = branches.logits(paths)
         assert rows.shape == (len(paths), len(hf_gen.next_token_logits(prompt)))
@@ -81,8 +82,8 @@ def test_hf_rows_equal_session_logits(hf_gen: nextword.Generator) -> None:
 
 def test_hf_branches_check_their_input(hf_gen: nextword.Generator) -> None:
     with pytest.raises(InvalidInput, match="outside the vocabulary"):
-        open_branches(hf_gen, [10**7])
-    branches = open_branches(hf_gen, hf_gen.tokenize("Hello"))
+        hf_gen.open_branches([10**7])
+    branches = hf_gen.open_branches(hf_gen.tokenize("Hello"))
     with pytest.raises(InvalidInput, match="outside the vocabulary"):
         branches.logits([(1,), (-1,)])
     with pytest.raises(nextword.ContextLengthExceeded):
@@ -167,7 +168,7 @@ def llama_gens(tiny_gguf: Any, gemma_gguf: Any) -> Any:
 @pytest.mark.parametrize("which", ["tiny-q8_0", "gemma"])
 def test_batched_search_equals_the_one_by_one_search_on_llamacpp(llama_gens: Any, which: str) -> None:
     gen = llama_gens[which]
-    assert isinstance(gen, BranchingGenerator)
+    assert type(gen).open_branches is not BaseGenerator.open_branches  # its own, batched
     prompts = PROMPTS if which != "gemma" else ("The capital of France is", "I love cats because")
     for prompt in prompts:
         for k in (5, 10):

@@ -1,4 +1,4 @@
-"""Next-word prediction (nextword.words): exact word probabilities, mass accounting, bounds."""
+"""Next-word prediction (nextword._words.search): exact word probabilities, mass accounting, bounds."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ import pytest
 
 import nextword
 from nextword import BaseGenerator, ContextLengthExceeded, InvalidInput
-from nextword.decoding.processors import log_softmax
-from nextword.words import clear_cache, predict_words, search_words, starts_new_word, word_start_mask
+from nextword._decoding.processors import log_softmax
+from nextword._words.search import clear_cache, predict_words, search_words, starts_new_word, word_start_mask
 
 PROMPTS = ("I love cats because", "The weather today is")
 

@@ -12,6 +12,7 @@ import sys
 
 import click
 
+from nextword._plugins.registry import add_plugin_commands
 from nextword.cli.evaluation import eval_command
 from nextword.cli.finetune import finetune
 from nextword.cli.generation import generate
@@ -20,7 +21,6 @@ from nextword.cli.serve import serve
 from nextword.cli.signals import Terminated, exit_status, termination_signals_raise
 from nextword.cli.words import explain, predict
 from nextword.errors import NextwordError
-from nextword.registry import add_plugin_commands
 
 __all__ = ["DEBUG_ENV", "cli", "main"]
 

@@ -7,7 +7,7 @@
                   [--json] [--plot FILE.png]
 
 The files are read as UTF-8 and joined with a blank line between them. See
-:mod:`nextword.evaluation` for what each figure means.
+:mod:`nextword._analysis.evaluation` for what each figure means.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ from typing import Any
 
 import click
 
-from nextword import api
+from nextword._analysis.evaluation import DEFAULT_WINDOW, Evaluation, evaluate, save_surprisal_plot, to_json
+from nextword._api import calls as api
 from nextword.cli.options import backend_options, loading, parse_options
 from nextword.errors import InvalidInput, NextwordError
-from nextword.evaluation import DEFAULT_WINDOW, Evaluation, evaluate, save_surprisal_plot, to_json
 
 __all__ = ["eval_command"]
 

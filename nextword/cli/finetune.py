@@ -59,7 +59,7 @@ def finetune(
     Ctrl-C stops after the current step and saves a checkpoint; the same command with --resume
     continues it.
     """
-    from nextword.tuning.api import finetune as run_finetune
+    from nextword._tuning.api import finetune as run_finetune
 
     chosen = {k: v for k, v in options.items() if v is not None}
     with warnings.catch_warnings(record=True):

@@ -7,9 +7,9 @@ from typing import Any
 
 import click
 
-from nextword import api
+from nextword._api import calls as api
+from nextword._types.decoding_config import DecodingConfig
 from nextword.cli.options import backend_options, decoding_options, loading, parse_options
-from nextword.decoding_config import DecodingConfig
 
 __all__ = ["generate"]
 

@@ -8,14 +8,14 @@ from typing import Any
 
 import click
 
-from nextword.api import effective_settings
+from nextword._api.calls import effective_settings
+from nextword._api.settings import config_files, resolve
+from nextword._plugins.registry import backends as list_backends
+from nextword._plugins.registry import get_backend
+from nextword._types.decoding_config import DecodingConfig
+from nextword._types.results import Settings, to_jsonable
 from nextword.cli.options import backend_options, parse_options
-from nextword.decoding_config import DecodingConfig
 from nextword.errors import BackendNotFound
-from nextword.registry import backends as list_backends
-from nextword.registry import get_backend
-from nextword.results import Settings, to_jsonable
-from nextword.settings import config_files, resolve
 
 __all__ = ["backends", "config"]
 

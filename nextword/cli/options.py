@@ -11,8 +11,8 @@ from typing import Any
 
 import click
 
+from nextword._api.settings import resolve
 from nextword.errors import NextwordError
-from nextword.settings import resolve
 
 __all__ = ["DECODING_OPTIONS", "backend_options", "decoding_options", "loading", "parse_options", "write_text"]
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from nextword.plotting import PLOT_FORMATS, escape_mathtext, new_figure, save_figure
-from nextword.results import Prediction
+from nextword._analysis.plotting import PLOT_FORMATS, escape_mathtext, new_figure, save_figure
+from nextword._types.results import Prediction
 
 __all__ = ["PLOT_FORMATS", "save_plot"]
 

@@ -67,7 +67,7 @@ def serve(
 ) -> None:
     """Serve a model over an OpenAI-compatible HTTP API (/v1/completions, /v1/models, /health,
     /tokenize, /detokenize, /v1/next_words, /v1/explain)."""
-    from nextword import api
+    from nextword._api import calls as api
     from nextword.serve.requests import Limits
     from nextword.serve.run import serve as run
 

@@ -18,14 +18,14 @@ from typing import Any, Literal
 
 import click
 
-from nextword import api
+from nextword._analysis.explanation import explain as explain_text
+from nextword._analysis.explanation import render_terminal, to_html, to_json
+from nextword._api import calls as api
+from nextword._types.results import Prediction
+from nextword._words.complete import CompleteMode
 from nextword.cli.options import backend_options, complete_option, loading, parse_options, write_text
 from nextword.cli.plot import PLOT_FORMATS, save_plot
-from nextword.complete import CompleteMode
 from nextword.errors import InvalidInput
-from nextword.explanation import explain as explain_text
-from nextword.explanation import render_terminal, to_html, to_json
-from nextword.results import Prediction
 
 __all__ = ["explain", "predict", "run_prediction"]
 

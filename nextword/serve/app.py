@@ -23,8 +23,8 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from nextword._contract.protocol import Generator
 from nextword.errors import InvalidInput
-from nextword.protocol import Generator
 from nextword.serve.completions import CompletionRunner, finish_reason, new_id, usage_chunk
 from nextword.serve.errors import RequestError, error_body, from_exception
 from nextword.serve.requests import Limits, field, parse_completion
@@ -224,10 +224,7 @@ class _Server:
         gen = self.generator
         if isinstance(prompt, str):
             return gen.stream(prompt, req.config), prompt
-        method = getattr(gen, "stream_tokens", None)
-        if method is None:
-            raise RequestError(400, f"the {gen.backend!r} backend takes text prompts only", param="prompt")
-        return method(prompt, req.config), gen.detokenize(prompt)
+        return gen.stream_tokens(prompt, req.config), gen.detokenize(prompt)
 
     async def tokenize(self, request: Request) -> Response:
         body = await self.body(request)
@@ -307,8 +304,8 @@ class _Server:
         gen = self.generator
 
         def run() -> dict[str, Any]:
-            from nextword.complete import predict_or_complete
-            from nextword.words import DEFAULT_MAX_TOKENS
+            from nextword._words.complete import predict_or_complete
+            from nextword._words.search import DEFAULT_MAX_TOKENS
 
             if unit == "token":
                 prediction = gen.predict_next(prompt, k, unit="token")
@@ -362,7 +359,7 @@ class _Server:
         gen = self.generator
 
         def run() -> dict[str, Any]:
-            from nextword.explanation import explain, to_json
+            from nextword._analysis.explanation import explain, to_json
 
             data = to_json(explain(gen, text, top=top, complete=complete))
             return {"object": "explanation", "model": self.name, **data}
@@ -388,12 +385,9 @@ class _StreamingResponse(StreamingResponse):
 
 def _vocab_size(generator: Generator) -> int:
     """How many token ids the model has (its logits' length; the limit of a top-N backend)."""
-    size = getattr(generator, "vocab_size", None)
-    if isinstance(size, int) and size > 0:
+    size = generator.vocab_size
+    if size is not None:
         return size
-    if getattr(generator.capabilities, "logits", True):
-        ids = generator.tokenize("a")
-        return int(len(generator.next_token_logits(ids)))
     limit = generator.capabilities.max_logprobs
     if limit is None:
         raise InvalidInput("the backend gives neither its vocabulary size nor full logits")

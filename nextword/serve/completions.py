@@ -13,10 +13,10 @@ import uuid
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from nextword.decoding.detok import context_for, piece_text
-from nextword.logprobs import TopLogprobs, top_logprobs
-from nextword.protocol import Generator
-from nextword.results import Completion, FinishReason, Generation
+from nextword._contract.protocol import Generator
+from nextword._decoding.detok import context_for, piece_text
+from nextword._decoding.logprobs import TopLogprobs, top_logprobs
+from nextword._types.results import Completion, FinishReason, Generation
 from nextword.serve.errors import RequestError
 from nextword.serve.requests import CompletionRequest
 
@@ -50,10 +50,7 @@ class CompletionRunner:
                 return self._no_generation(prompt, gen.tokenize(prompt) if prompt else [])
             result = gen.generate(prompt, req.config)
         else:
-            method = getattr(gen, "generate_tokens", None)
-            if method is None:
-                raise RequestError(400, f"the {gen.backend!r} backend takes text prompts only", param="prompt")
-            result = method(prompt, req.config)
+            result = gen.generate_tokens(prompt, req.config)
         if req.n > 1 and len(result.sequences) == 1:  # greedy: every copy is the same
             result = Generation(result.prompt, result.prompt_token_ids, result.sequences * req.n, result.settings)
         return result
@@ -150,7 +147,7 @@ class CompletionRunner:
         out: dict[int, tuple[float, TopLogprobs]] = {}
         if first >= len(ids):
             return out
-        full = getattr(gen.capabilities, "logits", True)
+        full = gen.capabilities.logits
         if full:
             # Chosen tokens scored as `score` scores them (one evaluation of the sequence).
             chosen = _token_logprobs(gen, ids)
@@ -172,24 +169,13 @@ class CompletionRunner:
         return out
 
 
-def _token_logprobs(gen: Any, ids: list[int]) -> list[float]:
-    method = getattr(gen, "token_logprobs", None)
-    if method is not None:
-        return [float(x) for x in method(ids)]
-    from nextword.decoding.processors import log_softmax
-
-    return [float(log_softmax(gen.next_token_logits(ids[:i]))[ids[i]]) for i in range(1, len(ids))]
+def _token_logprobs(gen: Generator, ids: list[int]) -> list[float]:
+    return [float(x) for x in gen.token_logprobs(ids)]
 
 
-def _logits_along(gen: Any, ids: list[int], first: int) -> Iterator[Any]:
-    """Logits after ``ids[:i]`` for ``i = first .. len(ids) - 1``, incrementally where the
-    generator has sessions."""
-    opener = getattr(gen, "open_session", None)
-    if opener is None:
-        for i in range(first, len(ids)):
-            yield gen.next_token_logits(ids[:i])
-        return
-    session = opener(ids[:first])
+def _logits_along(gen: Generator, ids: list[int], first: int) -> Iterator[Any]:
+    """Logits after ``ids[:i]`` for ``i = first .. len(ids) - 1``, read by one session."""
+    session = gen.open_session(ids[:first])
     for i in range(first, len(ids)):
         yield session.logits()
         if i + 1 < len(ids):

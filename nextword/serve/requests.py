@@ -12,7 +12,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from nextword.decoding_config import DecodingConfig
+from nextword._types.decoding_config import DecodingConfig
 from nextword.errors import InvalidConfig
 from nextword.serve.errors import RequestError
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sys
 
+from nextword._contract.protocol import Generator
 from nextword.errors import NextwordError
-from nextword.protocol import Generator
 from nextword.serve.requests import Limits
 
 __all__ = ["serve", "INSTALL_HINT"]

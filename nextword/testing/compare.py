@@ -19,10 +19,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from nextword.decoding.processors import log_softmax
-from nextword.protocol import Generator
+from nextword._contract.base import BaseGenerator
+from nextword._contract.protocol import Generator
+from nextword._contract.spec import BackendSpec
+from nextword._decoding.branches import SessionBranches
+from nextword._decoding.processors import log_softmax
 
-__all__ = ["Comparison", "Divergence", "OneByOne", "compare_generators", "compare_scores"]
+__all__ = ["Comparison", "Divergence", "OneByOne", "Primitives", "compare_generators", "compare_scores"]
 
 
 @dataclass(frozen=True)
@@ -150,7 +153,7 @@ def compare_generators(
 
 def compare_scores(reference: Generator, other: Generator, texts: Sequence[str]) -> float:
     """The largest difference between the two generators' per-token log-likelihoods
-    (:meth:`~nextword.protocol.Generator.score`) over ``texts``; both must tokenize alike."""
+    (:meth:`~nextword._contract.protocol.Generator.score`) over ``texts``; both must tokenize alike."""
     worst = 0.0
     for text in texts:
         a, b = reference.score(text), other.score(text)
@@ -161,14 +164,53 @@ def compare_scores(reference: Generator, other: Generator, texts: Sequence[str])
 
 
 class OneByOne:
-    """``inner`` seen without its ``open_branches`` hook, so that the word search evaluates one
-    path at a time (through sessions, or whole sequences): the reference that the batched
+    """``inner`` with the default ``open_branches`` instead of its own, so that the word search
+    evaluates one path at a time through ``inner``'s sessions: the reference that the batched
     search is compared with, in tests and in ``benchmarks/bench_words.py``."""
 
     def __init__(self, inner: Any) -> None:
         self._inner = inner
 
+    def open_branches(self, prompt_ids: Sequence[int]) -> SessionBranches:
+        """Paths evaluated one by one through ``inner.open_session``."""
+        return SessionBranches(self._inner, self._inner.check_token_ids(prompt_ids))
+
     def __getattr__(self, name: str) -> Any:
-        if name == "open_branches":
-            raise AttributeError(name)
         return getattr(self._inner, name)
+
+
+class Primitives(BaseGenerator):
+    """A generator made of ``inner``'s primitives alone (``tokenize``, ``detokenize``,
+    ``next_token_logits``, ``context_length``, ``eos_token_ids``, and ``token_bytes`` unless
+    ``token_bytes=False``) with :class:`~nextword.backend.BaseGenerator`'s default for every
+    engine feature: every distribution is ``next_token_logits`` on the whole sequence. The
+    reference that a backend's fast paths (KV-cache sessions, batched branches, one-pass
+    sequence logits) are compared with; it reports ``inner``'s backend name and capabilities."""
+
+    def __init__(self, inner: Any, *, token_bytes: bool = True) -> None:
+        spec = BackendSpec(
+            name=inner.backend, load=type(self), default_model=inner.model, capabilities=inner.capabilities
+        )
+        super().__init__(inner.model, dict(inner.settings.options), spec=spec)
+        self._inner = inner
+        self._keep_bytes = token_bytes
+
+    @property
+    def context_length(self) -> int:
+        return int(self._inner.context_length)
+
+    @property
+    def eos_token_ids(self) -> frozenset[int]:
+        return frozenset(self._inner.eos_token_ids)
+
+    def tokenize(self, text: str) -> list[int]:
+        return list(self._inner.tokenize(text))
+
+    def detokenize(self, token_ids: Sequence[int]) -> str:
+        return str(self._inner.detokenize(token_ids))
+
+    def next_token_logits(self, token_ids: Sequence[int]) -> npt.NDArray[np.floating]:
+        return np.asarray(self._inner.next_token_logits(token_ids))
+
+    def token_bytes(self, token_id: int) -> bytes | None:
+        return self._inner.token_bytes(token_id) if self._keep_bytes else None

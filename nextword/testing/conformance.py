@@ -1,7 +1,7 @@
 """The conformance suite every nextword backend is held to.
 
 Subclass :class:`GeneratorConformance` in a test module and provide a ``generator`` fixture
-that returns a loaded :class:`~nextword.protocol.Generator`::
+that returns a loaded :class:`~nextword._contract.protocol.Generator`::
 
     import pytest
     import nextword
@@ -31,11 +31,18 @@ from typing import Any, ClassVar
 import numpy as np
 import pytest
 
-from nextword.decoding.processors import apply_repetition_penalty, log_softmax, top_p_filter
-from nextword.decoding_config import DecodingConfig
-from nextword.errors import ContextLengthExceeded, InvalidConfig, InvalidInput, NextwordError, UnsupportedOption
-from nextword.logprobs import top_logprobs
-from nextword.protocol import Generator
+from nextword._contract.protocol import Generator
+from nextword._decoding.logprobs import top_logprobs
+from nextword._decoding.processors import apply_repetition_penalty, log_softmax, top_p_filter
+from nextword._types.decoding_config import DecodingConfig
+from nextword.errors import (
+    ContextLengthExceeded,
+    InvalidConfig,
+    InvalidInput,
+    InvalidState,
+    NextwordError,
+    UnsupportedOption,
+)
 
 __all__ = ["GeneratorConformance", "SAMPLE_VALUES"]
 
@@ -63,7 +70,7 @@ class _Distribution:
     full logits, the listed top N (every other token reads -inf) for one without."""
 
     def __init__(self, generator: Generator, ids: Sequence[int], n: int = 20) -> None:
-        self.full = bool(getattr(generator.capabilities, "logits", True))
+        self.full = generator.capabilities.logits
         if self.full:
             self._logits = np.array(generator.next_token_logits(list(ids)), dtype=np.float64)
             self._logp = log_softmax(self._logits)
@@ -397,7 +404,7 @@ class GeneratorConformance:
             prompt = self.prompts[0]
             result = generator.generate(prompt, max_new_tokens=8, repetition_penalty=penalty)
             assert result.finish_reason == "eos" or len(result.token_ids) == 8
-            if not getattr(generator.capabilities, "logits", True):
+            if not generator.capabilities.logits:
                 continue  # the rule acts on raw logits, which this backend does not show
             ids = generator.tokenize(prompt)
             for token in result.token_ids:
@@ -499,8 +506,6 @@ class GeneratorConformance:
 
     def test_batched_continuations_equal_sessions(self, generator: Generator) -> None:
         """A backend's ``open_branches`` gives the logits a session fed the same path gives."""
-        if not hasattr(generator, "open_branches") or not hasattr(generator, "open_session"):
-            return
         prompt = generator.tokenize(self.prompts[0])
         first = [int(t) for t in np.argsort(-np.asarray(generator.next_token_logits(prompt)))[:3]]
         paths: list[tuple[int, ...]] = [(), (first[0],), (first[1], first[0]), (first[2],), (first[0], first[1])]
@@ -582,7 +587,7 @@ class GeneratorConformance:
             compared = 0
             for i, tok in enumerate(score.tokens, start=1):
                 expected = self._dist(generator, ids[:i])[ids[i]]
-                if expected == -math.inf and not getattr(generator.capabilities, "logits", True):
+                if expected == -math.inf and not generator.capabilities.logits:
                     assert tok.logprob < 0.0
                     continue  # not in the backend's top N: its exact value is not visible
                 assert tok.logprob == pytest.approx(expected, abs=max(1e-3, 10 * self.logit_tolerance))
@@ -627,13 +632,51 @@ class GeneratorConformance:
         with pytest.raises(InvalidInput if generator.capabilities.score else UnsupportedOption):
             generator.score("")
 
+    @pytest.fixture
+    def fresh_generator(self, generator: Generator) -> Generator:
+        """Another generator like ``generator``, for the tests that close one (``generator`` is
+        shared and must stay open). The default loads ``generator.model`` again through the
+        backend's registered spec, with the same load options; override this fixture when the
+        backend is not registered or loads differently."""
+        from nextword._plugins.registry import get_backend
+
+        spec = get_backend(generator.backend)
+        fresh: Generator = spec.load(generator.model, **dict(generator.settings.options))
+        return fresh
+
+    def test_every_call_after_close_raises_invalid_state(self, fresh_generator: Generator) -> None:
+        """The lifecycle: once closed, a generator says so and refuses every call with
+        :class:`~nextword.errors.InvalidState` (it never generates on a released engine)."""
+        gen = fresh_generator
+        ids = gen.tokenize(self.prompts[0])
+        assert not gen.closed
+        gen.close()
+        assert gen.closed
+        calls: list[tuple[str, Any]] = [
+            ("generate", lambda: gen.generate(self.prompts[0], max_new_tokens=2)),
+            ("stream", lambda: "".join(gen.stream(self.prompts[0], max_new_tokens=2))),
+            ("predict_next", lambda: gen.predict_next(self.prompts[0], k=2, unit="token")),
+            ("predict_next words", lambda: gen.predict_next(self.prompts[0], k=2)),
+            ("score", lambda: gen.score(self.prompts[0])),
+            ("tokenize", lambda: gen.tokenize(self.prompts[0])),
+            ("detokenize", lambda: gen.detokenize(ids)),
+            ("next_token_logits", lambda: gen.next_token_logits(ids)),
+            ("generate_tokens", lambda: gen.generate_tokens(ids, max_new_tokens=2)),
+            ("open_session", lambda: gen.open_session(ids)),
+            ("agenerate", lambda: asyncio.run(gen.agenerate(self.prompts[0], max_new_tokens=2))),
+        ]
+        for name, call in calls:
+            with pytest.raises(InvalidState):
+                call()
+            assert gen.closed, name
+        gen.close()  # closing again is harmless
+
     def test_invalid_options_raise_before_the_engine_runs(self, generator: Generator, monkeypatch: Any) -> None:
         def boom(*args: Any, **kwargs: Any) -> Any:
             raise AssertionError("the engine was called despite an invalid option")
 
         for name in ("next_token_logits", "next_token_top_logprobs", "generate_ids", "token_stream", "open_session"):
-            if hasattr(generator, name):
-                monkeypatch.setattr(generator, name, boom)
+            monkeypatch.setattr(generator, name, boom, raising=False)
         bad: list[dict[str, Any]] = [
             {"temperature": -1.0},
             {"top_p": 0.0},

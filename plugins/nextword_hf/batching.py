@@ -1,7 +1,7 @@
 """Concurrent ``generate`` calls on one hf generator, run as left-padded batches (``batching="fast"``).
 
 Each call becomes a :class:`GenerationRequest` (its prompts, its decoding options, the caller's
-cancel scope). A :class:`~nextword.scheduler.StepScheduler` hands the requests that are waiting
+cancel scope). A :class:`~nextword._runtime.scheduler.StepScheduler` hands the requests that are waiting
 when the model becomes free to one thread, which runs them through :func:`plan_batches`: prompts
 whose options allow one ``model.generate`` call share a left-padded batch; the others run in
 batches of their own, one after another.
@@ -22,8 +22,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Hashable, Sequence
 
-from nextword.decoding_config import DecodingConfig
-from nextword.scheduler import CancelScope
+from nextword.backend import CancelScope, DecodingConfig
 
 __all__ = ["BATCH_MODES", "MAX_BATCH_ROWS", "GenerationRequest", "Prompt", "batch_key", "plan_batches"]
 

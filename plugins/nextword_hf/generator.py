@@ -40,11 +40,8 @@ from nextword import (
     InvalidState,
     ModelLoadError,
 )
-from nextword.cpu import default_threads
-from nextword.engine_thread import EngineThread
+from nextword.backend import CancelScope, EngineThread, StepScheduler, default_threads, utf8_bytes
 from nextword.errors import Cancelled
-from nextword.scheduler import CancelScope, StepScheduler
-from nextword.validation import check_length, utf8_bytes
 from nextword_hf.batching import BATCH_MODES, MAX_BATCH_ROWS, GenerationRequest, Prompt, plan_batches
 from nextword_hf.loading import load_pretrained, locate
 from nextword_hf.token_bytes import TokenBytes
@@ -112,7 +109,7 @@ class HFGenerator(BaseGenerator):
         forward_args = inspect.signature(type(hf_model).forward).parameters
         self.cache_kwarg = "cache" if "cache" in forward_args else "past_key_values"
         self._lock = threading.Lock()
-        # Every forward pass runs on one thread of its own: see nextword.engine_thread for why.
+        # Every forward pass runs on one thread of its own: see nextword._runtime.engine_thread for why.
         self._engine = engine or EngineThread("nextword-hf")
         self._batching = str(options.get("batching", "exact"))
         self._scheduler: StepScheduler[GenerationRequest] = StepScheduler(self._execute, max_group=MAX_BATCH_ROWS)
@@ -139,7 +136,7 @@ class HFGenerator(BaseGenerator):
         """Load ``model`` (hub id, local folder or .gguf file) on ``device`` in ``dtype``;
         ``cache="static"`` makes ``generate`` use a preallocated KV cache. ``batching="fast"``
         runs concurrent generations as one batch (see the class). Without ``threads``,
-        torch's thread count is lowered to :func:`nextword.cpu.default_threads` where it is
+        torch's thread count is lowered to :func:`nextword._runtime.cpu.default_threads` where it is
         higher (torch counts the machine's cores, not the process's affinity or cgroup quota).
         ``spec`` is the backend's declaration the generator reports: the plugin passes its own
         (:data:`nextword_hf.plugin.SPEC`; ``SPEC.load(model, **options)`` loads a generator
@@ -197,8 +194,8 @@ class HFGenerator(BaseGenerator):
         return list(self.tokenizer(text, split_special_tokens=True)["input_ids"])
 
     def token_bytes(self, token_id: int) -> bytes | None:
-        """The bytes ``token_id`` adds to a text (a split character's share included), or None
-        for a special token or an unknown id."""
+        """The bytes ``token_id`` adds to a text (a split character's share included); ``b""``
+        for a special token or an id the tokenizer does not know."""
         return self._token_bytes(token_id)
 
     def detokenize(self, token_ids: Sequence[int]) -> str:
@@ -226,22 +223,15 @@ class HFGenerator(BaseGenerator):
     def open_branches(self, prompt_ids: Sequence[int]) -> _Branches:
         """Continuations of ``prompt_ids`` evaluated together: one forward pass of all the
         paths (right-padded) over copies of the prompt's KV cache (see
-        :mod:`nextword.decoding.branches`)."""
-        ids = self._checked_ids(prompt_ids)
+        :mod:`nextword._decoding.branches`)."""
+        ids = self.check_token_ids(prompt_ids)
         return _Branches(self, ids)
 
-    def _checked_ids(self, token_ids: Sequence[int], *, extra: int = 0) -> list[int]:
-        """``token_ids`` as ints within the vocabulary; with ``extra`` more, within the context."""
-        try:
-            ids = [int(t) for t in token_ids]
-        except (TypeError, ValueError):
-            raise InvalidInput("token ids must be a sequence of integers") from None
-        n_vocab = int(self.hf_model.get_output_embeddings().weight.shape[0])
-        bad = next((t for t in ids if not 0 <= t < n_vocab), None)
-        if bad is not None:
-            raise InvalidInput(f"token id {bad} is outside the vocabulary (0 to {n_vocab - 1})")
-        check_length(len(ids) - extra, extra, self._n_ctx)
-        return ids
+    @property
+    def vocab_size(self) -> int:
+        """Rows of the output layer: the length of every logits vector (it may exceed the
+        tokenizer's size where the layer is padded)."""
+        return int(self.hf_model.get_output_embeddings().weight.shape[0])
 
     def sequence_logits(self, token_ids: Sequence[int]) -> npt.NDArray[np.float32]:
         """Raw logits after every prefix of ``token_ids`` in one forward pass: row ``i`` is the
@@ -441,11 +431,6 @@ class HFGenerator(BaseGenerator):
             kwargs.update(temperature=1.0, top_k=0, top_p=1.0, min_p=None, typical_p=1.0)
         return GenerationConfig(**kwargs)
 
-    @property
-    def closed(self) -> bool:
-        """Whether :meth:`close` was called."""
-        return self._closed
-
     def close(self) -> None:
         self._closed = True
         self._engine.stop()
@@ -551,7 +536,7 @@ class _KVSession:
 
 class _Branches:
     """The prompt's KV cache, from which continuations are evaluated in one batched forward
-    pass (see :class:`nextword.decoding.branches.Branches`)."""
+    pass (see :class:`nextword._decoding.branches.Branches`)."""
 
     def __init__(self, generator: HFGenerator, prompt_ids: list[int]) -> None:
         if not prompt_ids:
@@ -564,7 +549,7 @@ class _Branches:
     @torch.inference_mode()
     def logits(self, paths: Sequence[Sequence[int]]) -> npt.NDArray[np.floating]:
         gen = self._generator
-        rows = [gen._checked_ids([*self._prompt, *p], extra=len(p))[len(self._prompt) :] for p in paths]
+        rows = [gen.check_token_ids([*self._prompt, *p])[len(self._prompt) :] for p in paths]
         with gen._lock:
             if self._past is None:
                 ids = torch.tensor([self._prompt], device=gen.device)

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nextword.backend import from_hub, locate_model
 from nextword.errors import InvalidConfig, ModelLoadError
-from nextword.model_location import from_hub, locate_model
 from nextword_hf.checkpoint import check_implied_size, check_load_report
 
 
@@ -29,7 +29,7 @@ class ModelSource:
 
 
 def locate(model: str) -> ModelSource:
-    """Classify ``model`` (through :func:`nextword.model_location.locate_model`); raise
+    """Classify ``model`` (through :func:`nextword._contract.model_location.locate_model`); raise
     :class:`ModelLoadError` for a path that does not exist, a file that is not ``.gguf`` or a
     folder without ``config.json``."""
     where = locate_model(model)

@@ -90,7 +90,7 @@ def _check_training() -> str | None:
 @hookimpl
 def register_trainers(register: Callable[[Any], None]) -> None:
     """Register the hf fine-tuning engine (transformers + peft)."""
-    from nextword.tuning import TrainerSpec
+    from nextword.backend import TrainerSpec
 
     register(
         TrainerSpec(

@@ -35,7 +35,7 @@ def _byte_level_alphabet() -> dict[str, int]:
 
 
 class TokenBytes:
-    """``token_bytes(token_id)`` for a transformers tokenizer: the token's bytes, or None for a
+    """``token_bytes(token_id)`` for a transformers tokenizer: the token's bytes; ``b""`` for a
     special token or an id the tokenizer does not know."""
 
     def __init__(self, tokenizer: Any) -> None:
@@ -45,9 +45,9 @@ class TokenBytes:
         decoder = getattr(backend, "decoder", None)
         self._byte_level = type(decoder).__name__ == "ByteLevel"
         self._alphabet = _byte_level_alphabet() if self._byte_level else {}
-        self._cache: dict[int, bytes | None] = {}
+        self._cache: dict[int, bytes] = {}
 
-    def __call__(self, token_id: int) -> bytes | None:
+    def __call__(self, token_id: int) -> bytes:
         t = int(token_id)
         if t in self._cache:
             return self._cache[t]
@@ -55,15 +55,15 @@ class TokenBytes:
         self._cache[t] = value
         return value
 
-    def _compute(self, t: int) -> bytes | None:
+    def _compute(self, t: int) -> bytes:
         if t in self._special or t < 0:
-            return None
+            return b""
         try:
             token = self._tokenizer.convert_ids_to_tokens(t)
         except (IndexError, KeyError, OverflowError, TypeError):
-            return None
+            return b""
         if not isinstance(token, str):
-            return None
+            return b""
         if self._byte_level:
             try:
                 return bytes(self._alphabet[c] for c in token)

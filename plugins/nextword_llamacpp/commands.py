@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from nextword import ModelLoadError
-from nextword.model_location import looks_like_path
+from nextword.backend import looks_like_path
 from nextword_llamacpp.convert.gguf_types import GGUF_TYPES
 
 __all__ = ["convert_command"]

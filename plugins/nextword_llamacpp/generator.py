@@ -26,13 +26,16 @@ import numpy as np
 import numpy.typing as npt
 
 from nextword import BackendSpec, BaseGenerator
-from nextword.decoding.loop import sample_tokens
-from nextword.decoding.processors import log_softmax
-from nextword.decoding_config import DecodingConfig
-from nextword.engine_thread import EngineThread
+from nextword.backend import (
+    DecodingConfig,
+    EngineThread,
+    StepScheduler,
+    log_softmax,
+    run_concurrently,
+    sample_tokens,
+    utf8_bytes,
+)
 from nextword.errors import ContextLengthExceeded, InvalidInput, InvalidState, NextwordError
-from nextword.scheduler import StepScheduler, run_concurrently
-from nextword.validation import utf8_bytes
 from nextword_llamacpp.gguf_check import GGUFInfo
 from nextword_llamacpp.loading import default_threads, open_model
 from nextword_llamacpp.multiseq import Job, Need, Needs, Request, RowsNeed, SeqPool
@@ -48,7 +51,7 @@ class LlamaCppGenerator(BaseGenerator):
 
     One llama.cpp context holds ``parallel`` sequences, each with its own KV cells
     (:class:`~nextword_llamacpp.multiseq.SeqPool`). Calls from any number of threads are queued
-    by a :class:`~nextword.scheduler.StepScheduler`: the one-token steps of concurrent
+    by a :class:`~nextword._runtime.scheduler.StepScheduler`: the one-token steps of concurrent
     generations are evaluated together, one ``llama_decode`` for all of them (continuous
     batching), and a sequence whose prefix some slot already holds costs only its new tokens.
     A list of prompts and ``num_return_sequences`` run as concurrent generations too.
@@ -77,7 +80,7 @@ class LlamaCppGenerator(BaseGenerator):
         self._closed = False
         self._n_ctx = n_ctx
         self._pool = pool
-        # Every engine call runs on one thread of its own: see nextword.engine_thread for why.
+        # Every engine call runs on one thread of its own: see nextword._runtime.engine_thread for why.
         engine = self._engine = EngineThread("nextword-llamacpp")
         self._scheduler: StepScheduler[Request] = StepScheduler(
             lambda requests: engine.call(lambda: pool.execute(requests)), max_group=pool.n_slots
@@ -129,7 +132,7 @@ class LlamaCppGenerator(BaseGenerator):
         return self.gguf.path
 
     @property
-    def n_vocab(self) -> int:
+    def vocab_size(self) -> int:
         """Vocabulary size (the length of every logits vector)."""
         return self._n_vocab
 
@@ -153,33 +156,33 @@ class LlamaCppGenerator(BaseGenerator):
         return data.decode("utf-8", errors="replace")
 
     def token_bytes(self, token_id: int) -> bytes | None:
-        """The bytes ``token_id`` adds to a text (a split character's share included), or None
+        """The bytes ``token_id`` adds to a text (a split character's share included); ``b""``
         for a control token (BOS, EOS, ...)."""
         token = int(token_id)
         piece = self._piece(token)
         if llama_cpp.llama_vocab_is_control(self._vocab, token):
-            return None
+            return b""
         return piece
 
     def next_token_logits(self, token_ids: Sequence[int]) -> npt.NDArray[np.floating]:
         """Raw float32 logits for the token after ``token_ids`` (a fresh array the caller owns);
         always evaluated the same way (all of them as one batch from position 0), so the result
         does not depend on earlier or concurrent calls."""
-        ids = self._checked_ids(token_ids)
+        ids = self.check_token_ids(token_ids)
         return self._logits(Need(ids, len(ids)))
 
     def open_session(self, prompt_ids: Sequence[int]) -> _PoolSession:
         """A session on the sequence pool: nothing runs until the first
         :meth:`~_PoolSession.logits`; then each :meth:`~_PoolSession.feed` costs one token,
         evaluated together with the steps of concurrent sessions."""
-        ids = self._checked_ids(prompt_ids)
+        ids = self.check_token_ids(prompt_ids)
         return _PoolSession(self, ids, len(ids))
 
     def open_branches(self, prompt_ids: Sequence[int]) -> _PoolBranches:
-        """Continuations of one prompt evaluated together (see ``nextword.decoding.branches``):
+        """Continuations of one prompt evaluated together (see ``nextword._decoding.branches``):
         row i of :meth:`~_PoolBranches.logits` equals a session of ``prompt_ids`` fed with
         ``paths[i]``; the prompt's cells are copied between sequences rather than recomputed."""
-        return _PoolBranches(self, self._checked_ids(prompt_ids))
+        return _PoolBranches(self, self.check_token_ids(prompt_ids))
 
     def token_stream(
         self, prompt_ids: Sequence[int], config: DecodingConfig, n_new: int, rng: np.random.Generator
@@ -266,10 +269,10 @@ class LlamaCppGenerator(BaseGenerator):
         """Log-probability of each token after the first, in one pass over the sequence.
 
         llama.cpp is asked for the logits of every position, in chunks sized so its output buffer
-        stays small (about 32 MB); the log-softmax is :func:`nextword.decoding.processors.log_softmax`
+        stays small (about 32 MB); the log-softmax is :func:`nextword._decoding.processors.log_softmax`
         (float64).
         """
-        ids = self._checked_ids(token_ids)
+        ids = self.check_token_ids(token_ids)
         out = np.empty(len(ids) - 1, dtype=np.float64)
 
         def take(start: int, rows: npt.NDArray[np.float32]) -> None:
@@ -301,7 +304,7 @@ class LlamaCppGenerator(BaseGenerator):
         """Raw logits after every prefix of ``token_ids``, in one pass over the sequence (in
         chunks, as :meth:`token_logprobs`): row ``i`` is the distribution after
         ``token_ids[: i + 1]`` (shape ``(len(token_ids), vocab)``, float32)."""
-        ids = self._checked_ids(token_ids)
+        ids = self.check_token_ids(token_ids)
         out = np.empty((len(ids), self._n_vocab), dtype=np.float32)
 
         def take(start: int, rows: npt.NDArray[np.float32]) -> None:
@@ -314,11 +317,6 @@ class LlamaCppGenerator(BaseGenerator):
         """Forget every cached sequence; the next calls evaluate theirs from the start."""
         with contextlib.suppress(NextwordError):
             self._submit(Job(self._pool.clear), batchable=False)
-
-    @property
-    def closed(self) -> bool:
-        """Whether :meth:`close` was called."""
-        return self._closed
 
     def close(self) -> None:
         """Free the model, the context and the batches; later calls raise :class:`InvalidState`.
@@ -360,26 +358,6 @@ class LlamaCppGenerator(BaseGenerator):
         assert need.result is not None
         return need.result
 
-    def _checked_ids(self, token_ids: Sequence[int]) -> list[int]:
-        """``token_ids`` as a list of ints, checked: not empty, within the vocabulary and the
-        context window (so llama.cpp is never handed what it would abort on)."""
-        try:
-            ids = [int(t) for t in token_ids]
-        except (TypeError, ValueError):
-            raise InvalidInput("token ids must be a sequence of integers") from None
-        if not ids:
-            raise InvalidInput("at least one token id is needed")
-        if min(ids) < 0 or max(ids) >= self._n_vocab:
-            bad = next(t for t in ids if not 0 <= t < self._n_vocab)
-            raise InvalidInput(f"token id {bad} is outside the vocabulary (0 to {self._n_vocab - 1})")
-        if len(ids) > self._n_ctx:
-            raise ContextLengthExceeded(
-                f"{len(ids)} tokens do not fit the model's context window of {self._n_ctx}",
-                n_tokens=len(ids),
-                limit=self._n_ctx,
-            )
-        return ids
-
     def _checked_token(self, token_id: int, held: int) -> int:
         token = int(token_id)
         if not 0 <= token < self._n_vocab:
@@ -414,7 +392,7 @@ class LlamaCppGenerator(BaseGenerator):
 
 class _PoolSession:
     """A generation state on a :class:`LlamaCppGenerator`'s sequence pool (see
-    :class:`nextword.decoding.loop.Session`). Its steps run on the slot that served it last
+    :class:`nextword._decoding.loop.Session`). Its steps run on the slot that served it last
     when that still holds its tokens; otherwise on the slot holding the longest prefix of them,
     replaying the rest the canonical way (so its numbers are those of an uninterrupted run)."""
 
@@ -462,7 +440,7 @@ class _PoolBranches:
                 ids.append(gen._checked_token(token, len(ids)))
             needs.append(Need(ids, len(self.prompt)))
         if not needs:
-            return np.empty((0, gen.n_vocab), dtype=np.float32)
+            return np.empty((0, gen.vocab_size), dtype=np.float32)
         gen._submit(Needs(needs))
         return np.stack([n.result for n in needs if n.result is not None])
 

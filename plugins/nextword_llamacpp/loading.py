@@ -11,7 +11,7 @@ from typing import Any
 import gguf
 import llama_cpp
 
-from nextword.cpu import default_threads
+from nextword.backend import default_threads
 from nextword.errors import InvalidConfig, ModelLoadError
 from nextword_llamacpp.gguf_check import GGUFInfo
 from nextword_llamacpp.llama_log import captured_llama_log

@@ -8,17 +8,13 @@ import os
 import re
 from pathlib import Path
 
-import platformdirs
-
 import nextword_llamacpp.convert as convert_mod
 from nextword import InvalidConfig, ModelLoadError
-from nextword.model_location import from_hub, locate_model
+from nextword.backend import CACHE_DIR_ENV, from_hub, locate_model
+from nextword.backend import cache_dir as backend_cache_dir
 from nextword_llamacpp.gguf_check import GGUFInfo, inspect_gguf
 
 __all__ = ["CACHE_DIR_ENV", "cached_gguf_path", "default_cache_dir", "hub_snapshot", "locate_gguf", "source_digest"]
-
-#: Environment variable naming nextword's cache root; converted GGUF files go to its ``gguf/`` folder.
-CACHE_DIR_ENV = "NEXTWORD_CACHE_DIR"
 
 
 # Files of a Hugging Face folder that the converter reads: they make up the cache key.
@@ -41,9 +37,7 @@ _CACHE_FORMAT = 1
 def default_cache_dir() -> Path:
     """Where converted GGUF files are kept: ``$NEXTWORD_CACHE_DIR/gguf`` if the variable is set,
     else the user cache folder ``nextword/gguf``."""
-    root = os.environ.get(CACHE_DIR_ENV, "").strip()
-    base = Path(root).expanduser() if root else platformdirs.user_cache_path("nextword", appauthor=False)
-    return base / "gguf"
+    return backend_cache_dir("gguf")
 
 
 def _is_source_file(name: str) -> bool:

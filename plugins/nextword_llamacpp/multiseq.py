@@ -3,7 +3,7 @@
 :class:`SeqPool` owns a context made with ``n_seq_max`` sequences, each with its own KV cells
 (``kv_unified=False``: a sequence's attention never sees another's cells). A *slot* is one
 sequence id and remembers the tokens its cells hold. Requests (:class:`Need`: the logits after a
-token list) arrive in groups from :class:`nextword.scheduler.StepScheduler`; for each one the
+token list) arrive in groups from :class:`nextword._runtime.scheduler.StepScheduler`; for each one the
 pool picks the slot that already holds the longest usable prefix, brings it up to the last token
 (or copies a prefix from another slot), and then evaluates the last token of every request of the
 group in one ``llama_decode``.

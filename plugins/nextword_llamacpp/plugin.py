@@ -8,7 +8,7 @@ file, or ``--option`` on the command line):
     with a learned position table (GPT-2) it may not exceed the training context.
 ``threads``
     CPU threads, for generation and prompt evaluation alike. Default: one per physical core this
-    process may use, within its cgroup CPU quota (:func:`nextword.cpu.default_threads`; 2 on a
+    process may use, within its cgroup CPU quota (:func:`nextword._runtime.cpu.default_threads`; 2 on a
     2-core machine, where llama-cpp-python's own ``cpu_count() // 2`` gives 1). More threads than
     free cores is much slower, not faster: ggml's threads wait for each other at every step.
 ``parallel``
@@ -158,7 +158,7 @@ def _gguf_accepts(config: dict[str, Any]) -> str | None:
 @hookimpl
 def register_exporters(register: Callable[[Any], None]) -> None:
     """Register GGUF export (nextword's converter, then its verify report against the folder)."""
-    from nextword.tuning import ExporterSpec
+    from nextword.backend import ExporterSpec
     from nextword_llamacpp.convert import GGUF_TYPES
 
     register(

@@ -29,9 +29,7 @@ from nextword import (
     TextStream,
     UnsupportedOption,
 )
-from nextword.complete import CompleteMode
-from nextword.logprobs import TopLogprobs
-from nextword.validation import check_length, encode_text
+from nextword.backend import CompleteMode, TopLogprobs, check_length, encode_text
 from nextword_openai.client import Client, ServerError
 from nextword_openai.dialects import DIALECTS, Dialect, detect
 
@@ -383,7 +381,7 @@ class OpenAIGenerator(BaseGenerator):
     def next_token_logits(self, token_ids: Sequence[int]) -> Any:
         raise UnsupportedOption(
             f"the {self._dialect.name} server returns only top log-probabilities, not full logits; "
-            "use predict_next or nextword.logprobs.top_logprobs",
+            "use predict_next or nextword._decoding.logprobs.top_logprobs",
             option="logits",
             backend=self.backend,
         )

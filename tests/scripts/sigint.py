@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 import nextword
-from nextword.words import clear_cache
+from nextword._words.search import clear_cache
 
 PROMPT = "I love cats because"
 

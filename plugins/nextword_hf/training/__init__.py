@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from nextword.tuning import TrainingJob, TrainingOutcome, overfit_warning
+from nextword.backend import TrainingJob, TrainingOutcome, overfit_warning
 
 __all__ = ["train"]
 
 
 def train(job: TrainingJob) -> TrainingOutcome:
-    """Run ``job`` (see :class:`~nextword.tuning.TrainingJob`) and return what it measured."""
+    """Run ``job`` (see :class:`~nextword._tuning.TrainingJob`) and return what it measured."""
     import peft
     import torch
     import transformers

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from nextword.tuning import Document, hold_out, pack, split_single_document
+from nextword.backend import Document, hold_out, pack, split_single_document
 
 __all__ = ["Blocks", "prepare_blocks"]
 

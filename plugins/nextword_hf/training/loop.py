@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from nextword.backend import FinetuneOptions, TrainingJob
 from nextword.errors import TrainingInterrupted
-from nextword.tuning import FinetuneOptions, TrainingJob
 from nextword_hf.training.checkpoint import load_checkpoint, save_checkpoint
 from nextword_hf.training.model import trainable_state
 

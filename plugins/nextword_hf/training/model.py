@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from nextword.backend import FinetuneOptions
 from nextword.errors import InvalidConfig, ModelLoadError
-from nextword.tuning import FinetuneOptions
 from nextword_hf.loading import load_pretrained, locate
 
 __all__ = ["load_base", "pick_device", "prepare_model", "save_folder", "trainable_state"]

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from nextword.decoding.processors import log_softmax
+from nextword.backend import log_softmax
 from nextword.errors import ContextLengthExceeded, InvalidInput, ModelLoadError
 from nextword_llamacpp.convert.quantize import import_llama_cpp
 

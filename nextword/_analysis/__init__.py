@@ -1,0 +1,1 @@
+"""Analysis of a model on a text: evaluation, explanation, plotting."""

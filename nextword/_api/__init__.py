@@ -1,0 +1,1 @@
+"""What the module-level functions do: the calls, their async twins, settings resolution."""

@@ -1,0 +1,1 @@
+"""Plugin discovery: the hook specifications and the registry of backends."""

@@ -1,0 +1,1 @@
+"""The values the API takes and returns: ``DecodingConfig``, results, streams."""

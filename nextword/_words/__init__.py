@@ -1,0 +1,1 @@
+"""Whole-word prediction and completion of a half-typed word."""

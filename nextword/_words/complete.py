@@ -1,0 +1,511 @@
+"""Completing the word being typed (token healing for word prediction).
+
+A prompt that ends inside a word ("I love ca") is a problem for a language model: the tokenizer
+split the half word (``" ca"``) differently from how the model saw the whole word in training
+(``" cats"`` is one token), so the model's continuations of ``" ca"`` are those of a rare token
+sequence. The remedy is *token healing*: back up over the tokens of the partial word, then
+constrain the continuation to spell the typed characters. This module does that exactly for
+word prediction:
+
+1. The partial word is found the way the word search finds words (:func:`~nextword._words.search.starts_new_word`):
+   the prompt's last token that starts a word, and every token after it. Its text as the model
+   writes it (``" ca"``, leading space included) is the *typed* text ``T``; the tokens before it
+   are the context.
+2. Every token path after the context that spells ``T`` and goes beyond it (or ends exactly on
+   it) is enumerated from the vocabulary's token texts, whatever the segmentation (``" cat"``;
+   ``" c" + "at"``; a character split across byte tokens): these *covering* paths are disjoint
+   events whose total is ``P(the next word starts with T | context)``.
+3. The word search (:func:`nextword._words.search.search_words_from_ids`) runs from those paths, so each
+   completed word's probability is the exact product of token probabilities with the
+   end-of-word factor, summed over its paths, divided by that total:
+   ``P(word | context, the word starts with T)``.
+
+Bounds and accounting follow the word search: covering paths are searched best-first within
+``beam_width`` paths per length, ``min_prob`` and ``max_tokens``; a path that still spells only part
+of ``T`` and was not extended leaves its mass *unresolved*. Probabilities are divided by the
+examined covering mass plus that unresolved mass, so that the returned probabilities, the other
+examined words and ``unexplored_mass`` add up to 1, and each probability is a lower bound of the
+exact conditional probability (equal to it when nothing is unexplored).
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import heapq
+import itertools
+import math
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from nextword._contract.checks import added_first_token, check_length, encode_text
+from nextword._contract.protocol import Generator
+from nextword._decoding.branches import Branches
+from nextword._decoding.detok import text_after
+from nextword._decoding.logprobs import top_logprobs
+from nextword._decoding.processors import log_softmax
+from nextword._types.results import Candidate, Prediction
+from nextword._words.search import (
+    DEFAULT_MAX_TOKENS,
+    WordSearch,
+    _check_bounds,
+    _eos_ids,
+    _Evaluator,
+    _PerGenerator,
+    _piece_reader,
+    predict_words,
+    search_words_from_ids,
+    token_starts_word,
+    word_start_mask,
+)
+from nextword.errors import InvalidInput
+
+__all__ = [
+    "CompleteMode",
+    "WordCompletion",
+    "complete_after",
+    "complete_word",
+    "continuation_prob",
+    "partial_word",
+    "predict_or_complete",
+]
+
+CompleteMode = Literal["auto", "word", "next"]
+"""How :func:`predict_or_complete` reads a prompt: ``"word"`` completes the word the prompt ends
+in, ``"next"`` predicts the word after the prompt, ``"auto"`` decides (see there)."""
+
+_REPLACEMENT = "\ufffd"
+_PIECES = _PerGenerator()
+
+
+def partial_word(generator: Generator, prompt: str) -> tuple[list[int], list[int], str]:
+    """Split ``prompt``'s tokens into the context and the word being typed.
+
+    Returns ``(context_ids, word_ids, typed)``: the word is the last token that starts a word
+    (by :func:`~nextword._words.search.word_start_mask`) and the tokens after it; ``typed`` is the text
+    those tokens add after the context (``" ca"`` for ``"I love ca"``). When the word begins the
+    text and the tokenizer put no token before it, the context is the generator's end-of-text
+    token (how GPT-style models see the start of a document); without one,
+    :class:`~nextword.errors.InvalidInput` is raised.
+    """
+    ids = encode_text(generator, prompt)
+    check_length(len(ids), 0, generator.context_length)
+    vocab = _vocab_size(generator, ids)
+    mask = word_start_mask(generator, vocab)
+    first = 1 if len(ids) > 1 and added_first_token(generator, ids, prompt) else 0
+    start = len(ids) - 1
+    while start > first and not (ids[start] >= vocab or mask[ids[start]]):
+        start -= 1
+    context, word = ids[:start], ids[start:]
+    if not context:
+        eos = sorted(_eos_ids(generator))
+        if not eos:
+            raise InvalidInput(
+                f"nothing precedes the word being typed in {prompt!r} and the model has no "
+                "end-of-text token to stand for the start of the text; give some context"
+            )
+        context = [eos[0]]
+        return context, word, text_after(generator.detokenize, [], word)
+    return context, word, text_after(generator.detokenize, context[-1:], word)
+
+
+def _vocab_size(generator: Generator, ids: Sequence[int]) -> int:
+    cached: dict[str, int] = _PIECES.get(generator, dict)
+    if "vocab" not in cached:
+        cached["vocab"] = int(np.asarray(generator.next_token_logits(list(ids))).shape[-1])
+    return cached["vocab"]
+
+
+# ---- the vocabulary's token bytes, indexed for prefix queries --------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class _PieceIndex:
+    """Every token's bytes (UTF-8 of its text as it reads after other text), sorted for
+    "consistent with these bytes" queries. ``pieces[t]`` is None for tokens left out: end-of-text
+    and unknown ids, and, where ``token_bytes()`` gives None (bytes unknown), tokens holding part of a
+    character (their text has U+FFFD, so their bytes are unknown; ``unknown`` maps the bytes
+    before the U+FFFD to them, so that their mass is counted as unresolved rather than lost)."""
+
+    keys: tuple[bytes, ...]
+    ids: npt.NDArray[np.int64]
+    lengths: npt.NDArray[np.int64]
+    by_bytes: dict[bytes, tuple[int, ...]]
+    pieces: tuple[bytes | None, ...]
+    unknown: dict[bytes, tuple[int, ...]]
+
+    @classmethod
+    def build(cls, generator: Generator, vocab: int) -> _PieceIndex:
+        eos = _eos_ids(generator)
+        read: Any = None  # the tokens' texts, read only when the backend does not know their bytes
+        pieces: list[bytes | None] = []
+        unknown: dict[bytes, list[int]] = {}
+        for t in range(vocab):
+            piece: bytes | None = None
+            if t not in eos:
+                try:
+                    piece = generator.token_bytes(t)
+                    if piece is None:
+                        read = read or _piece_reader(generator)
+                        text = read(t)
+                        if _REPLACEMENT in text:  # its bytes are unknown: only what comes before
+                            unknown.setdefault(text.split(_REPLACEMENT, 1)[0].encode("utf-8"), []).append(t)
+                        else:
+                            piece = text.encode("utf-8")
+                except Exception:  # an id the tokenizer does not know (padding rows of the output layer)
+                    piece = None
+            pieces.append(piece or None)
+        order = sorted((p, t) for t, p in enumerate(pieces) if p is not None)
+        by_bytes: dict[bytes, list[int]] = {}
+        for piece, t in order:
+            by_bytes.setdefault(piece, []).append(t)
+        return cls(
+            keys=tuple(o[0] for o in order),
+            ids=np.array([o[1] for o in order], dtype=np.int64),
+            lengths=np.array([len(p or b"") for p in pieces], dtype=np.int64),
+            by_bytes={k: tuple(v) for k, v in by_bytes.items()},
+            pieces=tuple(pieces),
+            unknown={k: tuple(v) for k, v in unknown.items()},
+        )
+
+    def consistent(self, rest: bytes) -> npt.NDArray[np.int64]:
+        """Tokens whose bytes are a proper prefix of ``rest`` or begin with ``rest``."""
+        heads = [t for j in range(1, len(rest)) for t in self.by_bytes.get(rest[:j], ())]
+        lo = bisect.bisect_left(self.keys, rest)
+        end = rest.rstrip(b"\xff")
+        hi = len(self.keys) if not end else bisect.bisect_left(self.keys, end[:-1] + bytes([end[-1] + 1]))
+        return np.concatenate([np.array(heads, dtype=np.int64), self.ids[lo:hi]])
+
+    def maybe_consistent(self, rest: bytes) -> list[int]:
+        """Tokens of unknown bytes (a split character, where ``token_bytes()`` gives None)
+        that could be consistent with ``rest``: what their text shows is a prefix of it, followed
+        there by a non-ASCII character."""
+        out: list[int] = []
+        for j in range(len(rest)):
+            if rest[j] >= 0x80:
+                out.extend(self.unknown.get(rest[:j], ()))
+        return out
+
+
+def _piece_index(generator: Generator, vocab: int) -> _PieceIndex:
+    indexes: dict[int, _PieceIndex] = _PIECES.get(generator, dict)
+    index = indexes.get(vocab)
+    if index is None:
+        index = indexes[vocab] = _PieceIndex.build(generator, vocab)
+    return index
+
+
+# ---- the completion ---------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class WordCompletion:
+    """The completions of a typed word, with the mass accounting.
+
+    ``search`` is the word search run from the covering paths (absolute probabilities after the
+    context); ``prefix_mass`` is the total probability of those paths (``P(next word starts with
+    typed)`` as far as examined) and ``unresolved_mass`` the probability of the paths that spell
+    only part of ``typed`` and were left unexplored by the bounds; ``covering_paths`` counts the
+    paths the search started from. ``normalizer`` is the sum of the two masses:
+    conditional probabilities are absolute ones divided by it.
+    """
+
+    prompt: str
+    typed: str
+    context_ids: tuple[int, ...]
+    search: WordSearch
+    prefix_mass: float
+    unresolved_mass: float
+    model_calls: int
+    covering_paths: int
+    dropped_mass: float = 0.0
+    """Mass of the covering paths the search could not reach within its beam (unexplored)."""
+
+    @property
+    def normalizer(self) -> float:
+        """``prefix_mass + unresolved_mass``."""
+        return self.prefix_mass + self.unresolved_mass
+
+    @property
+    def unexplored_mass(self) -> float:
+        """Conditional probability left unexplored (in covering paths or unresolved ones)."""
+        if self.normalizer <= 0.0:
+            return 1.0
+        rest = self.search.unexplored_mass + self.dropped_mass + self.unresolved_mass
+        return min(1.0, rest / self.normalizer)
+
+    def prob_of(self, text: str) -> float:
+        """Conditional probability of the word ``text`` (0.0 when it was not examined)."""
+        for word in self.search.words:
+            if word.text == text:
+                return word.prob / self.normalizer
+        return 0.0
+
+    def prediction(self, k: int) -> Prediction:
+        """The ``k`` most likely completions as a ``unit="word"`` prediction with ``typed`` set."""
+        norm = self.normalizer
+        candidates = []
+        for word in self.search.words[:k]:
+            prob = word.prob / norm
+            candidates.append(
+                Candidate(
+                    text=word.text,
+                    token_ids=word.token_ids,
+                    prob=prob,
+                    logprob=word.logprob - math.log(norm),
+                    remaining=word.text[len(self.typed) :],
+                )
+            )
+        return Prediction(
+            prompt=self.prompt,
+            candidates=tuple(candidates),
+            settings=self.search.settings,
+            unit="word",
+            unexplored_mass=self.unexplored_mass,
+            typed=self.typed,
+            prefix_prob=self.prefix_mass,
+        )
+
+
+def complete_word(
+    generator: Generator,
+    prompt: str,
+    k: int = 5,
+    *,
+    beam_width: int | None = None,
+    min_prob: float = 0.0,
+    max_tokens: int = DEFAULT_MAX_TOKENS,
+) -> WordCompletion:
+    """Complete the word ``prompt`` ends in (see the module docstring for the method).
+
+    The word being typed is found by :func:`partial_word`; its completions are the words that
+    begin with its text, with probabilities conditioned on that. The bounds are those of
+    :func:`nextword._words.search.search_words` and apply to the covering paths too; ``max_tokens``
+    counts every token of the word, typed ones included. Raises
+    :class:`~nextword.errors.InvalidInput` for bad arguments and when no word can be found,
+    :class:`~nextword.errors.ContextLengthExceeded` when the prompt does not fit.
+    """
+    beam, floor, depth_limit = _check_bounds(k, beam_width, min_prob, max_tokens)
+    generator.capabilities.require("predict_next", generator.backend)
+    context, _, typed = partial_word(generator, prompt)
+    return complete_after(
+        generator, context, typed, k, prompt=prompt, beam_width=beam, min_prob=floor, max_tokens=depth_limit
+    )
+
+
+def complete_after(
+    generator: Generator,
+    context: Sequence[int],
+    typed: str,
+    k: int = 5,
+    *,
+    prompt: str = "",
+    beam_width: int | None = None,
+    min_prob: float = 0.0,
+    max_tokens: int = DEFAULT_MAX_TOKENS,
+    branches: Branches | None = None,
+) -> WordCompletion:
+    """The completions of ``typed`` after the token ids ``context`` (``typed`` as the model writes
+    the word, a leading space included).
+
+    ``branches``: the state after ``context`` to evaluate from, lent by the caller (not closed
+    here; see :func:`~nextword._words.search.search_words_from_ids`); by default one is opened."""
+    beam, floor, depth_limit = _check_bounds(k, beam_width, min_prob, max_tokens)
+    if not isinstance(typed, str) or not typed:
+        raise InvalidInput("the typed text of the word to complete must be a non-empty string")
+    context = list(context)
+    check_length(len(context), 1, generator.context_length)
+    depth_limit = min(depth_limit, generator.context_length - len(context))
+    owned = branches is None
+    state = generator.open_branches(context) if branches is None else branches
+    evaluator = _Evaluator(state, batched=False, owned=owned)
+    try:
+        root = evaluator.logprobs(())
+        vocab = root.shape[-1]
+        index = _piece_index(generator, vocab)
+        mask = word_start_mask(generator, vocab)
+        starts, unresolved, prefix_mass, dropped = _covering_paths(
+            evaluator, root, typed, index, mask, beam, floor, depth_limit
+        )
+        phase_calls = evaluator.calls
+    finally:
+        evaluator.close()
+    if not starts and unresolved > 0.0 and index.unknown:
+        raise InvalidInput(
+            f"{typed!r} is only spelled here by tokens holding part of a character, and the "
+            f"{generator.backend!r} backend gives no token_bytes() to follow them"
+        )
+    if not starts:
+        raise InvalidInput(
+            f"no token sequence of at most {depth_limit} tokens spelling {typed!r} was found within the "
+            "search bounds (beam_width, min_prob, max_tokens)"
+        )
+    search = search_words_from_ids(
+        generator,
+        context,
+        k,
+        prompt=prompt,
+        starts=starts,
+        beam_width=beam,
+        min_prob=floor,
+        max_tokens=depth_limit,
+        branches=None if owned else state,
+    )
+    return WordCompletion(
+        prompt=prompt,
+        typed=typed,
+        context_ids=tuple(context),
+        search=search,
+        prefix_mass=prefix_mass,
+        unresolved_mass=unresolved,
+        dropped_mass=dropped,
+        model_calls=phase_calls + search.model_calls,
+        covering_paths=len(starts),
+    )
+
+
+def _covering_paths(
+    evaluator: _Evaluator,
+    root: npt.NDArray[np.float64],
+    typed: str,
+    index: _PieceIndex,
+    mask: npt.NDArray[np.bool_],
+    beam: int,
+    floor: float,
+    depth_limit: int,
+) -> tuple[list[tuple[tuple[int, ...], float]], float, float, float]:
+    """The token paths that spell ``typed`` and reach its end, with their log-probability after
+    the evaluator's prompt (the ``beam`` most likely of each length); the mass of the paths that
+    spell a part of it and were not extended; the total mass of all covering paths; and the mass
+    of the covering paths left out. Matching is on bytes, so a character split across tokens is followed exactly.
+
+    Paths still inside ``typed`` (*pending*) are extended best-first, at most ``beam`` per
+    length, none below ``floor`` or at ``depth_limit`` tokens. Tokens after the first must
+    continue the word (not start a new one).
+    """
+    target = typed.encode("utf-8")
+    covering: list[tuple[tuple[int, ...], npt.NDArray[np.int64], npt.NDArray[np.float64]]] = []
+    pending: list[tuple[float, int, tuple[int, ...], int]] = []  # (-logprob, order, path, bytes spelled)
+    order = itertools.count()
+    unresolved = 0.0
+    extended: dict[int, int] = {}
+    vocab = mask.shape[-1]
+
+    def consider(path: tuple[int, ...], logprob: float, done: int, logp: npt.NDArray[np.float64]) -> None:
+        nonlocal unresolved
+        for token in index.maybe_consistent(target[done:]):
+            if not path or (token < vocab and not mask[token]):
+                unresolved += math.exp(logprob + float(logp[token]))  # cannot be followed: counted as unexplored
+        tokens = index.consistent(target[done:])
+        tokens = tokens[tokens < vocab]
+        if path:
+            tokens = tokens[~mask[tokens]]  # a word start would begin another word
+        lps = logprob + logp[tokens]
+        keep = np.isfinite(lps)
+        tokens, lps = tokens[keep], lps[keep]
+        covers = done + index.lengths[tokens] >= len(target)
+        if covers.any():
+            covering.append((path, tokens[covers], lps[covers]))
+        for token, lp in zip(tokens[~covers].tolist(), lps[~covers].tolist(), strict=True):
+            spelled = done + int(index.lengths[token])
+            heapq.heappush(pending, (-lp, next(order), (*path, token), spelled))
+
+    consider((), 0.0, 0, root)
+    while pending:
+        neg, _, path, done = heapq.heappop(pending)
+        prob = math.exp(-neg)
+        depth = len(path)
+        if prob < floor or depth >= depth_limit or extended.get(depth, 0) >= beam:
+            unresolved += prob
+            continue
+        extended[depth] = extended.get(depth, 0) + 1
+        consider(path, -neg, done, evaluator.logprobs(path))
+    # The search extends at most ``beam`` paths of each length, most likely first: only the
+    # ``beam`` most likely covering paths of each length can be extended; the others' mass is
+    # returned apart (unexplored, like the search's own unexplored candidates).
+    starts: list[tuple[tuple[int, ...], float]] = []
+    total = math.fsum(float(np.exp(lps).sum()) for _, _, lps in covering)
+    by_depth: dict[int, list[tuple[tuple[int, ...], npt.NDArray[np.int64], npt.NDArray[np.float64]]]] = {}
+    for path, tokens, lps in covering:
+        by_depth.setdefault(len(path) + 1, []).append((path, tokens, lps))
+    for chunks in by_depth.values():
+        flat = [(lp, path, t) for path, tokens, lps in chunks for t, lp in _top_pairs(tokens, lps, beam)]
+        flat.sort(key=lambda x: -x[0])
+        starts.extend(((*path, t), lp) for lp, path, t in flat[:beam])
+    # A covering path is never extended here, so no start is a prefix of another.
+    kept = math.fsum(math.exp(lp) for _, lp in starts)
+    return starts, unresolved, total, max(0.0, total - kept)
+
+
+def _top_pairs(tokens: npt.NDArray[np.int64], lps: npt.NDArray[np.float64], n: int) -> list[tuple[int, float]]:
+    """The ``n`` most likely ``(token, logprob)`` pairs."""
+    if len(tokens) > n:
+        pick = np.argpartition(-lps, n - 1)[:n]
+        tokens, lps = tokens[pick], lps[pick]
+    return list(zip(tokens.tolist(), lps.tolist(), strict=True))
+
+
+# ---- the reading of a prompt -----------------------------------------------------------------------
+
+
+def continuation_prob(generator: Generator, prompt: str) -> float:
+    """Probability that the token after ``prompt`` continues its last word (does not start a new
+    word, by :func:`~nextword._words.search.word_start_mask`): how ``complete="auto"`` reads a prompt."""
+    ids = encode_text(generator, prompt)
+    check_length(len(ids), 1, generator.context_length)
+    if not generator.capabilities.logits:
+        # Only the top N are known (a remote server): the listed continuations are a lower bound.
+        limit = generator.capabilities.max_logprobs
+        top = top_logprobs(generator, ids, 64 if limit is None else min(64, limit))
+        return math.fsum(
+            math.exp(lp)
+            for t, lp in zip(top.token_ids, top.logprobs, strict=True)
+            if not token_starts_word(generator, t)
+        )
+    p = np.exp(log_softmax(np.asarray(generator.next_token_logits(ids))))
+    starts = word_start_mask(generator, p.shape[-1])
+    return float(p[~starts].sum())
+
+
+def predict_or_complete(
+    generator: Generator,
+    prompt: str,
+    k: int = 5,
+    *,
+    complete: CompleteMode = "auto",
+    beam_width: int | None = None,
+    min_prob: float = 0.0,
+    max_tokens: int = DEFAULT_MAX_TOKENS,
+) -> Prediction:
+    """Word prediction for a prompt that may end inside a word.
+
+    * ``complete="next"``: the next whole word after the prompt (:func:`nextword._words.search.predict_words`).
+    * ``complete="word"``: the completions of the word the prompt ends in (:func:`complete_word`);
+      each candidate has ``remaining`` (what is still to type) and the prediction has ``typed``.
+    * ``complete="auto"``: decides the way the word search decides where a word ends, by the next
+      token: when the tokens that would continue the prompt's last word (those that do not start
+      a new word, see :func:`~nextword._words.search.starts_new_word`) hold more than half of the
+      next-token probability, the prompt ends inside a word and that word is completed;
+      otherwise the next word is predicted. So ``"I love ca"`` is completed and ``"The capital of
+      France is"`` gets the next word; a prompt that ends in a space is usually completed from
+      that space (the next word is the one that begins with it: ``"I love "`` gives ``" cats"``
+      with ``remaining="cats"``, instead of words predicted after a lone space token). The
+      decision costs one next-token distribution and does not depend on the search bounds.
+    """
+    if complete not in ("auto", "word", "next"):
+        raise InvalidInput(f"complete must be 'auto', 'word' or 'next', got {complete!r}")
+    bounds = {"beam_width": beam_width, "min_prob": min_prob, "max_tokens": max_tokens}
+    if complete == "next":
+        return predict_words(generator, prompt, k, **bounds)  # type: ignore[arg-type]
+    _check_bounds(k, beam_width, min_prob, max_tokens)
+    if complete == "auto":
+        if continuation_prob(generator, prompt) <= 0.5:
+            return predict_words(generator, prompt, k, **bounds)  # type: ignore[arg-type]
+        try:
+            return complete_word(generator, prompt, k, **bounds).prediction(k)  # type: ignore[arg-type]
+        except InvalidInput:  # no word to complete here (nothing before it, nothing spells it)
+            return predict_words(generator, prompt, k, **bounds)  # type: ignore[arg-type]
+    return complete_word(generator, prompt, k, **bounds).prediction(k)  # type: ignore[arg-type]

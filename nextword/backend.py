@@ -1,0 +1,97 @@
+"""The public face for backend authors: everything a plugin needs from nextword's core.
+
+A backend subclasses :class:`BaseGenerator`, declares itself once with a :class:`BackendSpec`
+(its :class:`Capabilities` and load :class:`OptionSpec` s) and registers the spec from a
+:data:`hookimpl`-marked ``register_backends`` hook. The rest is shared runtime a backend may use:
+
+- the engine thread and step scheduler (:class:`EngineThread`, :class:`StepScheduler`,
+  :class:`CancelScope`, :func:`check_cancelled`, :func:`run_concurrently`) and CPU defaults
+  (:func:`default_threads`);
+- input checks (:func:`check_length`, :func:`encode_text`, :func:`utf8_bytes`);
+- decoding helpers (:func:`sample_tokens`, :func:`log_softmax`, :class:`TopLogprobs`);
+- model location (:func:`locate_model`, :func:`from_hub`, :func:`looks_like_path`) and the cache
+  folder (:func:`cache_dir`);
+- the fine-tuning specs through which a plugin offers training and export (:class:`TrainerSpec`,
+  :class:`ExporterSpec`, ...).
+
+The built-in backends import the core only through ``nextword``, ``nextword.backend``,
+``nextword.errors`` and ``nextword.testing``, exactly as a third-party backend would; every other
+module of the core is private and may change without notice.
+"""
+
+from __future__ import annotations
+
+from nextword._contract.base import BaseGenerator, RecomputeSession, TextStream
+from nextword._contract.cache import CACHE_DIR_ENV, cache_dir
+from nextword._contract.capabilities import Capabilities, Support
+from nextword._contract.checks import check_length, encode_text, utf8_bytes
+from nextword._contract.model_location import from_hub, locate_model, looks_like_path
+from nextword._contract.protocol import ForkableSession, Generator, SupportsSessions
+from nextword._contract.spec import BackendSpec, OptionSpec
+from nextword._decoding.logprobs import TopLogprobs
+from nextword._decoding.loop import Session, sample_tokens
+from nextword._decoding.processors import log_softmax
+from nextword._plugins.hooks import hookimpl
+from nextword._runtime.cpu import default_threads
+from nextword._runtime.engine_thread import EngineThread
+from nextword._runtime.scheduler import CancelScope, StepScheduler, check_cancelled, run_concurrently
+from nextword._tuning import (
+    Document,
+    ExporterSpec,
+    ExportResult,
+    FinetuneOptions,
+    TrainerSpec,
+    TrainingJob,
+    TrainingOutcome,
+    hold_out,
+    overfit_warning,
+    pack,
+    split_single_document,
+)
+from nextword._types.decoding_config import DecodingConfig
+from nextword._words.complete import CompleteMode
+
+__all__ = [
+    "CACHE_DIR_ENV",
+    "BackendSpec",
+    "BaseGenerator",
+    "CancelScope",
+    "Capabilities",
+    "CompleteMode",
+    "DecodingConfig",
+    "Document",
+    "EngineThread",
+    "ExportResult",
+    "ExporterSpec",
+    "FinetuneOptions",
+    "ForkableSession",
+    "Generator",
+    "OptionSpec",
+    "RecomputeSession",
+    "Session",
+    "StepScheduler",
+    "Support",
+    "SupportsSessions",
+    "TextStream",
+    "TopLogprobs",
+    "TrainerSpec",
+    "TrainingJob",
+    "TrainingOutcome",
+    "cache_dir",
+    "check_cancelled",
+    "check_length",
+    "default_threads",
+    "encode_text",
+    "from_hub",
+    "hold_out",
+    "hookimpl",
+    "locate_model",
+    "log_softmax",
+    "looks_like_path",
+    "overfit_warning",
+    "pack",
+    "run_concurrently",
+    "sample_tokens",
+    "split_single_document",
+    "utf8_bytes",
+]
