@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from nextword._api.calls import generate, load, loaded, predict_next, score, stream, unload
     from nextword._contract.base import BaseGenerator, TextStream
     from nextword._contract.capabilities import Capabilities, Support
-    from nextword._contract.protocol import ForkableSession, Generator, SupportsSessions
+    from nextword._contract.protocol import ForkableSession, Generator
     from nextword._contract.spec import BackendSpec, OptionSpec
     from nextword._plugins.hooks import hookimpl
     from nextword._plugins.registry import BackendInfo, backends, register_plugin, unregister_plugin
@@ -80,7 +80,6 @@ _LAZY: dict[str, str] = {
     "Score": "nextword._types.results",
     "Settings": "nextword._types.results",
     "Support": "nextword._contract.capabilities",
-    "SupportsSessions": "nextword._contract.protocol",
     "TextStream": "nextword._contract.base",
     "TokenScore": "nextword._types.results",
     "agenerate": "nextword._api.async_calls",
@@ -147,7 +146,6 @@ __all__ = [
     "Score",
     "Settings",
     "Support",
-    "SupportsSessions",
     "TextStream",
     "TokenScore",
     "TrainingInterrupted",

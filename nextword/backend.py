@@ -26,7 +26,7 @@ from nextword._contract.cache import CACHE_DIR_ENV, cache_dir
 from nextword._contract.capabilities import Capabilities, Support
 from nextword._contract.checks import check_length, encode_text, utf8_bytes
 from nextword._contract.model_location import from_hub, locate_model, looks_like_path
-from nextword._contract.protocol import ForkableSession, Generator, SupportsSessions
+from nextword._contract.protocol import ForkableSession, Generator
 from nextword._contract.spec import BackendSpec, OptionSpec
 from nextword._decoding.logprobs import TopLogprobs
 from nextword._decoding.loop import Session, sample_tokens
@@ -71,7 +71,6 @@ __all__ = [
     "Session",
     "StepScheduler",
     "Support",
-    "SupportsSessions",
     "TextStream",
     "TopLogprobs",
     "TrainerSpec",

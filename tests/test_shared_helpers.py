@@ -93,11 +93,13 @@ def test_results_to_dict_is_json(byte_gen: nextword.Generator) -> None:
     assert to_jsonable({"x": (1.0, math.inf)}) == {"x": [1.0, None]}
 
 
-def test_optional_engine_features_are_protocols(byte_gen: nextword.Generator) -> None:
-    """The core finds sessions and forks by isinstance checks on small public protocols."""
+def test_engine_features_have_working_defaults(byte_gen: nextword.Generator) -> None:
+    """Every generator has sessions (the base's recomputing one by default); a session that
+    forks is found by the public ``ForkableSession`` protocol, and the default branches read the
+    prompt once and fork it for every path."""
     from nextword._decoding.branches import SessionBranches
 
-    assert isinstance(byte_gen, nextword.SupportsSessions)
+    assert isinstance(byte_gen, nextword.Generator)
     plain = byte_gen.open_session(byte_gen.tokenize("ab"))
     assert not isinstance(plain, nextword.ForkableSession)
 

@@ -17,6 +17,7 @@ import nextword
 from nextword import BaseGenerator, ContextLengthExceeded, InvalidInput
 from nextword._decoding.processors import log_softmax
 from nextword._words.search import clear_cache, predict_words, search_words, starts_new_word, word_start_mask
+from nextword.testing.compare import Primitives
 
 PROMPTS = ("I love cats because", "The weather today is")
 
@@ -72,28 +73,6 @@ class ToySentencePiece(BaseGenerator):
     def next_token_logits(self, token_ids: Sequence[int]) -> npt.NDArray[np.floating]:
         self.calls += 1
         return self.table[token_ids[-1]].copy()
-
-
-class NoSessions:
-    """The bare Generator protocol (no open_session) over another generator."""
-
-    def __init__(self, inner: BaseGenerator) -> None:
-        self.inner = inner
-        self.backend = inner.backend
-        self.model = inner.model
-        self.capabilities = inner.capabilities
-        self.settings = inner.settings
-        self.context_length = inner.context_length
-        self.eos_token_ids = inner.eos_token_ids
-
-    def tokenize(self, text: str) -> list[int]:
-        return self.inner.tokenize(text)
-
-    def detokenize(self, token_ids: Sequence[int]) -> str:
-        return self.inner.detokenize(token_ids)
-
-    def next_token_logits(self, token_ids: Sequence[int]) -> npt.NDArray[np.floating]:
-        return self.inner.next_token_logits(token_ids)
 
 
 # ---- brute force, independent of the search ---------------------------------------------------
@@ -268,10 +247,12 @@ def test_exhaustive_search_on_a_sentencepiece_style_model(seed: int) -> None:
     assert len({w.text: w for w in search.words}[" cat"].paths) == 2
 
 
-def test_without_open_session_the_result_is_the_same() -> None:
+def test_with_the_default_sessions_the_result_is_the_same() -> None:
+    """The primitives alone (the base's recomputing sessions and one-by-one branches) give the
+    same search as the generator's own engine features."""
     gen = ToySentencePiece(5)
     a = search_words(gen, "a cat", 4)
-    b = search_words(NoSessions(gen), "a cat", 4)  # type: ignore[arg-type]
+    b = search_words(Primitives(gen), "a cat", 4)
     assert [(w.text, w.paths) for w in a.words] == [(w.text, w.paths) for w in b.words]
     assert a.unexplored_mass == b.unexplored_mass and a.model_calls == b.model_calls
 

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from nextword._decoding.branches import Branches
     from nextword._decoding.logprobs import TopLogprobs
 
-__all__ = ["AsyncTextStreamLike", "ForkableSession", "Generator", "SupportsSessions", "TextStreamLike"]
+__all__ = ["AsyncTextStreamLike", "ForkableSession", "Generator", "TextStreamLike"]
 
 
 @runtime_checkable
@@ -198,19 +198,6 @@ class Generator(Protocol):
 
     async def ascore(self, text: str) -> Score:
         """:meth:`score` for asyncio."""
-        ...
-
-
-@runtime_checkable
-class SupportsSessions(Protocol):
-    """Optional: a generator that keeps the state of a token sequence (a KV cache) and extends it
-    one token at a time. :func:`nextword.explain`, the word search and the decoding loop use it
-    when a generator has it (``isinstance(generator, SupportsSessions)``); otherwise they call
-    :meth:`Generator.next_token_logits` on the whole sequence. :class:`~nextword._contract.base.BaseGenerator`
-    has it (recomputing by default; override it where the engine keeps state)."""
-
-    def open_session(self, prompt_ids: Sequence[int]) -> Session:
-        """A session that has read ``prompt_ids``."""
         ...
 
 

@@ -48,19 +48,11 @@ from nextword._decoding.detok import text_after
 from nextword._decoding.logprobs import top_logprobs
 from nextword._decoding.processors import log_softmax
 from nextword._types.results import Candidate, Prediction
-from nextword._words.search import (
-    DEFAULT_MAX_TOKENS,
-    WordSearch,
-    _check_bounds,
-    _eos_ids,
-    _Evaluator,
-    _PerGenerator,
-    _piece_reader,
-    predict_words,
-    search_words_from_ids,
-    token_starts_word,
-    word_start_mask,
-)
+from nextword._words.cache import PerGenerator
+from nextword._words.results import WordSearch
+from nextword._words.rule import REPLACEMENT, eos_ids, piece_reader, token_starts_word, word_start_mask
+from nextword._words.search import DEFAULT_MAX_TOKENS, check_bounds, predict_words, search_words_from_ids
+from nextword._words.tree import Evaluator
 from nextword.errors import InvalidInput
 
 __all__ = [
@@ -77,8 +69,7 @@ CompleteMode = Literal["auto", "word", "next"]
 """How :func:`predict_or_complete` reads a prompt: ``"word"`` completes the word the prompt ends
 in, ``"next"`` predicts the word after the prompt, ``"auto"`` decides (see there)."""
 
-_REPLACEMENT = "\ufffd"
-_PIECES = _PerGenerator()
+_PIECES = PerGenerator()
 
 
 def partial_word(generator: Generator, prompt: str) -> tuple[list[int], list[int], str]:
@@ -101,7 +92,7 @@ def partial_word(generator: Generator, prompt: str) -> tuple[list[int], list[int
         start -= 1
     context, word = ids[:start], ids[start:]
     if not context:
-        eos = sorted(_eos_ids(generator))
+        eos = sorted(eos_ids(generator))
         if not eos:
             raise InvalidInput(
                 f"nothing precedes the word being typed in {prompt!r} and the model has no "
@@ -139,7 +130,7 @@ class _PieceIndex:
 
     @classmethod
     def build(cls, generator: Generator, vocab: int) -> _PieceIndex:
-        eos = _eos_ids(generator)
+        eos = eos_ids(generator)
         read: Any = None  # the tokens' texts, read only when the backend does not know their bytes
         pieces: list[bytes | None] = []
         unknown: dict[bytes, list[int]] = {}
@@ -149,10 +140,10 @@ class _PieceIndex:
                 try:
                     piece = generator.token_bytes(t)
                     if piece is None:
-                        read = read or _piece_reader(generator)
+                        read = read or piece_reader(generator)
                         text = read(t)
-                        if _REPLACEMENT in text:  # its bytes are unknown: only what comes before
-                            unknown.setdefault(text.split(_REPLACEMENT, 1)[0].encode("utf-8"), []).append(t)
+                        if REPLACEMENT in text:  # its bytes are unknown: only what comes before
+                            unknown.setdefault(text.split(REPLACEMENT, 1)[0].encode("utf-8"), []).append(t)
                         else:
                             piece = text.encode("utf-8")
                 except Exception:  # an id the tokenizer does not know (padding rows of the output layer)
@@ -288,7 +279,7 @@ def complete_word(
     :class:`~nextword.errors.InvalidInput` for bad arguments and when no word can be found,
     :class:`~nextword.errors.ContextLengthExceeded` when the prompt does not fit.
     """
-    beam, floor, depth_limit = _check_bounds(k, beam_width, min_prob, max_tokens)
+    beam, floor, depth_limit = check_bounds(k, beam_width, min_prob, max_tokens)
     generator.capabilities.require("predict_next", generator.backend)
     context, _, typed = partial_word(generator, prompt)
     return complete_after(
@@ -313,7 +304,7 @@ def complete_after(
 
     ``branches``: the state after ``context`` to evaluate from, lent by the caller (not closed
     here; see :func:`~nextword._words.search.search_words_from_ids`); by default one is opened."""
-    beam, floor, depth_limit = _check_bounds(k, beam_width, min_prob, max_tokens)
+    beam, floor, depth_limit = check_bounds(k, beam_width, min_prob, max_tokens)
     if not isinstance(typed, str) or not typed:
         raise InvalidInput("the typed text of the word to complete must be a non-empty string")
     context = list(context)
@@ -321,7 +312,7 @@ def complete_after(
     depth_limit = min(depth_limit, generator.context_length - len(context))
     owned = branches is None
     state = generator.open_branches(context) if branches is None else branches
-    evaluator = _Evaluator(state, batched=False, owned=owned)
+    evaluator = Evaluator(state, batched=False, owned=owned)
     try:
         root = evaluator.logprobs(())
         vocab = root.shape[-1]
@@ -368,7 +359,7 @@ def complete_after(
 
 
 def _covering_paths(
-    evaluator: _Evaluator,
+    evaluator: Evaluator,
     root: npt.NDArray[np.float64],
     typed: str,
     index: _PieceIndex,
@@ -500,7 +491,7 @@ def predict_or_complete(
     bounds = {"beam_width": beam_width, "min_prob": min_prob, "max_tokens": max_tokens}
     if complete == "next":
         return predict_words(generator, prompt, k, **bounds)  # type: ignore[arg-type]
-    _check_bounds(k, beam_width, min_prob, max_tokens)
+    check_bounds(k, beam_width, min_prob, max_tokens)
     if complete == "auto":
         if continuation_prob(generator, prompt) <= 0.5:
             return predict_words(generator, prompt, k, **bounds)  # type: ignore[arg-type]
