@@ -35,10 +35,11 @@ if TYPE_CHECKING:
     from nextword._analysis.explanation import Explanation, explain
     from nextword._api.async_calls import agenerate, apredict_next, ascore, astream
     from nextword._api.calls import generate, load, loaded, predict_next, score, stream, unload
-    from nextword._contract.base import BaseGenerator, TextStream
+    from nextword._contract.base import BaseGenerator
     from nextword._contract.capabilities import Capabilities, Support
     from nextword._contract.protocol import ForkableSession, Generator
     from nextword._contract.spec import BackendSpec, OptionSpec
+    from nextword._contract.text_stream import TextStream
     from nextword._plugins.hooks import hookimpl
     from nextword._plugins.registry import BackendInfo, backends, register_plugin, unregister_plugin
     from nextword._runtime.async_bridge import AsyncTextStream
@@ -80,7 +81,7 @@ _LAZY: dict[str, str] = {
     "Score": "nextword._types.results",
     "Settings": "nextword._types.results",
     "Support": "nextword._contract.capabilities",
-    "TextStream": "nextword._contract.base",
+    "TextStream": "nextword._contract.text_stream",
     "TokenScore": "nextword._types.results",
     "agenerate": "nextword._api.async_calls",
     "apredict_next": "nextword._api.async_calls",

@@ -21,15 +21,16 @@ module of the core is private and may change without notice.
 
 from __future__ import annotations
 
-from nextword._contract.base import BaseGenerator, RecomputeSession, TextStream
+from nextword._contract.base import BaseGenerator
 from nextword._contract.cache import CACHE_DIR_ENV, cache_dir
 from nextword._contract.capabilities import Capabilities, Support
 from nextword._contract.checks import check_length, encode_text, utf8_bytes
 from nextword._contract.model_location import from_hub, locate_model, looks_like_path
 from nextword._contract.protocol import ForkableSession, Generator
 from nextword._contract.spec import BackendSpec, OptionSpec
+from nextword._contract.text_stream import TextStream
 from nextword._decoding.logprobs import TopLogprobs
-from nextword._decoding.loop import Session, sample_tokens
+from nextword._decoding.loop import RecomputeSession, Session, sample_tokens
 from nextword._decoding.processors import log_softmax
 from nextword._plugins.hooks import hookimpl
 from nextword._runtime.cpu import default_threads

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import abc
 import contextlib
-import dataclasses
-import functools
 import math
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, overload
@@ -23,10 +21,12 @@ import numpy.typing as npt
 
 from nextword._contract.capabilities import Capabilities, Support
 from nextword._contract.checks import check_length, encode_text
+from nextword._contract.lifecycle import GUARDED, marking_closed, refusing_when_closed
+from nextword._contract.text_stream import SequenceState, TextStream
 from nextword._decoding.branches import Branches, SessionBranches
 from nextword._decoding.detok import IncrementalDetokenizer, context_for, piece_text
 from nextword._decoding.logprobs import TopLogprobs, top_logprobs
-from nextword._decoding.loop import Session, sample_tokens
+from nextword._decoding.loop import RecomputeSession, Session, sample_tokens
 from nextword._decoding.processors import log_softmax
 from nextword._decoding.stop import StopMatcher
 from nextword._runtime.async_bridge import AsyncTextStream, run_in_worker
@@ -35,7 +35,6 @@ from nextword._types.decoding_config import DecodingConfig
 from nextword._types.results import (
     Candidate,
     Completion,
-    FinishReason,
     Generation,
     Prediction,
     Score,
@@ -48,120 +47,7 @@ from nextword.errors import InvalidConfig, InvalidInput, InvalidState
 if TYPE_CHECKING:
     from nextword._contract.spec import BackendSpec
 
-__all__ = ["BaseGenerator", "RecomputeSession", "TextStream"]
-
-
-class RecomputeSession:
-    """A :class:`~nextword._decoding.loop.Session` that recomputes the whole sequence each step.
-
-    The fallback for engines without a reusable state: correct, but quadratic in length.
-    """
-
-    def __init__(self, generator: BaseGenerator, prompt_ids: Sequence[int]) -> None:
-        self._generator = generator
-        self._ids = list(prompt_ids)
-
-    def logits(self) -> npt.NDArray[np.floating]:
-        return self._generator.next_token_logits(self._ids)
-
-    def feed(self, token_id: int) -> None:
-        self._ids.append(token_id)
-
-
-@dataclasses.dataclass
-class _SequenceState:
-    token_ids: list[int] = dataclasses.field(default_factory=list)
-    text: list[str] = dataclasses.field(default_factory=list)
-    finish_reason: FinishReason = "length"
-
-
-class TextStream:
-    """Text chunks of one generation, as they are produced.
-
-    Iterate to get the chunks; once exhausted, :attr:`result` holds the full
-    :class:`~nextword._types.results.Generation` (token ids, finish reason, settings). The chunks
-    joined are exactly ``result.text``. Closing the stream early stops the engine.
-    """
-
-    def __init__(self, chunks: Iterator[str], finish: Any) -> None:
-        self._chunks = chunks
-        self._finish = finish
-        self._result: Generation | None = None
-        self._closed = False
-
-    def __iter__(self) -> Iterator[str]:
-        for chunk in self._chunks:
-            if chunk:
-                yield chunk
-        if not self._closed:
-            self._result = self._finish()
-
-    @property
-    def result(self) -> Generation:
-        """The complete generation; only available after the stream was consumed."""
-        if self._result is None:
-            if self._closed:
-                raise InvalidState("the stream was closed before it finished: there is no complete result")
-            raise InvalidState(
-                "the stream has not been read to its end (not started, or a loop over it was left early); "
-                "there is no complete result yet: read the rest of it first"
-            )
-        return self._result
-
-    def text(self) -> str:
-        """Consume the stream and return the whole text."""
-        return "".join(self)
-
-    def close(self) -> None:
-        """Stop generating (if the stream has not finished, it then has no :attr:`result`)."""
-        if self._result is None:
-            self._closed = True
-        close = getattr(self._chunks, "close", None)
-        if close is not None:
-            close()
-
-
-# Methods a backend may define that the base refuses to run once the generator is closed.
-_GUARDED = (
-    "tokenize",
-    "detokenize",
-    "next_token_logits",
-    "open_session",
-    "open_branches",
-    "token_stream",
-    "generate_ids",
-    "next_token_top_logprobs",
-    "token_logprobs",
-    "sequence_logits",
-    "token_bytes",
-    "generate",
-    "generate_tokens",
-    "stream",
-    "stream_tokens",
-    "predict_next",
-    "score",
-)
-
-
-def _refusing_when_closed(method: Any) -> Any:
-    @functools.wraps(method)
-    def guarded(self: BaseGenerator, *args: Any, **kwargs: Any) -> Any:
-        if self._nextword_closed:
-            self._refuse_closed()
-        return method(self, *args, **kwargs)
-
-    return guarded
-
-
-def _marking_closed(close: Any) -> Any:
-    @functools.wraps(close)
-    def closing(self: BaseGenerator) -> None:
-        try:
-            close(self)
-        finally:
-            self._nextword_closed = True
-
-    return closing
+__all__ = ["BaseGenerator"]
 
 
 class BaseGenerator(abc.ABC):
@@ -188,13 +74,13 @@ class BaseGenerator(abc.ABC):
         overrides refuse to run after :meth:`close` (with :class:`~nextword.errors.InvalidState`),
         and its ``close`` marks the generator closed, so that no backend can forget either."""
         super().__init_subclass__(**kwargs)
-        for name in _GUARDED:
+        for name in GUARDED:
             method = cls.__dict__.get(name)
             if callable(method):
-                setattr(cls, name, _refusing_when_closed(method))
+                setattr(cls, name, refusing_when_closed(method))
         close = cls.__dict__.get("close")
         if callable(close):
-            cls.close = _marking_closed(close)  # type: ignore[method-assign]
+            cls.close = marking_closed(close)  # type: ignore[method-assign]
 
     def __init__(self, model: str, options: dict[str, Any] | None = None, *, spec: BackendSpec | None = None) -> None:
         """Record ``model`` and the load ``options`` (for :attr:`settings`), and take the
@@ -341,7 +227,7 @@ class BaseGenerator(abc.ABC):
         return self._nextword_closed
 
     def _refuse_closed(self) -> None:
-        raise InvalidState(f"this {self.backend} generator has been closed; load the model again")
+        raise InvalidState(f"this {self.backend} generator for {self.model!r} was closed; load the model again")
 
     def _check_open(self) -> None:
         if self._nextword_closed:
@@ -460,7 +346,7 @@ class BaseGenerator(abc.ABC):
         self._check_length(len(ids), n_new)
         _check_min_new(cfg, n_new)
         rng = np.random.default_rng(cfg.seed)
-        state = _SequenceState()
+        state = SequenceState()
         chunks = self._decode_text(self.token_stream(ids, cfg, n_new, rng), cfg, state, ids)
 
         def finish() -> Generation:
@@ -569,13 +455,13 @@ class BaseGenerator(abc.ABC):
         check_length(n_prompt, n_new, self.context_length, what)
 
     def _complete(self, token_ids: Iterable[int], cfg: DecodingConfig, prompt_ids: Sequence[int]) -> Completion:
-        state = _SequenceState()
+        state = SequenceState()
         for _ in self._decode_text(token_ids, cfg, state, prompt_ids):
             pass
         return Completion("".join(state.text), tuple(state.token_ids), state.finish_reason)
 
     def _decode_text(
-        self, token_ids: Iterable[int], cfg: DecodingConfig, state: _SequenceState, prompt_ids: Sequence[int]
+        self, token_ids: Iterable[int], cfg: DecodingConfig, state: SequenceState, prompt_ids: Sequence[int]
     ) -> Iterator[str]:
         """Turn token ids into text chunks, applying EOS and stop strings; record the outcome in
         ``state``. Both :meth:`generate` and :meth:`stream` go through here. Text is decoded

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Generator, Sequence
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -11,7 +11,7 @@ import numpy.typing as npt
 from nextword._decoding.processors import LogitsPipeline
 from nextword._types.decoding_config import DecodingConfig
 
-__all__ = ["Session", "sample_tokens"]
+__all__ = ["RecomputeSession", "Session", "sample_tokens"]
 
 
 @runtime_checkable
@@ -31,6 +31,23 @@ class Session(Protocol):
     def feed(self, token_id: int) -> None:
         """Append one token to the state."""
         ...
+
+
+class RecomputeSession:
+    """A :class:`Session` that recomputes the whole sequence each step.
+
+    The fallback for engines without a reusable state: correct, but quadratic in length.
+    """
+
+    def __init__(self, generator: Any, prompt_ids: Sequence[int]) -> None:
+        self._generator = generator
+        self._ids = list(prompt_ids)
+
+    def logits(self) -> npt.NDArray[np.floating]:
+        return self._generator.next_token_logits(self._ids)
+
+    def feed(self, token_id: int) -> None:
+        self._ids.append(token_id)
 
 
 def sample_tokens(

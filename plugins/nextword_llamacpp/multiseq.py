@@ -255,7 +255,7 @@ class SeqPool:
             elif isinstance(request, Needs):
                 needs.extend(request.needs)
             elif self._closed:
-                request.error = InvalidState("this llamacpp generator has been closed; load the model again")
+                request.error = InvalidState("this llamacpp generator was closed; load the model again")
             elif isinstance(request, Job):
                 try:
                     request.fn()
@@ -265,7 +265,7 @@ class SeqPool:
                 self._score(request)
         if self._closed:
             for need in needs:
-                need.error = InvalidState("this llamacpp generator has been closed; load the model again")
+                need.error = InvalidState("this llamacpp generator was closed; load the model again")
             return
         for start in range(0, len(needs), len(self._slots)):
             self._serve(needs[start : start + len(self._slots)])
