@@ -109,7 +109,7 @@ def fresh_hf(tiny_gpt2_dir: Path) -> Iterator[Any]:
 
 
 def test_an_abandoned_hf_stream_stops_generating_and_frees_the_model(fresh_hf: Any) -> None:
-    from nextword_hf.generator import STREAM_LOOKAHEAD
+    from nextword_hf.streaming import STREAM_LOOKAHEAD
 
     counter = _ForwardCounter(fresh_hf.hf_model)
     stream = fresh_hf.stream("Once upon a time", max_new_tokens=60)
@@ -127,7 +127,7 @@ def test_an_abandoned_hf_stream_stops_generating_and_frees_the_model(fresh_hf: A
 
 
 def test_closing_an_hf_generator_stops_its_running_stream(fresh_hf: Any) -> None:
-    from nextword_hf.generator import STREAM_LOOKAHEAD
+    from nextword_hf.streaming import STREAM_LOOKAHEAD
 
     counter = _ForwardCounter(fresh_hf.hf_model)
     chunks = iter(fresh_hf.stream("Once upon a time", max_new_tokens=60))

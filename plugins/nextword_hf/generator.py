@@ -7,9 +7,7 @@ decoding option natively); stop strings use nextword's shared stop handling. Str
 
 from __future__ import annotations
 
-import copy
 import inspect
-import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
@@ -19,15 +17,9 @@ import numpy.typing as npt
 import torch
 from transformers import (
     GenerationConfig,
-    LogitsProcessor,
     LogitsProcessorList,
-    MinPLogitsWarper,
     StoppingCriteria,
     StoppingCriteriaList,
-    TemperatureLogitsWarper,
-    TopKLogitsWarper,
-    TopPLogitsWarper,
-    TypicalLogitsWarper,
 )
 from transformers.generation.streamers import BaseStreamer
 
@@ -36,7 +28,6 @@ from nextword import (
     BaseGenerator,
     DecodingConfig,
     InvalidConfig,
-    InvalidInput,
     InvalidState,
     ModelLoadError,
 )
@@ -44,10 +35,10 @@ from nextword.backend import CancelScope, EngineThread, StepScheduler, default_t
 from nextword.errors import Cancelled
 from nextword_hf.batching import BATCH_MODES, MAX_BATCH_ROWS, GenerationRequest, Prompt, plan_batches
 from nextword_hf.loading import load_pretrained, locate
+from nextword_hf.sampling import random_generator, sampling_processors
+from nextword_hf.sessions import HFBranches, KVSession
+from nextword_hf.streaming import CancelledCriterion, PausableStream, RowBudgets, StopStrings
 from nextword_hf.token_bytes import TokenBytes
-
-STREAM_LOOKAHEAD = 4
-"""Most tokens a stream generates ahead of its reader before it pauses and frees the model."""
 
 T = TypeVar("T")
 
@@ -216,16 +207,16 @@ class HFGenerator(BaseGenerator):
         ids = torch.tensor([list(token_ids)], device=self.device)
         return self._on_engine(lambda: self.hf_model(input_ids=ids).logits[0, -1].float().cpu().numpy())
 
-    def open_session(self, prompt_ids: Sequence[int]) -> _KVSession:
-        """A KV-cache state: each :meth:`~_KVSession.feed` costs one token of compute."""
-        return _KVSession(self, prompt_ids)
+    def open_session(self, prompt_ids: Sequence[int]) -> KVSession:
+        """A KV-cache state: each :meth:`~KVSession.feed` costs one token of compute."""
+        return KVSession(self, prompt_ids)
 
-    def open_branches(self, prompt_ids: Sequence[int]) -> _Branches:
+    def open_branches(self, prompt_ids: Sequence[int]) -> HFBranches:
         """Continuations of ``prompt_ids`` evaluated together: one forward pass of all the
         paths (right-padded) over copies of the prompt's KV cache (see
         :mod:`nextword._decoding.branches`)."""
         ids = self.check_token_ids(prompt_ids)
-        return _Branches(self, ids)
+        return HFBranches(self, ids)
 
     @property
     def vocab_size(self) -> int:
@@ -314,8 +305,8 @@ class HFGenerator(BaseGenerator):
                 p.rows = [[] for _ in range(per)]
             return [[] for _ in budgets]
         seeds = [config.seed] * len(prompts) if seeds is None else seeds
-        randoms = [_random_generator(seed, self.device) for seed in seeds] if config.sampling else []
-        processors = _sampling_processors(config, self.device, randoms)
+        randoms = [random_generator(seed, self.device) for seed in seeds] if config.sampling else []
+        processors = sampling_processors(config, self.device, randoms)
         row_scopes = None if scopes is None else [sc for sc in scopes for _ in range(per)]
         sequences, width, _ = self._run_generate(
             [p.ids for p in prompts],
@@ -338,7 +329,7 @@ class HFGenerator(BaseGenerator):
         self, prompt_ids: Sequence[int], config: DecodingConfig, n_new: int, rng: np.random.Generator
     ) -> Iterator[int]:
         """Tokens as ``model.generate`` produces them, in a worker thread that runs at most
-        :data:`STREAM_LOOKAHEAD` tokens ahead of the reader.
+        :data:`~nextword_hf.streaming.STREAM_LOOKAHEAD` tokens ahead of the reader.
 
         When the reader falls that far behind (a stream left half-read), the worker pauses:
         ``generate`` returns, the model is free for other calls, and the KV cache and random
@@ -347,7 +338,7 @@ class HFGenerator(BaseGenerator):
         next step."""
         if n_new == 0:
             return iter(())
-        return _PausableStream(self, list(prompt_ids), config, n_new).tokens()
+        return PausableStream(self, list(prompt_ids), config, n_new).tokens()
 
     @torch.inference_mode()
     def _run_generate(
@@ -377,11 +368,11 @@ class HFGenerator(BaseGenerator):
             input_ids[i, width - len(ids) :] = torch.tensor(list(ids))
             mask[i, width - len(ids) :] = 1
         scope = CancelScope.nested()  # cancelled with the caller's scope (an asyncio task)
-        criteria = StoppingCriteriaList([_Cancelled(row_scopes or [scope])])
+        criteria = StoppingCriteriaList([CancelledCriterion(row_scopes or [scope])])
         if budgets is not None:
-            criteria.append(_RowBudgets(width, budgets))
+            criteria.append(RowBudgets(width, budgets))
         if config.stop:
-            criteria.append(_StopStrings(self, config.stop, width if stop_width is None else stop_width))
+            criteria.append(StopStrings(self, config.stop, width if stop_width is None else stop_width))
         if extra_stop is not None:
             criteria.append(extra_stop)
         gen_config = self._generation_config(config, n_new)
@@ -426,7 +417,7 @@ class HFGenerator(BaseGenerator):
         if self.settings.options.get("cache") == "static":
             kwargs["cache_implementation"] = "static"
         if sampling:
-            # Neutral values: the sampling options run in _sampling_processors instead, and a
+            # Neutral values: the sampling options run in sampling_processors instead, and a
             # model's own generation_config.json defaults (e.g. top_k=64) must never leak in.
             kwargs.update(temperature=1.0, top_k=0, top_p=1.0, min_p=None, typical_p=1.0)
         return GenerationConfig(**kwargs)
@@ -437,299 +428,6 @@ class HFGenerator(BaseGenerator):
         self._hf_model = None
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-
-
-def _random_generator(seed: int | None, device: torch.device) -> torch.Generator:
-    """A prompt's own random generator: seeded with ``seed``, or from fresh entropy when None."""
-    random = torch.Generator(device=device)
-    if seed is None:
-        random.seed()  # fresh entropy: unseeded calls differ from each other
-    else:
-        random.manual_seed(seed)
-    return random
-
-
-def _sampling_processors(
-    config: DecodingConfig, device: torch.device, randoms: Sequence[torch.Generator] | None = None
-) -> LogitsProcessorList:
-    """For sampling: transformers' own warpers for the sampling options, in transformers' order,
-    then :class:`_OwnRandomChoice`, so each prompt draws from its own random generator
-    (``randoms``, one per prompt of the batch in order; default: one new generator).
-
-    transformers draws with ``torch.multinomial`` on torch's process-wide generator, which any
-    other thread (another hf generator, the application) also advances: seeded samples would not
-    be reproducible under concurrency. Here the draw happens in the last processor, which leaves
-    only the chosen token possible, so transformers' own draw can only return that token."""
-    if not config.sampling:
-        return LogitsProcessorList()
-    processors: list[LogitsProcessor] = []
-    if config.temperature is not None and config.temperature != 1.0:
-        processors.append(TemperatureLogitsWarper(config.temperature))
-    if config.top_k:
-        processors.append(TopKLogitsWarper(top_k=config.top_k))
-    if config.top_p is not None and config.top_p < 1.0:
-        processors.append(TopPLogitsWarper(top_p=config.top_p))
-    if config.min_p:
-        processors.append(MinPLogitsWarper(min_p=config.min_p))
-    if config.typical_p is not None and config.typical_p < 1.0:
-        processors.append(TypicalLogitsWarper(mass=config.typical_p))
-    processors.append(_OwnRandomChoice(list(randoms) if randoms else [_random_generator(config.seed, device)]))
-    return LogitsProcessorList(processors)
-
-
-class _OwnRandomChoice(LogitsProcessor):
-    """Draws each row's next token from the warped scores (the same draw transformers makes:
-    multinomial over the softmax) and keeps only that token. The rows are split evenly among
-    ``randoms`` in order (a prompt's ``num_return_sequences`` rows share its generator), and
-    each generator draws for its own rows only, so a prompt's draws do not depend on the other
-    prompts of its batch."""
-
-    def __init__(self, randoms: Sequence[torch.Generator]) -> None:
-        self.randoms = randoms
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        probs = torch.softmax(scores.float(), dim=-1)
-        per = probs.shape[0] // len(self.randoms)
-        chosen = torch.cat(
-            [
-                torch.multinomial(probs[i * per : (i + 1) * per], num_samples=1, generator=random)
-                for i, random in enumerate(self.randoms)
-            ]
-        )
-        only = torch.full_like(scores, -float("inf"))
-        return only.scatter_(1, chosen, 0.0)  # type: ignore[return-value]
-
-
-class _KVSession:
-    """The model's KV cache after a token sequence; tokens fed are evaluated lazily, together,
-    at the next :meth:`logits` call."""
-
-    def __init__(self, generator: HFGenerator, prompt_ids: Sequence[int]) -> None:
-        self._generator = generator
-        self._pending = list(prompt_ids)
-        self._past: Any = None
-        self._logits: npt.NDArray[np.floating] | None = None
-
-    @torch.inference_mode()
-    def logits(self) -> npt.NDArray[np.floating]:
-        if self._pending or self._logits is None:
-            gen = self._generator
-            ids = torch.tensor([self._pending], device=gen.device)
-            out = gen._on_engine(lambda: gen.hf_model(input_ids=ids, use_cache=True, **{gen.cache_kwarg: self._past}))
-            self._past = out[gen.cache_kwarg]
-            self._logits = out.logits[0, -1].float().cpu().numpy()
-            self._pending = []
-        return self._logits
-
-    def feed(self, token_id: int) -> None:
-        self._pending.append(token_id)
-        self._logits = None
-
-    def fork(self) -> _KVSession:
-        """An independent copy of this state (its KV cache copied, not recomputed)."""
-        logits = self.logits()
-        other = _KVSession(self._generator, [])
-        other._past = copy.deepcopy(self._past)
-        other._logits = logits
-        return other
-
-
-class _Branches:
-    """The prompt's KV cache, from which continuations are evaluated in one batched forward
-    pass (see :class:`nextword._decoding.branches.Branches`)."""
-
-    def __init__(self, generator: HFGenerator, prompt_ids: list[int]) -> None:
-        if not prompt_ids:
-            raise InvalidInput("at least one prompt token id is needed")
-        self._generator = generator
-        self._prompt = prompt_ids
-        self._past: Any = None
-        self._root: npt.NDArray[np.floating] | None = None
-
-    @torch.inference_mode()
-    def logits(self, paths: Sequence[Sequence[int]]) -> npt.NDArray[np.floating]:
-        gen = self._generator
-        rows = [gen.check_token_ids([*self._prompt, *p])[len(self._prompt) :] for p in paths]
-        with gen._lock:
-            if self._past is None:
-                ids = torch.tensor([self._prompt], device=gen.device)
-                out = gen._on_engine(lambda: gen.hf_model(input_ids=ids, use_cache=True))
-                self._past = out[gen.cache_kwarg]
-                self._root = out.logits[0, -1].float().cpu().numpy()
-            assert self._root is not None
-            result = np.empty((len(rows), self._root.shape[-1]), dtype=np.float32)
-            todo = [i for i, r in enumerate(rows) if r]
-            for i, r in enumerate(rows):
-                if not r:
-                    result[i] = self._root
-            if todo:
-                result[todo] = self._forward([rows[i] for i in todo])
-        return result
-
-    def _forward(self, rows: list[list[int]]) -> npt.NDArray[np.float32]:
-        """Logits after each row (one forward pass, rows right-padded, the prompt's cache copied
-        once per row)."""
-        gen = self._generator
-        width = max(len(r) for r in rows)
-        input_ids = torch.full((len(rows), width), gen._pad, dtype=torch.long)
-        for i, r in enumerate(rows):
-            input_ids[i, : len(r)] = torch.tensor(r)
-        past = copy.deepcopy(self._past)
-        if len(rows) > 1:
-            past.batch_repeat_interleave(len(rows))
-        kwargs: dict[str, Any] = {gen.cache_kwarg: past, "use_cache": True}
-        if any(len(r) != width for r in rows):
-            mask = torch.zeros((len(rows), len(self._prompt) + width), dtype=torch.long)
-            for i, r in enumerate(rows):
-                mask[i, : len(self._prompt) + len(r)] = 1
-            kwargs["attention_mask"] = mask.to(gen.device)
-        out = gen._on_engine(lambda: gen.hf_model(input_ids=input_ids.to(gen.device), **kwargs))
-        last = torch.tensor([len(r) - 1 for r in rows], device=out.logits.device)
-        picked = out.logits[torch.arange(len(rows), device=out.logits.device), last]
-        return picked.float().cpu().numpy()
-
-    def close(self) -> None:
-        self._past = None
-        self._root = None
-
-
-class _QueueStreamer(BaseStreamer):
-    """Receives a stream's tokens from ``generate`` (skipping its input) and hands them to the reader."""
-
-    def __init__(self, stream: _PausableStream) -> None:
-        self.stream = stream
-        self.seen_input = False
-
-    def put(self, value: torch.Tensor) -> None:
-        if not self.seen_input:
-            self.seen_input = True
-            return
-        for token in value.reshape(-1).tolist():
-            self.stream.produced.append(int(token))
-            self.stream.queue.put(int(token))
-
-    def end(self) -> None:
-        pass
-
-
-class _Cancelled(StoppingCriteria):
-    """Stops the rows whose cancel scope was cancelled (one scope for all rows, or one per row)."""
-
-    def __init__(self, scopes: Sequence[CancelScope]) -> None:
-        self.scopes = scopes
-
-    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> torch.Tensor:
-        n = input_ids.shape[0]
-        if len(self.scopes) == 1:
-            return torch.full((n,), self.scopes[0].cancelled, dtype=torch.bool, device=input_ids.device)
-        return torch.tensor([s.cancelled for s in self.scopes], dtype=torch.bool, device=input_ids.device)
-
-
-class _RowBudgets(StoppingCriteria):
-    """Ends each row once it holds its own budget of new tokens (rows of one batch may differ)."""
-
-    def __init__(self, prompt_width: int, budgets: Sequence[int]) -> None:
-        self.width = prompt_width
-        self.budgets = torch.tensor(list(budgets))
-
-    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> torch.Tensor:
-        return (self.budgets <= input_ids.shape[1] - self.width).to(input_ids.device)
-
-
-class _PausableStream:
-    """One stream's state across the ``generate`` runs it takes (see :meth:`HFGenerator.token_stream`)."""
-
-    def __init__(self, generator: HFGenerator, prompt_ids: list[int], config: DecodingConfig, n_new: int) -> None:
-        self.generator = generator
-        self.prompt_ids = prompt_ids
-        self.config = config
-        self.n_new = n_new
-        self.processors = _sampling_processors(config, generator.device)  # one random generator throughout
-        self.produced: list[int] = []
-        self.cache: Any = None
-        self.queue: queue.Queue[Any] = queue.Queue()
-        self.stop = threading.Event()  # the reader has gone: stop at the next step
-
-    def tokens(self) -> Iterator[int]:
-        """The reader's side: starts a ``generate`` run whenever it needs tokens and none runs."""
-        done, paused = object(), object()
-        try:
-            while True:
-                worker = threading.Thread(target=self._run, args=(done, paused), name="nextword-hf-stream", daemon=True)
-                worker.start()
-                try:
-                    while (item := self.queue.get()) is not paused:
-                        if item is done:
-                            return
-                        if isinstance(item, BaseException):
-                            raise item
-                        yield item
-                except BaseException:  # closed by the reader (GeneratorExit) or failed: stop now
-                    self.stop.set()
-                    raise
-                finally:
-                    worker.join()
-        finally:
-            self.stop.set()
-            self.cache = None
-
-    def backlog(self) -> int:
-        """Tokens produced that the reader has not taken yet."""
-        return self.queue.qsize()
-
-    def _run(self, done: object, paused: object) -> None:
-        gen = self.generator
-        pause = _Pause(self)
-        try:
-            if self.stop.is_set() or len(self.produced) >= self.n_new:
-                self.queue.put(done)
-                return
-            cfg = self.config
-            if cfg.min_new_tokens and self.produced:
-                cfg = cfg.replace(min_new_tokens=max(cfg.min_new_tokens - len(self.produced), 0))
-            _, _, self.cache = gen._run_generate(
-                [self.prompt_ids + self.produced],
-                cfg,
-                self.n_new - len(self.produced),
-                self.processors,
-                streamer=_QueueStreamer(self),
-                extra_stop=pause,
-                stop_width=len(self.prompt_ids),
-                cache=self.cache,
-            )
-            ended = len(self.produced) >= self.n_new or (bool(self.produced) and self.produced[-1] in gen.eos_token_ids)
-            self.queue.put(paused if pause.fired and not ended else done)
-        except BaseException as exc:  # re-raised in the reader's thread
-            self.queue.put(exc)
-
-
-class _Pause(StoppingCriteria):
-    """Ends a stream's ``generate`` run when the reader is :data:`STREAM_LOOKAHEAD` tokens behind,
-    has gone, or the generator was closed."""
-
-    def __init__(self, stream: _PausableStream) -> None:
-        self.stream = stream
-        self.fired = False
-
-    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> torch.Tensor:
-        s = self.stream
-        if s.stop.is_set() or s.generator.closed or s.backlog() >= STREAM_LOOKAHEAD:
-            self.fired = True
-        return torch.full((input_ids.shape[0],), self.fired, dtype=torch.bool, device=input_ids.device)
-
-
-class _StopStrings(StoppingCriteria):
-    """Ends a row once its generated text contains a stop string (nextword cuts the text after)."""
-
-    def __init__(self, generator: HFGenerator, stops: Sequence[str], prompt_width: int) -> None:
-        self.generator = generator
-        self.stops = stops
-        self.width = prompt_width
-
-    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> torch.Tensor:
-        texts = [self.generator.detokenize(row) for row in input_ids[:, self.width :].tolist()]
-        hits = [any(s in t for s in self.stops) for t in texts]
-        return torch.tensor(hits, dtype=torch.bool, device=input_ids.device)
 
 
 def _context_length(config: Any, tokenizer: Any) -> int:

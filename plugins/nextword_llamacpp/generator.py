@@ -340,7 +340,7 @@ class LlamaCppGenerator(BaseGenerator):
 
     def _require_open(self) -> None:
         if self._closed:
-            raise InvalidState("this llamacpp generator has been closed; load the model again")
+            raise InvalidState("this llamacpp generator was closed; load the model again")
 
     def _submit(self, request: Request, *, batchable: bool = True) -> None:
         """Run ``request`` through the scheduler; raise what the pool reported on it."""
