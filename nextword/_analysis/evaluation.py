@@ -159,94 +159,27 @@ def evaluate(
     Raises :class:`~nextword.errors.InvalidInput` for an empty text, bad arguments, or a
     ``compare`` generator that tokenizes the text differently.
     """
-    _check_positive("k", k)
-    _check_positive("window", window)
-    if reuse not in ("text", "word", "none"):
-        raise InvalidInput(f"reuse must be 'text', 'word' or 'none', got {reuse!r}")
-    if max_tokens is not None:
-        _check_positive("max_tokens", max_tokens)
-    if window < 2:
-        raise InvalidInput("window must be at least 2 tokens (the first token of a window is not scored)")
+    _check_arguments(k, window, max_tokens, reuse)
     started = time.perf_counter()
-    ids = encode_text(generator, text, "text")
-    if max_tokens is not None:
-        ids = ids[:max_tokens]
-    if compare is not None:
-        other = encode_text(compare, text, "text")[: len(ids)]
-        if other != ids:
-            raise InvalidInput(
-                "the two generators tokenize the text differently; KL and top-1 agreement compare "
-                "token by token, so they need the same tokenizer"
-            )
+    ids = _read_tokens(generator, compare, text, max_tokens)
     width = min(window, generator.context_length, compare.context_length if compare else window)
     if width < 2:
         raise InvalidInput("the model's context window is too small to score anything")
     windows = [(s, min(s + width, len(ids))) for s in range(0, len(ids), width)]
     windows = [(s, e) for s, e in windows if e - s >= 2]
-    n_scored = sum(e - s - 1 for s, e in windows)
     plan = _word_plan(generator, ids, windows) if words else []
-    total = n_scored + len(plan)
-    done = 0
-
-    surprisal: list[float] = []
-    other_surprisal: list[float] = []
-    kls: list[float] = []
-    same: list[bool] = []
-    for s, e in windows:
-        chunk = ids[s:e]
-        logp = _log_softmax_rows(generator.sequence_logits(chunk)[:-1])
-        targets = np.asarray(chunk[1:])
-        rows = np.arange(len(targets))
-        surprisal.extend((-logp[rows, targets] / _LN2).tolist())
-        if compare is not None:
-            logq = _log_softmax_rows(compare.sequence_logits(chunk)[:-1])
-            vocab = min(logp.shape[1], logq.shape[1])
-            p = np.exp(logp[:, :vocab])
-            kls.extend(np.maximum(0.0, np.sum(p * (logp[:, :vocab] - logq[:, :vocab]), axis=1)).tolist())
-            same.extend((np.argmax(logp, axis=1) == np.argmax(logq, axis=1)).tolist())
-            other_surprisal.extend((-logq[rows, targets] / _LN2).tolist())
-        done += len(targets)
-        if progress is not None:
-            progress(done, total)
-
-    results: list[WordResult] = []
-    top1 = top3 = 0
-    reader: _Reader | None = None
-    for s, a, target in plan:
-        branches: SharedBranches | None = None
-        if reuse != "none":
-            if reader is None or reader.window_start != s:
-                reader = _Reader(generator, ids, s, fork=reuse == "text")
-            branches = reader.branches_at(a)
-        try:
-            result = _type_word(generator, ids[s:a], target, a, k, beam_width, branches)
-        finally:
-            if branches is not None:
-                branches.close()
-        results.append(result)
-        top1 += result.rank == 1
-        top3 += result.rank is not None and result.rank <= 3
-        done += 1
-        if progress is not None:
-            progress(done, total)
-
+    tick = _Ticker(progress, sum(e - s - 1 for s, e in windows) + len(plan))
+    tokens = _token_figures(generator, compare, ids, windows, tick)
+    results = _word_figures(generator, ids, plan, k, beam_width, reuse, tick)
     n_words = len(results)
-    comparison = None
-    if compare is not None:
-        comparison = Comparison(
-            settings=compare.settings,
-            perplexity=_perplexity(other_surprisal),
-            mean_kl=math.fsum(kls) / len(kls) if kls else math.nan,
-            same_top1=sum(same) / len(same) if same else math.nan,
-            surprisal_bits=tuple(other_surprisal),
-            kl=tuple(kls),
-        )
+    top1 = sum(r.rank == 1 for r in results)
+    top3 = sum(r.rank is not None and r.rank <= 3 for r in results)
     return Evaluation(
-        n_tokens=len(surprisal),
+        n_tokens=len(tokens.surprisal),
         n_words=n_words,
         n_chars=sum(len(r.text) for r in results),
-        perplexity=_perplexity(surprisal),
-        surprisal_bits=tuple(surprisal),
+        perplexity=_perplexity(tokens.surprisal),
+        surprisal_bits=tuple(tokens.surprisal),
         word_top1=top1 / n_words if n_words else math.nan,
         word_top3=top3 / n_words if n_words else math.nan,
         k=k,
@@ -255,8 +188,120 @@ def evaluate(
         window=width,
         seconds=time.perf_counter() - started,
         settings=generator.settings,
-        comparison=comparison,
+        comparison=None if compare is None else tokens.comparison(compare.settings),
     )
+
+
+def _check_arguments(k: int, window: int, max_tokens: int | None, reuse: str) -> None:
+    _check_positive("k", k)
+    _check_positive("window", window)
+    if reuse not in ("text", "word", "none"):
+        raise InvalidInput(f"reuse must be 'text', 'word' or 'none', got {reuse!r}")
+    if max_tokens is not None:
+        _check_positive("max_tokens", max_tokens)
+    if window < 2:
+        raise InvalidInput("window must be at least 2 tokens (the first token of a window is not scored)")
+
+
+def _read_tokens(generator: Generator, compare: Generator | None, text: str, max_tokens: int | None) -> list[int]:
+    """The text's token ids (at most ``max_tokens``), checked to be the same under ``compare``."""
+    ids = encode_text(generator, text, "text")
+    if max_tokens is not None:
+        ids = ids[:max_tokens]
+    if compare is not None and encode_text(compare, text, "text")[: len(ids)] != ids:
+        raise InvalidInput(
+            "the two generators tokenize the text differently; KL and top-1 agreement compare "
+            "token by token, so they need the same tokenizer"
+        )
+    return ids
+
+
+class _Ticker:
+    """Counts finished steps (a scored token, a typed word) and reports them to ``progress``."""
+
+    def __init__(self, progress: Progress | None, total: int) -> None:
+        self.progress = progress
+        self.total = total
+        self.done = 0
+
+    def __call__(self, n: int = 1) -> None:
+        self.done += n
+        if self.progress is not None:
+            self.progress(self.done, self.total)
+
+
+@dataclasses.dataclass
+class _TokenFigures:
+    surprisal: list[float] = dataclasses.field(default_factory=list)
+    other_surprisal: list[float] = dataclasses.field(default_factory=list)
+    kls: list[float] = dataclasses.field(default_factory=list)
+    same: list[bool] = dataclasses.field(default_factory=list)
+
+    def comparison(self, settings: Settings) -> Comparison:
+        kls, same = self.kls, self.same
+        return Comparison(
+            settings=settings,
+            perplexity=_perplexity(self.other_surprisal),
+            mean_kl=math.fsum(kls) / len(kls) if kls else math.nan,
+            same_top1=sum(same) / len(same) if same else math.nan,
+            surprisal_bits=tuple(self.other_surprisal),
+            kl=tuple(kls),
+        )
+
+
+def _token_figures(
+    generator: Generator,
+    compare: Generator | None,
+    ids: Sequence[int],
+    windows: Sequence[tuple[int, int]],
+    tick: _Ticker,
+) -> _TokenFigures:
+    """Each token's surprisal (one ``sequence_logits`` pass per window), and against ``compare``
+    the KL divergence and top-1 agreement at every position."""
+    out = _TokenFigures()
+    for s, e in windows:
+        chunk = list(ids[s:e])
+        logp = _log_softmax_rows(generator.sequence_logits(chunk)[:-1])
+        targets = np.asarray(chunk[1:])
+        rows = np.arange(len(targets))
+        out.surprisal.extend((-logp[rows, targets] / _LN2).tolist())
+        if compare is not None:
+            logq = _log_softmax_rows(compare.sequence_logits(chunk)[:-1])
+            vocab = min(logp.shape[1], logq.shape[1])
+            p = np.exp(logp[:, :vocab])
+            out.kls.extend(np.maximum(0.0, np.sum(p * (logp[:, :vocab] - logq[:, :vocab]), axis=1)).tolist())
+            out.same.extend((np.argmax(logp, axis=1) == np.argmax(logq, axis=1)).tolist())
+            out.other_surprisal.extend((-logq[rows, targets] / _LN2).tolist())
+        tick(len(targets))
+    return out
+
+
+def _word_figures(
+    generator: Generator,
+    ids: Sequence[int],
+    plan: Sequence[tuple[int, int, str]],
+    k: int,
+    beam_width: int | None,
+    reuse: str,
+    tick: _Ticker,
+) -> list[WordResult]:
+    """Each planned word typed on the simulated keyboard, its searches starting from the state
+    that ``reuse`` chooses."""
+    results: list[WordResult] = []
+    reader: _Reader | None = None
+    for s, a, target in plan:
+        branches: SharedBranches | None = None
+        if reuse != "none":
+            if reader is None or reader.window_start != s:
+                reader = _Reader(generator, ids, s, fork=reuse == "text")
+            branches = reader.branches_at(a)
+        try:
+            results.append(_type_word(generator, ids[s:a], target, a, k, beam_width, branches))
+        finally:
+            if branches is not None:
+                branches.close()
+        tick()
+    return results
 
 
 # ---- token figures ------------------------------------------------------------------------------
@@ -285,7 +330,11 @@ def _word_plan(
     window and ends inside it (words by :func:`nextword._words.search.word_start_mask`), in text order."""
     if not windows:
         return []
-    vocab = int(np.asarray(generator.next_token_logits(list(ids[:1]))).shape[-1])
+    vocab = generator.vocab_size
+    if vocab is None:
+        raise InvalidInput(
+            f"the {generator.backend!r} backend does not tell its vocabulary size; evaluate needs full logits"
+        )
     mask = word_start_mask(generator, vocab)
     plan = []
     for s, e in windows:

@@ -137,46 +137,22 @@ def train_loop(
 ) -> LoopResult:
     """Train ``model`` in place; on return it holds the best weights measured on ``val_blocks``."""
     import torch
+    from tqdm.auto import tqdm
 
     opts = job.options
     schedule = Schedule(len(train_blocks), opts)
     data = torch.tensor(train_blocks, dtype=torch.long)
     params = trainable_state(model)
-    decay = [p for n, p in params.items() if p.dim() >= 2]
-    no_decay = [p for n, p in params.items() if p.dim() < 2]
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": opts.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=opts.lr,
-    )
+    optimizer = _optimizer(params, opts)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule.lr_factor)
     result = LoopResult()
-    best: dict[str, Any] = {}
-    bad_evals = 0
-    start = 0
     if job.resume:
-        state = load_checkpoint(job.checkpoint_dir, fingerprint)
-        with torch.no_grad():
-            for name, value in state["trainable"].items():
-                params[name].copy_(value)
-        best = state["best"]
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng"])
-        start = int(state["step"])
-        result.base_loss = float(state["base_loss"])
-        result.best_loss = float(state["best_loss"])
-        result.best_step = int(state["best_step"])
-        result.tokens_seen = int(state["tokens_seen"])
-        result.seconds = float(state["seconds"])
-        result.history = [dict(h) for h in state["history"]]
-        bad_evals = int(state["bad_evals"])
+        best, start, bad_evals = _resume(job, fingerprint, params, optimizer, scheduler, result)
     else:
         result.base_loss = evaluate(model, val_blocks, opts.batch_size, device)
         result.best_loss = result.base_loss
         result.history.append({"step": 0, "loss": result.base_loss})
-        best = {n: p.detach().clone() for n, p in params.items()}
-
-    from tqdm.auto import tqdm
+        best, start, bad_evals = {n: p.detach().clone() for n, p in params.items()}, 0, 0
 
     model.train()
     bar = tqdm(total=schedule.total_steps, initial=start, disable=not job.progress, unit="step", dynamic_ncols=True)
@@ -184,15 +160,7 @@ def train_loop(
     with _ctrl_c_flag() as stop, bar:
         while step < schedule.total_steps:
             began = time.perf_counter()
-            micro = schedule.micro_batches(step)
-            step_tokens = sum(len(idx) for idx in micro) * data.shape[1]
-            loss_sum = 0.0
-            for idx in micro:
-                ids = data[torch.as_tensor(idx)].to(device)
-                loss = model(input_ids=ids, labels=ids).loss
-                weight = ids.numel() / step_tokens
-                (loss * weight).backward()
-                loss_sum += loss.item() * weight
+            loss_sum, step_tokens = _train_step(model, data, schedule.micro_batches(step), params, device)
             torch.nn.utils.clip_grad_norm_(list(params.values()), opts.max_grad_norm)
             optimizer.step()
             scheduler.step()
@@ -215,31 +183,10 @@ def train_loop(
                     result.stopped_early = True
                     break
             if job.on_step is not None:
-                job.on_step(
-                    {
-                        "step": step,
-                        "loss": loss_sum,
-                        "tokens_seen": result.tokens_seen,
-                        "lr": scheduler.get_last_lr()[0],
-                    }
-                )
+                lr = scheduler.get_last_lr()[0]
+                job.on_step({"step": step, "loss": loss_sum, "tokens_seen": result.tokens_seen, "lr": lr})
             if stop.is_set() and step < schedule.total_steps:
-                state = {
-                    "fingerprint": fingerprint,
-                    "step": step,
-                    "trainable": {n: p.detach().cpu() for n, p in params.items()},
-                    "best": {n: t.cpu() for n, t in best.items()},
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "rng": torch.get_rng_state(),
-                    "base_loss": result.base_loss,
-                    "best_loss": result.best_loss,
-                    "best_step": result.best_step,
-                    "tokens_seen": result.tokens_seen,
-                    "seconds": result.seconds,
-                    "history": result.history,
-                    "bad_evals": bad_evals,
-                }
+                state = _checkpoint_state(fingerprint, step, params, best, optimizer, scheduler, result, bad_evals)
                 save_checkpoint(job.checkpoint_dir, state)
                 raise TrainingInterrupted(
                     f"interrupted after step {step} of {schedule.total_steps}; checkpoint saved in "
@@ -252,3 +199,90 @@ def train_loop(
         for name, value in best.items():
             params[name].copy_(value)
     return result
+
+
+def _optimizer(params: dict[str, Any], opts: Any) -> Any:
+    """AdamW with weight decay on matrices only (not on biases and norms)."""
+    import torch
+
+    decay = [p for p in params.values() if p.dim() >= 2]
+    no_decay = [p for p in params.values() if p.dim() < 2]
+    return torch.optim.AdamW(
+        [{"params": decay, "weight_decay": opts.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=opts.lr,
+    )
+
+
+def _train_step(model: Any, data: Any, micro: Any, params: dict[str, Any], device: str) -> tuple[float, int]:
+    """Gradients of one optimizer step accumulated over its micro-batches, each weighted by its
+    share of the step's tokens; returns the step's loss and token count."""
+    import torch
+
+    step_tokens = sum(len(idx) for idx in micro) * data.shape[1]
+    loss_sum = 0.0
+    for idx in micro:
+        ids = data[torch.as_tensor(idx)].to(device)
+        loss = model(input_ids=ids, labels=ids).loss
+        weight = ids.numel() / step_tokens
+        (loss * weight).backward()
+        loss_sum += loss.item() * weight
+    return loss_sum, step_tokens
+
+
+def _resume(
+    job: TrainingJob,
+    fingerprint: dict[str, Any],
+    params: dict[str, Any],
+    optimizer: Any,
+    scheduler: Any,
+    result: LoopResult,
+) -> tuple[dict[str, Any], int, int]:
+    """Restore a checkpoint into the weights, optimizer, scheduler, random state and ``result``;
+    returns the best weights so far, the step to start from and the evaluations without progress."""
+    import torch
+
+    state = load_checkpoint(job.checkpoint_dir, fingerprint)
+    with torch.no_grad():
+        for name, value in state["trainable"].items():
+            params[name].copy_(value)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["rng"])
+    result.base_loss = float(state["base_loss"])
+    result.best_loss = float(state["best_loss"])
+    result.best_step = int(state["best_step"])
+    result.tokens_seen = int(state["tokens_seen"])
+    result.seconds = float(state["seconds"])
+    result.history = [dict(h) for h in state["history"]]
+    return state["best"], int(state["step"]), int(state["bad_evals"])
+
+
+def _checkpoint_state(
+    fingerprint: dict[str, Any],
+    step: int,
+    params: dict[str, Any],
+    best: dict[str, Any],
+    optimizer: Any,
+    scheduler: Any,
+    result: LoopResult,
+    bad_evals: int,
+) -> dict[str, Any]:
+    """Everything :func:`_resume` needs to continue exactly where the run stopped."""
+    import torch
+
+    return {
+        "fingerprint": fingerprint,
+        "step": step,
+        "trainable": {n: p.detach().cpu() for n, p in params.items()},
+        "best": {n: t.cpu() for n, t in best.items()},
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "rng": torch.get_rng_state(),
+        "base_loss": result.base_loss,
+        "best_loss": result.best_loss,
+        "best_step": result.best_step,
+        "tokens_seen": result.tokens_seen,
+        "seconds": result.seconds,
+        "history": result.history,
+        "bad_evals": bad_evals,
+    }
