@@ -15,7 +15,13 @@ import pytest
 import nextword
 from nextword import InvalidInput
 from nextword._decoding.processors import log_softmax
-from nextword._words.complete import complete_word, continuation_prob, partial_word, predict_or_complete
+from nextword._words.complete import (
+    FINISHED_WORD,
+    complete_word,
+    partial_word,
+    predict_or_complete,
+    read_typed_word,
+)
 from nextword._words.search import starts_new_word
 from nextword.testing.compare import Primitives
 
@@ -160,11 +166,13 @@ def test_the_switch(hf_gen: nextword.Generator) -> None:
     # a trailing space, completed: the next word, healed (it begins with the space)
     spaced = predict_or_complete(hf_gen, "I love ", 3, complete="word")
     assert spaced.typed == " " and all(c.text.startswith(" ") and c.remaining == c.text[1:] for c in spaced)
-    # auto completes when the next token more likely continues the last word than starts one
+    # auto completes unless the word exactly as typed holds most of its completions' mass
     for prompt in ("I love ca", "I love cats.", "I love ", "I love cats because"):
         auto = predict_or_complete(hf_gen, prompt, 3)
-        inside = continuation_prob(hf_gen, prompt) > 0.5
-        assert auto == (predict_or_complete(hf_gen, prompt, 3, complete="word" if inside else "next")), prompt
+        done = complete_word(hf_gen, prompt, 3)
+        finished = done.prob_of(done.typed) > FINISHED_WORD
+        assert auto == (predict_or_complete(hf_gen, prompt, 3, complete="next" if finished else "word")), prompt
+        assert (read_typed_word(hf_gen, prompt, 3) is None) == finished
     with pytest.raises(InvalidInput, match="complete must be"):
         predict_or_complete(hf_gen, "I love ca", 3, complete="maybe")  # type: ignore[arg-type]
     with pytest.raises(InvalidInput, match="prompt is empty"):
@@ -237,6 +245,31 @@ def test_gemma_completes_real_words(gemma_llama: nextword.Generator) -> None:
     assert top[REAL_CASES[0][0]][0] == " Paris"
     assert gemma_llama.predict_next(REAL_CASES[0][0], k=3)[0].text == " Paris"  # auto reads it mid-word
     assert len(hits) >= len(REAL_CASES) - 1, top
+
+
+# complete="auto" on prompts that end inside a word which is itself a token (the raw next-token
+# distribution after it favours a new word), and on prompts that end with a finished word.
+AUTO_MID_WORD = [
+    ("Happy birth", " birthday"),
+    ("He plays the gui", " guitar"),
+    ("The capital of France is Pa", " Paris"),
+    ("She drank a cup of cof", " coffee"),
+]
+AUTO_FINISHED = ["I love cats because", "The capital of France is", "Once upon a", "He opened the door and"]
+
+
+@pytest.mark.slow
+def test_gemma_auto_reads_half_typed_and_finished_words(gemma_llama: nextword.Generator) -> None:
+    for prompt, word in AUTO_MID_WORD:
+        pred = gemma_llama.predict_next(prompt, k=3)
+        assert pred.typed is not None and pred[0].text == word, (prompt, [c.text for c in pred])
+        assert pred[0].remaining == word[len(pred.typed) :]
+    for prompt in AUTO_FINISHED:
+        pred = gemma_llama.predict_next(prompt, k=3)
+        assert pred.typed is None, (prompt, pred.typed, [c.text for c in pred])
+        assert pred == gemma_llama.predict_next(prompt, k=3, complete="next")  # type: ignore[call-arg]
+    explained = nextword.explain(gemma_llama, "Happy birth")
+    assert explained.completion is not None and explained.completion[0].text == " birthday"
 
 
 @pytest.mark.slow

@@ -265,3 +265,31 @@ def test_every_public_name_resolves_and_is_typed() -> None:
     backend = importlib.import_module("nextword.backend")
     for name in backend.__all__:
         assert getattr(backend, name) is not None, name
+
+
+def _code_lines(node: ast.AST, lines: list[str]) -> int:
+    """Lines of ``node`` that hold code: not blank, not a comment, not a docstring."""
+    docs: set[int] = set()
+    for inner in ast.walk(node):
+        body = getattr(inner, "body", None)
+        if isinstance(inner, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and body:
+            first = body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
+                docs.update(range(first.lineno, (first.end_lineno or first.lineno) + 1))
+    span = range(getattr(node, "lineno", 1), (getattr(node, "end_lineno", None) or 1) + 1)
+    return sum(1 for i in span if i not in docs and lines[i - 1].strip() and not lines[i - 1].strip().startswith("#"))
+
+
+def test_modules_and_functions_stay_small() -> None:
+    """Rooms of one job each: no module of the core or the plugins over 600 lines, no function
+    over 80 lines of code."""
+    big: list[str] = []
+    for f in [*(ROOT / "nextword").rglob("*.py"), *(ROOT / "plugins").rglob("*.py")]:
+        text = f.read_text(encoding="utf-8")
+        lines = text.split("\n")
+        if len(lines) > 600:
+            big.append(f"{f.relative_to(ROOT)}: {len(lines)} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and _code_lines(node, lines) > 80:
+                big.append(f"{f.relative_to(ROOT)}:{node.lineno} {node.name}: {_code_lines(node, lines)} code lines")
+    assert big == []

@@ -45,12 +45,10 @@ from nextword._contract.checks import added_first_token, check_length, encode_te
 from nextword._contract.protocol import Generator
 from nextword._decoding.branches import Branches
 from nextword._decoding.detok import text_after
-from nextword._decoding.logprobs import top_logprobs
-from nextword._decoding.processors import log_softmax
 from nextword._types.results import Candidate, Prediction
 from nextword._words.cache import PerGenerator
 from nextword._words.results import WordSearch
-from nextword._words.rule import REPLACEMENT, eos_ids, piece_reader, token_starts_word, word_start_mask
+from nextword._words.rule import REPLACEMENT, eos_ids, piece_reader, word_start_mask
 from nextword._words.search import DEFAULT_MAX_TOKENS, check_bounds, predict_words, search_words_from_ids
 from nextword._words.tree import Evaluator
 from nextword.errors import InvalidInput
@@ -60,9 +58,10 @@ __all__ = [
     "WordCompletion",
     "complete_after",
     "complete_word",
-    "continuation_prob",
+    "FINISHED_WORD",
     "partial_word",
     "predict_or_complete",
+    "read_typed_word",
 ]
 
 CompleteMode = Literal["auto", "word", "next"]
@@ -442,23 +441,36 @@ def _top_pairs(tokens: npt.NDArray[np.int64], lps: npt.NDArray[np.float64], n: i
 # ---- the reading of a prompt -----------------------------------------------------------------------
 
 
-def continuation_prob(generator: Generator, prompt: str) -> float:
-    """Probability that the token after ``prompt`` continues its last word (does not start a new
-    word, by :func:`~nextword._words.search.word_start_mask`): how ``complete="auto"`` reads a prompt."""
-    ids = encode_text(generator, prompt)
-    check_length(len(ids), 1, generator.context_length)
-    if not generator.capabilities.logits:
-        # Only the top N are known (a remote server): the listed continuations are a lower bound.
-        limit = generator.capabilities.max_logprobs
-        top = top_logprobs(generator, ids, 64 if limit is None else min(64, limit))
-        return math.fsum(
-            math.exp(lp)
-            for t, lp in zip(top.token_ids, top.logprobs, strict=True)
-            if not token_starts_word(generator, t)
-        )
-    p = np.exp(log_softmax(np.asarray(generator.next_token_logits(ids))))
-    starts = word_start_mask(generator, p.shape[-1])
-    return float(p[~starts].sum())
+#: ``complete="auto"`` reads the typed word as finished when the word exactly as typed holds more
+#: than this share of the completions' conditional probability.
+FINISHED_WORD = 0.5
+
+
+def read_typed_word(
+    generator: Generator,
+    prompt: str,
+    k: int,
+    *,
+    beam_width: int | None = None,
+    min_prob: float = 0.0,
+    max_tokens: int = DEFAULT_MAX_TOKENS,
+) -> WordCompletion | None:
+    """How ``complete="auto"`` reads a prompt: the completions of the word it ends in when that
+    word is unfinished, or None when it is finished (the next word is then predicted).
+
+    The reading comes from the healed distribution itself: the completions of the typed word
+    (:func:`complete_word`, conditional on what was typed). When the word exactly as typed (no
+    characters left to type) holds more than :data:`FINISHED_WORD` of that mass, the word is
+    finished (``"I love cats because"``: ``" because"`` itself); otherwise it is completed
+    (``"Happy birth"``: ``" birthday"``, although ``" birth"`` is a token and the raw next-token
+    distribution after it favours a new word). None too when there is nothing to complete
+    (nothing before the word, or nothing spells it within the bounds).
+    """
+    try:
+        done = complete_word(generator, prompt, k, beam_width=beam_width, min_prob=min_prob, max_tokens=max_tokens)
+    except InvalidInput:
+        return None
+    return None if done.prob_of(done.typed) > FINISHED_WORD else done
 
 
 def predict_or_complete(
@@ -476,15 +488,13 @@ def predict_or_complete(
     * ``complete="next"``: the next whole word after the prompt (:func:`nextword._words.search.predict_words`).
     * ``complete="word"``: the completions of the word the prompt ends in (:func:`complete_word`);
       each candidate has ``remaining`` (what is still to type) and the prediction has ``typed``.
-    * ``complete="auto"``: decides the way the word search decides where a word ends, by the next
-      token: when the tokens that would continue the prompt's last word (those that do not start
-      a new word, see :func:`~nextword._words.search.starts_new_word`) hold more than half of the
-      next-token probability, the prompt ends inside a word and that word is completed;
-      otherwise the next word is predicted. So ``"I love ca"`` is completed and ``"The capital of
-      France is"`` gets the next word; a prompt that ends in a space is usually completed from
-      that space (the next word is the one that begins with it: ``"I love "`` gives ``" cats"``
-      with ``remaining="cats"``, instead of words predicted after a lone space token). The
-      decision costs one next-token distribution and does not depend on the search bounds.
+    * ``complete="auto"``: reads the prompt with :func:`read_typed_word`: when the word it ends in,
+      exactly as typed, holds most of its completions' conditional probability, the word is
+      finished and the next word is predicted (``"The capital of France is"``); otherwise the
+      word is completed (``"I love ca"``, ``"Happy birth"``). A prompt that ends in a space is
+      completed from that space (``"I love "`` gives ``" cats"`` with ``remaining="cats"``). The
+      reading costs the completion search of the typed word (the search ``complete="word"``
+      runs); a finished word then costs a next-word search as well.
     """
     if complete not in ("auto", "word", "next"):
         raise InvalidInput(f"complete must be 'auto', 'word' or 'next', got {complete!r}")
@@ -493,10 +503,6 @@ def predict_or_complete(
         return predict_words(generator, prompt, k, **bounds)  # type: ignore[arg-type]
     check_bounds(k, beam_width, min_prob, max_tokens)
     if complete == "auto":
-        if continuation_prob(generator, prompt) <= 0.5:
-            return predict_words(generator, prompt, k, **bounds)  # type: ignore[arg-type]
-        try:
-            return complete_word(generator, prompt, k, **bounds).prediction(k)  # type: ignore[arg-type]
-        except InvalidInput:  # no word to complete here (nothing before it, nothing spells it)
-            return predict_words(generator, prompt, k, **bounds)  # type: ignore[arg-type]
+        done = read_typed_word(generator, prompt, k, **bounds)  # type: ignore[arg-type]
+        return predict_words(generator, prompt, k, **bounds) if done is None else done.prediction(k)  # type: ignore[arg-type]
     return complete_word(generator, prompt, k, **bounds).prediction(k)  # type: ignore[arg-type]

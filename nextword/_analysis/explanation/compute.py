@@ -15,7 +15,7 @@ from nextword._contract.protocol import Generator
 from nextword._decoding.detok import IncrementalDetokenizer, alternative_text
 from nextword._decoding.processors import log_softmax, top_indices
 from nextword._types.results import Prediction
-from nextword._words.complete import CompleteMode, complete_word, continuation_prob
+from nextword._words.complete import CompleteMode, complete_word, read_typed_word
 from nextword._words.search import word_start_mask
 from nextword.errors import InvalidInput
 
@@ -89,12 +89,8 @@ def _completion(generator: Generator, text: str, k: int, complete: CompleteMode)
     if k == 0 or complete == "next":
         return None
     if complete == "auto":
-        if continuation_prob(generator, text) <= 0.5:
-            return None
-        try:
-            return complete_word(generator, text, k).prediction(k)
-        except InvalidInput:  # nothing before the word, or nothing spells it within the bounds
-            return None
+        done = read_typed_word(generator, text, k)
+        return None if done is None else done.prediction(k)
     return complete_word(generator, text, k).prediction(k)
 
 
