@@ -24,7 +24,7 @@ import importlib
 import importlib.util
 import shutil
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -48,17 +48,6 @@ from nextword_llamacpp.locate import default_cache_dir  # noqa: E402
 from nextword_llamacpp.plugin import SPEC as LLAMACPP  # noqa: E402
 
 TOLERANCE = 1e-2
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _llamacpp_registered() -> Iterator[None]:
-    """Use the installed entry point; register the plugin by hand if the install predates it."""
-    if "llamacpp" in {b.name for b in nextword.backends()}:
-        yield
-        return
-    name = nextword.register_plugin(plugin_mod, name="llamacpp")
-    yield
-    nextword.unregister_plugin(name)
 
 
 @pytest.fixture(scope="session")

