@@ -15,29 +15,11 @@ from typing import Any
 from nextword.decoding_config import DecodingConfig
 from nextword.errors import InvalidConfig
 from nextword.serve.errors import RequestError
+from nextword.serve.limits import Limits, over_limit
 
-__all__ = ["CompletionRequest", "Limits", "parse_completion", "field"]
+__all__ = ["CompletionRequest", "Limits", "check_cost", "parse_completion", "field"]
 
 _OPENAI_DEFAULT_MAX_TOKENS = 16
-
-
-@dataclasses.dataclass(frozen=True)
-class Limits:
-    """Bounds the server enforces on every request."""
-
-    max_body_bytes: int = 1 << 20
-    """Largest request body accepted (413 above)."""
-    max_tokens: int = 4096
-    """Most new tokens one completion may ask for (also bounded by the context window)."""
-    max_prompts: int = 64
-    """Most prompts in one list prompt."""
-    max_n: int = 16
-    """Most completions per prompt (``n``)."""
-    max_queue: int = 256
-    """Most requests waiting for one model at once (503 above)."""
-    parallel: int = 1
-    """Requests that may call the generator at once (more than 1 only for thread-safe backends,
-    such as the built-in ones; ``llamacpp`` then batches concurrent generations)."""
 
 
 _COMPLETION_FIELDS = {
@@ -121,7 +103,7 @@ def _prompts(body: Mapping[str, Any], limits: Limits) -> list[str | list[int]]:
     if all(_is_int(t) for t in prompt):
         return [list(prompt)]
     if len(prompt) > limits.max_prompts:
-        raise RequestError(400, f"at most {limits.max_prompts} prompts per request, got {len(prompt)}", param="prompt")
+        raise over_limit("max_prompts", limits.max_prompts, f"{len(prompt)} prompts", param="prompt")
     out: list[str | list[int]] = []
     for item in prompt:
         if isinstance(item, str):
@@ -139,9 +121,13 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def parse_completion(body: Any, limits: Limits, *, max_logprobs: int) -> CompletionRequest:
+def parse_completion(
+    body: Any, limits: Limits, *, max_logprobs: int, context_length: int | None = None
+) -> CompletionRequest:
     """Check a completions body and translate it to a :class:`DecodingConfig` and the response
-    options. Raises :class:`RequestError` (400) naming the first problem."""
+    options. ``max_logprobs`` is what the backend can give (its vocabulary, or its top-N); the
+    server's own ``limits`` bound that and the request's whole cost (:func:`check_cost`).
+    Raises :class:`RequestError` (400) naming the first problem, or the limit a request is over."""
     if not isinstance(body, dict):
         raise RequestError(400, "the request body must be a JSON object")
     unknown = sorted(set(body) - _COMPLETION_FIELDS)
@@ -164,17 +150,27 @@ def parse_completion(body: Any, limits: Limits, *, max_logprobs: int) -> Complet
     model = field(body, "model", str)
     prompts = _prompts(body, limits)
     max_tokens = field(body, "max_tokens", int, _OPENAI_DEFAULT_MAX_TOKENS)
-    if not 0 <= max_tokens <= limits.max_tokens:
-        raise RequestError(400, f"'max_tokens' must be in 0..{limits.max_tokens}, got {max_tokens}", param="max_tokens")
+    if max_tokens < 0:
+        raise RequestError(400, f"'max_tokens' must be at least 0, got {max_tokens}", param="max_tokens")
+    if max_tokens > limits.max_tokens:
+        raise over_limit("max_tokens", limits.max_tokens, f"'max_tokens' is {max_tokens}", param="max_tokens")
     n = field(body, "n", int, 1)
-    if not 1 <= n <= limits.max_n:
-        raise RequestError(400, f"'n' must be in 1..{limits.max_n}, got {n}", param="n")
+    if n < 1:
+        raise RequestError(400, f"'n' must be at least 1, got {n}", param="n")
+    if n > limits.max_n:
+        raise over_limit("max_n", limits.max_n, f"'n' is {n}", param="n")
     best_of = field(body, "best_of", int, n)
     if best_of != n:
         raise RequestError(400, "'best_of' other than n is not supported by nextword", param="best_of")
     logprobs = field(body, "logprobs", int)
-    if logprobs is not None and not 0 <= logprobs <= max_logprobs:
-        raise RequestError(400, f"'logprobs' must be in 0..{max_logprobs}, got {logprobs}", param="logprobs")
+    if logprobs is not None and logprobs < 0:
+        raise RequestError(400, f"'logprobs' must be at least 0, got {logprobs}", param="logprobs")
+    if logprobs is not None and logprobs > limits.max_logprobs:
+        raise over_limit("max_logprobs", limits.max_logprobs, f"'logprobs' is {logprobs}", param="logprobs")
+    if logprobs is not None and logprobs > max_logprobs:
+        raise RequestError(
+            400, f"'logprobs' must be in 0..{max_logprobs} (what the backend gives), got {logprobs}", param="logprobs"
+        )
     stream = field(body, "stream", bool, False)
     stream_options = field(body, "stream_options", dict, {})
     if set(stream_options) - {"include_usage"}:
@@ -225,6 +221,8 @@ def parse_completion(body: Any, limits: Limits, *, max_logprobs: int) -> Complet
         options["seed"] = seed
     if n > 1 and options["do_sample"]:
         options["num_return_sequences"] = n
+    echo = field(body, "echo", bool, False)
+    check_cost(prompts, n, max_tokens, logprobs, echo, limits, context_length)
     try:
         config = DecodingConfig(**options)
     except InvalidConfig as exc:
@@ -237,7 +235,49 @@ def parse_completion(body: Any, limits: Limits, *, max_logprobs: int) -> Complet
         stream=stream,
         include_usage=include_usage,
         logprobs=logprobs,
-        echo=field(body, "echo", bool, False),
+        echo=echo,
         token_id_keys=field(body, "return_tokens_as_token_ids", bool, False),
         return_token_ids=field(body, "return_token_ids", bool, False),
     )
+
+
+def check_cost(
+    prompts: list[str | list[int]],
+    n: int,
+    max_tokens: int,
+    logprobs: int | None,
+    echo: bool,
+    limits: Limits,
+    context_length: int | None,
+) -> None:
+    """Refuse a completion whose whole work is over the server's limits, before any engine
+    work: the new tokens it asks for (prompts x ``n`` x ``max_tokens``, ``max_request_tokens``)
+    and its log-probability entries (``max_logprob_entries``; see :class:`Limits`)."""
+    sequences = len(prompts) * n
+    new_tokens = sequences * max_tokens
+    if new_tokens > limits.max_request_tokens:
+        raise over_limit(
+            "max_request_tokens",
+            limits.max_request_tokens,
+            f"the request asks for {len(prompts)} prompt(s) x n={n} x max_tokens={max_tokens}"
+            f" = {new_tokens} new tokens",
+            param="max_tokens",
+        )
+    if logprobs is None:
+        return
+    positions = 0
+    for prompt in prompts:
+        per_sequence = max_tokens
+        if echo:
+            length = len(prompt) if isinstance(prompt, list) else len(prompt.encode("utf-8", "surrogatepass")) + 1
+            per_sequence += length if context_length is None else min(length, context_length)
+        positions += per_sequence * n
+    entries = positions * (logprobs + 1)
+    if entries > limits.max_logprob_entries:
+        raise over_limit(
+            "max_logprob_entries",
+            limits.max_logprob_entries,
+            f"the request asks for log-probabilities at up to {positions} positions x (logprobs={logprobs} + 1)"
+            f" = {entries} entries",
+            param="logprobs",
+        )
