@@ -16,7 +16,6 @@ import concurrent.futures
 import json
 import signal
 import socket
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -27,6 +26,7 @@ import httpx
 import pytest
 
 from nextword.testing.pytest_fixtures import require_module
+from tests import servers
 from tests.serve_process import ServeProcess, serve_process
 
 require_module("uvicorn", "install nextword[serve]")
@@ -489,11 +489,7 @@ def test_metrics_count_the_requests_made(server: ServeProcess) -> None:
 
 
 def test_metrics_are_off_by_default(long_gguf: Path, tmp_path: Path) -> None:
-    port_args: list[str] = []
-    from tests import servers
-
     port = servers.free_port()
     args = ["-m", "nextword", "serve", "--backend", "llamacpp", "--model", str(long_gguf), "--port", str(port)]
-    with servers.process(args + port_args, "/health", port, tmp_path / "serve.log") as base:
+    with servers.process(args, "/health", port, tmp_path / "serve.log") as base:
         assert httpx.get(base + "/metrics").status_code == 404
-    assert subprocess is not None

@@ -22,7 +22,8 @@ __all__ = ["Limits", "default_parallel", "display_name", "over_limit"]
 @dataclasses.dataclass(frozen=True)
 class Limits:
     """Bounds the server enforces on every request (see docs/serving.md for the reasons behind
-    each default). ``parallel=None`` means "chosen from the backend" (:func:`default_parallel`)."""
+    each default). ``parallel=None`` means "chosen from the backend": its own ``parallel`` load
+    option where it has one (the ``llamacpp`` sequence slots), else 1."""
 
     max_body_bytes: int = 1 << 20
     """Largest request body accepted (413 above)."""
