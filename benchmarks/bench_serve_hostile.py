@@ -108,7 +108,7 @@ def memory(gguf: Path, rounds: int, long: int, work: Path) -> dict[str, Any]:
             samples.append(rss_mb(pid))
             print(f"  round {r + 1:3d}: RSS {samples[-1]:7.1f} MB", flush=True)
         requests = sum(v for (name, _), v in srv.metrics().items() if name == "nextword_requests_total")
-    warm = min(2, rounds - 1)
+    warm = min(4, rounds - 1)  # after 5 rounds
     return {
         "rounds": rounds,
         "requests": int(requests),
@@ -121,7 +121,7 @@ def memory(gguf: Path, rounds: int, long: int, work: Path) -> dict[str, Any]:
 
 
 def fairness(gguf: Path, long: int, extra: list[str], work: Path) -> dict[str, Any]:
-    with serve_process(gguf, work / ("fair" + "-".join(extra))) as srv:
+    with serve_process(gguf, work / ("fair" + "-".join(extra)), *extra) as srv:
         parallel = httpx.get(srv.base + "/v1/models", headers=srv.headers).json()["data"][0]["nextword"]["limits"]
         started = threading.Event()
         long_end: list[float] = []
@@ -177,6 +177,7 @@ def main() -> None:
     parser.add_argument("--gguf", type=Path, help="the model (default: a tiny GPT-2 with a 2048-token context)")
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--long", type=int, default=1500, help="tokens of the long request")
+    parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--skip-fairness", action="store_true")
     parser.add_argument("--out", type=Path, help="append the results as one JSON line to this file")
     args = parser.parse_args()
@@ -185,8 +186,9 @@ def main() -> None:
         gguf = args.gguf or tiny_model(work / "tiny")
         print(f"model: {gguf.name}; memory over {args.rounds} rounds of the battery", flush=True)
         result: dict[str, Any] = {"model": gguf.name, "cpus": os.cpu_count()}
-        result["memory"] = memory(gguf, args.rounds, args.long, work)
-        print(json.dumps(result["memory"]), flush=True)
+        if not args.skip_memory:
+            result["memory"] = memory(gguf, args.rounds, args.long, work)
+            print(json.dumps(result["memory"]), flush=True)
         if not args.skip_fairness:
             result["fairness"] = [fairness(gguf, args.long, extra, work) for extra in ([], ["--parallel", "1"])]
             for row in result["fairness"]:
