@@ -76,9 +76,9 @@ def _order(capacity: int, plan: list[tuple[str, int]]) -> list[str]:
 
     async def run() -> list[str]:
         queue = FairQueue(capacity, max_queue=100)
-        blocker = RequestContext()
-        queue.admit(blocker)
-        for _ in range(capacity):
+        blockers = [RequestContext() for _ in range(capacity)]
+        for blocker in blockers:
+            queue.admit(blocker)
             await queue.acquire(blocker)
         order: list[str] = []
 
@@ -94,7 +94,7 @@ def _order(capacity: int, plan: list[tuple[str, int]]) -> list[str]:
             queue.admit(ctx)
             tasks += [asyncio.ensure_future(unit(ctx, f"{name}{i}")) for i in range(units)]
         await asyncio.sleep(0)
-        for _ in range(capacity):
+        for blocker in blockers:
             queue.release(blocker, 0.0)
         await asyncio.gather(*tasks)
         return order
@@ -106,6 +106,29 @@ def test_the_fair_queue_serves_waiting_requests_in_turn() -> None:
     # A request of 4 units does not make the later one-unit requests wait for all 4.
     assert _order(1, [("a", 4), ("b", 1), ("c", 1)]) == ["a0", "b0", "c0", "a1", "a2", "a3"]
     assert _order(2, [("a", 3), ("b", 2)]) == ["a0", "b0", "a1", "b1", "a2"]
+
+
+def test_one_request_leaves_a_slot_for_the_next() -> None:
+    async def run() -> None:
+        queue = FairQueue(4, max_queue=100)
+        big, small = RequestContext(), RequestContext()
+        queue.admit(big)
+        for _ in range(3):
+            await queue.acquire(big)
+        fourth = asyncio.ensure_future(queue.acquire(big))
+        await asyncio.sleep(0)
+        assert queue.running == 3 and not fourth.done()  # the big request holds its share: 3 of 4
+        queue.admit(small)
+        await queue.acquire(small)  # a request arriving now starts at once
+        assert queue.running == 4
+        queue.release(small, 0.0)
+        await asyncio.sleep(0)
+        assert not fourth.done()  # the free slot stays for other requests
+        queue.release(big, 0.0)
+        await fourth  # the big request's next unit takes the slot its own unit freed
+        assert queue.running == 3
+
+    asyncio.run(run())
 
 
 def test_the_fair_queue_refuses_past_max_queue_and_drops_cancelled_waiters() -> None:

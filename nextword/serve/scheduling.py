@@ -5,7 +5,9 @@ A request's engine work is cut into *units*: one prompt's generation (all its ``
 one stream, one word prediction, one explanation. At most ``parallel`` units run at once; the
 others wait in a :class:`FairQueue` that serves the waiting *requests* in turn, one unit each
 (round robin), so a request of 64 prompts does not make a one-prompt request wait for all 64:
-the short one waits at most until one running unit ends, and with free slots not at all. Inside
+the short one waits at most until one running unit ends, and with free slots not at all. One
+request never holds every slot, so a request arriving while a single other one runs starts at
+once. Inside
 the engine, the running units' sequences are stepped together (``llamacpp`` decodes one token of
 every sequence per step), so a long generation slows a short one down but never blocks it.
 
@@ -115,11 +117,14 @@ class RequestContext:
 class FairQueue:
     """At most ``capacity`` units run at once; waiting units are served request by request in
     turn (round robin), and a request that has waited its turn is never overtaken by later
-    ones. At most ``max_queue`` requests may wait for their first unit: past that, 503 with
-    ``Retry-After``."""
+    ones. One request holds at most ``capacity - 1`` slots at once (when ``capacity > 1``), so
+    a request arriving while a single other one runs, however big, starts at once. At most
+    ``max_queue`` requests may wait for their first unit: past that, 503 with ``Retry-After``."""
 
     def __init__(self, capacity: int, max_queue: int) -> None:
         self.capacity = capacity
+        self.per_request = max(1, capacity - 1)
+        """Most slots one request holds at once."""
         self.max_queue = max_queue
         self.running = 0
         self._rotation: collections.OrderedDict[int, collections.deque[asyncio.Future[None]]] = (
@@ -180,11 +185,12 @@ class FairQueue:
         """
         if ctx.cancelled:
             raise Cancelled("the request was cancelled")
-        if self.running < self.capacity and not self._rotation:
+        if self.running < self.capacity and not self._rotation and self._active[ctx.id] < self.per_request:
             self._grant(ctx)
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._rotation.setdefault(ctx.id, collections.deque()).append(future)
+        self._dispatch()  # a slot may be free for it (others wait only for their share)
 
         def drop() -> None:
             if not future.done():
@@ -200,7 +206,7 @@ class FairQueue:
                 self._forget(ctx.id, future)
                 self._dispatch()
             raise
-        self._start(ctx)
+        self._queued.discard(ctx.id)  # its slot was counted when it was granted
 
     def release(self, ctx: RequestContext, seconds: float) -> None:
         """A unit of ``ctx`` that held a slot for ``seconds`` has ended."""
@@ -214,9 +220,6 @@ class FairQueue:
 
     def _grant(self, ctx: RequestContext) -> None:
         self.running += 1
-        self._start(ctx)
-
-    def _start(self, ctx: RequestContext) -> None:
         self._queued.discard(ctx.id)
         self._active[ctx.id] += 1
 
@@ -232,10 +235,13 @@ class FairQueue:
             del self._rotation[key]
 
     def _dispatch(self) -> None:
-        """Give free slots to waiting units: the request at the front of the rotation gets one,
-        then goes to the back (if it has more units waiting)."""
+        """Give free slots to waiting units: the first request in the rotation that holds less
+        than its share gets one, then goes to the back (if it has more units waiting)."""
         while self.running < self.capacity and self._rotation:
-            key, waiters = next(iter(self._rotation.items()))
+            key = next((k for k in self._rotation if self._active[k] < self.per_request), None)
+            if key is None:
+                return  # every waiting request holds its share: the free slot waits for others
+            waiters = self._rotation[key]
             future = waiters.popleft()
             if waiters:
                 self._rotation.move_to_end(key)
@@ -244,6 +250,7 @@ class FairQueue:
             if future.done():  # its request was cancelled meanwhile
                 continue
             self.running += 1
+            self._active[key] += 1  # counted now, so the loop sees the request's share
             future.set_result(None)
 
 
