@@ -14,6 +14,7 @@ import pytest
 import nextword
 from nextword import ModelLoadError, NextwordError, UnsupportedOption
 from nextword.serve.app import create_app
+from nextword.serve.limits import Limits
 from nextword.testing import GeneratorConformance
 from nextword.testing.pytest_fixtures import require_module
 from tests import servers
@@ -26,7 +27,10 @@ PROMPTS = ("I love cats because", "The weather today is", "Once upon a time")
 
 @pytest.fixture(scope="module")
 def nextword_server(hf_gen: nextword.Generator) -> Iterator[str]:
-    with servers.app_in_thread(create_app(hf_gen, name="tiny")) as base:
+    # A server that lets its clients have the whole vocabulary's log-probabilities (its default
+    # is 20 per position, as vLLM's: --max-logprobs raises it).
+    limits = Limits(max_logprobs=50257, max_logprob_entries=1 << 26)
+    with servers.app_in_thread(create_app(hf_gen, name="tiny", limits=limits)) as base:
         yield base + "/v1"
 
 

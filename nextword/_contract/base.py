@@ -221,6 +221,13 @@ class BaseGenerator(abc.ABC):
         self._nextword_closed = True
 
     @property
+    def model_files(self) -> tuple[str, ...]:
+        """Paths of the files the model was read from, beyond :attr:`model` itself (a model
+        converted into a cache, say), so that a server can keep every one of them out of what it
+        shows to clients. The default names none."""
+        return ()
+
+    @property
     def closed(self) -> bool:
         """Whether :meth:`close` was called (calls then raise :class:`~nextword.errors.InvalidState`).
         :func:`nextword.load` never hands out a closed generator: it loads the model again."""
@@ -357,7 +364,7 @@ class BaseGenerator(abc.ABC):
                 settings=self._settings.with_decoding(cfg),
             )
 
-        return TextStream(chunks, finish)
+        return TextStream(chunks, finish, lambda: len(state.token_ids))
 
     def predict_next(
         self, prompt: str, k: int = 5, *, unit: Literal["word", "token"] = "word", complete: CompleteMode = "auto"
@@ -499,6 +506,14 @@ class BaseGenerator(abc.ABC):
         if tail:
             state.text.append(tail)
             yield tail
+
+
+# The base's own defaults refuse to run after close() too (a backend's overrides are wrapped as
+# its class is defined, in __init_subclass__).
+for _name in GUARDED:
+    if callable(BaseGenerator.__dict__.get(_name)):
+        setattr(BaseGenerator, _name, refusing_when_closed(BaseGenerator.__dict__[_name]))
+del _name
 
 
 class _Lazy:

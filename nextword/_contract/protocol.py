@@ -29,6 +29,11 @@ class TextStreamLike(Protocol):
     @property
     def result(self) -> Generation: ...
 
+    @property
+    def token_count(self) -> int | None:
+        """Tokens generated so far (None where the backend does not count them)."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -104,6 +109,11 @@ class Generator(Protocol):
     def vocab_size(self) -> int | None:
         """Number of token ids the model knows (None only where a backend without full logits
         cannot tell)."""
+        ...
+
+    @property
+    def model_files(self) -> tuple[str, ...]:
+        """Paths of the files the model was read from (a server keeps them out of what it shows)."""
         ...
 
     @property

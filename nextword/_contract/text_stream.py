@@ -29,11 +29,18 @@ class TextStream:
     joined are exactly ``result.text``. Closing the stream early stops the engine.
     """
 
-    def __init__(self, chunks: Iterator[str], finish: Any) -> None:
+    def __init__(self, chunks: Iterator[str], finish: Any, progress: Any = None) -> None:
         self._chunks = chunks
         self._finish = finish
+        self._progress = progress
         self._result: Generation | None = None
         self._closed = False
+
+    @property
+    def token_count(self) -> int | None:
+        """Tokens generated so far (None when this stream's backend does not count them): a
+        server counts the work of a stream it stops before its end with it."""
+        return None if self._progress is None else int(self._progress())
 
     def __iter__(self) -> Iterator[str]:
         for chunk in self._chunks:

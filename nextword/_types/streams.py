@@ -33,6 +33,11 @@ class GenerationStream:
         """The complete generation with the effective settings; available once the stream is consumed."""
         return dataclasses.replace(self._inner.result, settings=self._settings)
 
+    @property
+    def token_count(self) -> int | None:
+        """Tokens generated so far (None where the backend does not count them)."""
+        return self._inner.token_count
+
     def text(self) -> str:
         """Consume the stream and return the whole text."""
         return "".join(self)

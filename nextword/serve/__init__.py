@@ -7,7 +7,7 @@ Starlette and uvicorn are imported only here (install ``nextword[serve]``).
 
 from __future__ import annotations
 
-from nextword.serve.requests import Limits
+from nextword.serve.limits import Limits
 from nextword.serve.run import serve
 
 __all__ = ["Limits", "create_app", "serve"]

@@ -1,7 +1,7 @@
 """Running a completion request on a generator and writing OpenAI's response objects.
 
-Everything here is synchronous and runs in a worker thread while the request holds its model's
-slot (see :mod:`nextword.serve.worker`). Log-probabilities are those of the raw model (before
+Everything here is synchronous and runs in a worker thread while the request holds a slot of
+the server's fair queue (see :mod:`nextword.serve.scheduling`). Log-probabilities are those of the raw model (before
 temperature, penalties or filters), as vLLM reports them by default.
 """
 
@@ -86,6 +86,11 @@ class CompletionRunner:
 
     def response(self, req: CompletionRequest, results: Sequence[Generation]) -> dict[str, Any]:
         """The whole ``text_completion`` object."""
+        return self.response_from(self.choices(req, results), results)
+
+    def response_from(self, choices: list[dict[str, Any]], results: Sequence[Generation]) -> dict[str, Any]:
+        """The ``text_completion`` object of ``choices`` (made by :meth:`choices`, in order),
+        with the usage of ``results``."""
         prompt_tokens = sum(r.prompt_tokens for r in results)
         completion_tokens = sum(r.completion_tokens for r in results)
         return {
@@ -93,7 +98,7 @@ class CompletionRunner:
             "object": "text_completion",
             "created": int(time.time()),
             "model": self.name,
-            "choices": self.choices(req, results),
+            "choices": choices,
             "usage": {
                 "prompt_tokens": prompt_tokens,
                 "completion_tokens": completion_tokens,

@@ -27,6 +27,8 @@ class RequestError(Exception):
         type: str = "invalid_request_error",
         param: str | None = None,
         code: str | None = None,
+        reason: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -34,6 +36,10 @@ class RequestError(Exception):
         self.type = type
         self.param = param
         self.code = code
+        self.reason = reason or code or ("server_error" if status >= 500 else "invalid_request")
+        """What ``/metrics`` counts the refusal under (a limit's name, ``queue_full``, ...)."""
+        self.headers = headers or {}
+        """Extra response headers (``Retry-After`` on a 503)."""
 
     def body(self) -> dict[str, Any]:
         """The JSON body OpenAI's API returns for an error."""
@@ -51,6 +57,8 @@ def from_exception(exc: BaseException) -> RequestError:
     server's (500)."""
     if isinstance(exc, RequestError):
         return exc
+    if isinstance(exc, RecursionError):
+        return RequestError(400, "the request is nested too deeply", code="limit_exceeded", reason="max_json_depth")
     if isinstance(exc, ContextLengthExceeded):
         return RequestError(400, str(exc), code="context_length_exceeded", param="prompt")
     if isinstance(exc, UnsupportedOption):

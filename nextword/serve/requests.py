@@ -15,29 +15,11 @@ from typing import Any
 from nextword._types.decoding_config import DecodingConfig
 from nextword.errors import InvalidConfig
 from nextword.serve.errors import RequestError
+from nextword.serve.limits import Limits, over_limit
 
-__all__ = ["CompletionRequest", "Limits", "parse_completion", "field"]
+__all__ = ["CompletionRequest", "Limits", "check_cost", "parse_completion", "field"]
 
 _OPENAI_DEFAULT_MAX_TOKENS = 16
-
-
-@dataclasses.dataclass(frozen=True)
-class Limits:
-    """Bounds the server enforces on every request."""
-
-    max_body_bytes: int = 1 << 20
-    """Largest request body accepted (413 above)."""
-    max_tokens: int = 4096
-    """Most new tokens one completion may ask for (also bounded by the context window)."""
-    max_prompts: int = 64
-    """Most prompts in one list prompt."""
-    max_n: int = 16
-    """Most completions per prompt (``n``)."""
-    max_queue: int = 256
-    """Most requests waiting for one model at once (503 above)."""
-    parallel: int = 1
-    """Requests that may call the generator at once (more than 1 only for thread-safe backends,
-    such as the built-in ones; ``llamacpp`` then batches concurrent generations)."""
 
 
 _COMPLETION_FIELDS = {
@@ -121,7 +103,7 @@ def _prompts(body: Mapping[str, Any], limits: Limits) -> list[str | list[int]]:
     if all(_is_int(t) for t in prompt):
         return [list(prompt)]
     if len(prompt) > limits.max_prompts:
-        raise RequestError(400, f"at most {limits.max_prompts} prompts per request, got {len(prompt)}", param="prompt")
+        raise over_limit("max_prompts", limits.max_prompts, f"{len(prompt)} prompts", param="prompt")
     out: list[str | list[int]] = []
     for item in prompt:
         if isinstance(item, str):
@@ -139,11 +121,49 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def parse_completion(body: Any, limits: Limits, *, max_logprobs: int) -> CompletionRequest:
+def parse_completion(
+    body: Any, limits: Limits, *, max_logprobs: int, context_length: int | None = None
+) -> CompletionRequest:
     """Check a completions body and translate it to a :class:`DecodingConfig` and the response
-    options. Raises :class:`RequestError` (400) naming the first problem."""
+    options. ``max_logprobs`` is what the backend can give (its vocabulary, or its top-N); the
+    server's own ``limits`` bound that and the request's whole cost (:func:`check_cost`).
+    Raises :class:`RequestError` (400) naming the first problem, or the limit a request is over."""
     if not isinstance(body, dict):
         raise RequestError(400, "the request body must be a JSON object")
+    _refuse_unsupported(body)
+    model = field(body, "model", str)
+    prompts = _prompts(body, limits)
+    max_tokens, n, logprobs = _sizes(body, limits, max_logprobs)
+    stream = field(body, "stream", bool, False)
+    stream_options = field(body, "stream_options", dict, {})
+    if set(stream_options) - {"include_usage"}:
+        raise RequestError(400, "'stream_options' takes only 'include_usage'", param="stream_options")
+    include_usage = field(stream_options, "include_usage", bool, False)
+    if stream and (len(prompts) != 1 or n != 1):
+        raise RequestError(400, "a streamed completion takes one prompt and n=1", param="stream")
+    options = decoding_options(body, max_tokens, n)
+    echo = field(body, "echo", bool, False)
+    check_cost(prompts, n, max_tokens, logprobs, echo, limits, context_length)
+    try:
+        config = DecodingConfig(**options)
+    except InvalidConfig as exc:
+        raise RequestError(400, str(exc)) from None
+    return CompletionRequest(
+        model=model,
+        prompts=prompts,
+        config=config,
+        n=n,
+        stream=stream,
+        include_usage=include_usage,
+        logprobs=logprobs,
+        echo=echo,
+        token_id_keys=field(body, "return_tokens_as_token_ids", bool, False),
+        return_token_ids=field(body, "return_token_ids", bool, False),
+    )
+
+
+def _refuse_unsupported(body: dict[str, Any]) -> None:
+    """Refuse unknown fields and OpenAI options nextword would otherwise have to ignore."""
     unknown = sorted(set(body) - _COMPLETION_FIELDS)
     if unknown:
         raise RequestError(
@@ -161,57 +181,62 @@ def parse_completion(body: Any, limits: Limits, *, max_logprobs: int) -> Complet
         raise RequestError(400, "'suffix' (insertion) is not supported by nextword", param="suffix")
     field(body, "user", str)
 
-    model = field(body, "model", str)
-    prompts = _prompts(body, limits)
+
+def _sizes(body: dict[str, Any], limits: Limits, max_logprobs: int) -> tuple[int, int, int | None]:
+    """``max_tokens``, ``n`` and ``logprobs``, each checked against its range and the limits."""
     max_tokens = field(body, "max_tokens", int, _OPENAI_DEFAULT_MAX_TOKENS)
-    if not 0 <= max_tokens <= limits.max_tokens:
-        raise RequestError(400, f"'max_tokens' must be in 0..{limits.max_tokens}, got {max_tokens}", param="max_tokens")
+    if max_tokens < 0:
+        raise RequestError(400, f"'max_tokens' must be at least 0, got {max_tokens}", param="max_tokens")
+    if max_tokens > limits.max_tokens:
+        raise over_limit("max_tokens", limits.max_tokens, f"'max_tokens' is {max_tokens}", param="max_tokens")
     n = field(body, "n", int, 1)
-    if not 1 <= n <= limits.max_n:
-        raise RequestError(400, f"'n' must be in 1..{limits.max_n}, got {n}", param="n")
-    best_of = field(body, "best_of", int, n)
-    if best_of != n:
+    if n < 1:
+        raise RequestError(400, f"'n' must be at least 1, got {n}", param="n")
+    if n > limits.max_n:
+        raise over_limit("max_n", limits.max_n, f"'n' is {n}", param="n")
+    if field(body, "best_of", int, n) != n:
         raise RequestError(400, "'best_of' other than n is not supported by nextword", param="best_of")
     logprobs = field(body, "logprobs", int)
-    if logprobs is not None and not 0 <= logprobs <= max_logprobs:
-        raise RequestError(400, f"'logprobs' must be in 0..{max_logprobs}, got {logprobs}", param="logprobs")
-    stream = field(body, "stream", bool, False)
-    stream_options = field(body, "stream_options", dict, {})
-    if set(stream_options) - {"include_usage"}:
-        raise RequestError(400, "'stream_options' takes only 'include_usage'", param="stream_options")
-    include_usage = field(stream_options, "include_usage", bool, False)
-    if stream and (len(prompts) != 1 or n != 1):
-        raise RequestError(400, "a streamed completion takes one prompt and n=1", param="stream")
+    if logprobs is not None and logprobs < 0:
+        raise RequestError(400, f"'logprobs' must be at least 0, got {logprobs}", param="logprobs")
+    if logprobs is not None and logprobs > limits.max_logprobs:
+        raise over_limit("max_logprobs", limits.max_logprobs, f"'logprobs' is {logprobs}", param="logprobs")
+    if logprobs is not None and logprobs > max_logprobs:
+        raise RequestError(
+            400, f"'logprobs' must be in 0..{max_logprobs} (what the backend gives), got {logprobs}", param="logprobs"
+        )
+    return max_tokens, n, logprobs
 
+
+#: OpenAI (and vLLM) completion fields that map one to one onto a DecodingConfig field, with the
+#: value that means "off"; a request that leaves a field at that value leaves the option unset.
+DECODING_FIELDS: tuple[tuple[str, str, type, object], ...] = (
+    ("top_p", "top_p", float, 1.0),
+    ("min_p", "min_p", float, 0.0),
+    ("typical_p", "typical_p", float, 1.0),
+    ("repetition_penalty", "repetition_penalty", float, 1.0),
+    ("min_tokens", "min_new_tokens", int, 0),
+    ("no_repeat_ngram_size", "no_repeat_ngram_size", int, 0),
+)
+
+
+def decoding_options(body: dict[str, Any], max_tokens: int, n: int) -> dict[str, Any]:
+    """The :class:`DecodingConfig` options a completions body asks for: ``temperature`` 0 is
+    greedy, any other samples; ``top_k`` -1 or 0 is off; the one-to-one fields of
+    :data:`DECODING_FIELDS`; ``stop`` (a string or at most 16); ``seed``; ``n`` sampled
+    sequences (greedy ones are computed once and repeated)."""
     options: dict[str, Any] = {"max_new_tokens": max_tokens}
     temperature = field(body, "temperature", float, 1.0)
-    if temperature == 0.0:
-        options["do_sample"] = False
-    else:
-        options["do_sample"] = True
+    options["do_sample"] = temperature != 0.0
+    if options["do_sample"]:
         options["temperature"] = temperature
-    top_p = field(body, "top_p", float, 1.0)
-    if top_p != 1.0:
-        options["top_p"] = top_p
     top_k = field(body, "top_k", int, -1)
     if top_k not in (-1, 0):
         options["top_k"] = top_k
-    for name in ("min_p",):
-        value = field(body, name, float, 0.0)
-        if value != 0.0:
-            options[name] = value
-    typical_p = field(body, "typical_p", float, 1.0)
-    if typical_p != 1.0:
-        options["typical_p"] = typical_p
-    penalty = field(body, "repetition_penalty", float, 1.0)
-    if penalty != 1.0:
-        options["repetition_penalty"] = penalty
-    min_tokens = field(body, "min_tokens", int, 0)
-    if min_tokens:
-        options["min_new_tokens"] = min_tokens
-    ngram = field(body, "no_repeat_ngram_size", int, 0)
-    if ngram:
-        options["no_repeat_ngram_size"] = ngram
+    for name, option, kind, neutral in DECODING_FIELDS:
+        value = field(body, name, kind, neutral)
+        if value != neutral:
+            options[option] = value
     stop = body.get("stop")
     if stop is not None:
         if isinstance(stop, str):
@@ -225,19 +250,46 @@ def parse_completion(body: Any, limits: Limits, *, max_logprobs: int) -> Complet
         options["seed"] = seed
     if n > 1 and options["do_sample"]:
         options["num_return_sequences"] = n
-    try:
-        config = DecodingConfig(**options)
-    except InvalidConfig as exc:
-        raise RequestError(400, str(exc)) from None
-    return CompletionRequest(
-        model=model,
-        prompts=prompts,
-        config=config,
-        n=n,
-        stream=stream,
-        include_usage=include_usage,
-        logprobs=logprobs,
-        echo=field(body, "echo", bool, False),
-        token_id_keys=field(body, "return_tokens_as_token_ids", bool, False),
-        return_token_ids=field(body, "return_token_ids", bool, False),
-    )
+    return options
+
+
+def check_cost(
+    prompts: list[str | list[int]],
+    n: int,
+    max_tokens: int,
+    logprobs: int | None,
+    echo: bool,
+    limits: Limits,
+    context_length: int | None,
+) -> None:
+    """Refuse a completion whose whole work is over the server's limits, before any engine
+    work: the new tokens it asks for (prompts x ``n`` x ``max_tokens``, ``max_request_tokens``)
+    and its log-probability entries (``max_logprob_entries``; see :class:`Limits`)."""
+    sequences = len(prompts) * n
+    new_tokens = sequences * max_tokens
+    if new_tokens > limits.max_request_tokens:
+        raise over_limit(
+            "max_request_tokens",
+            limits.max_request_tokens,
+            f"the request asks for {len(prompts)} prompt(s) x n={n} x max_tokens={max_tokens}"
+            f" = {new_tokens} new tokens",
+            param="max_tokens",
+        )
+    if logprobs is None:
+        return
+    positions = 0
+    for prompt in prompts:
+        per_sequence = max_tokens
+        if echo:
+            length = len(prompt) if isinstance(prompt, list) else len(prompt.encode("utf-8", "surrogatepass")) + 1
+            per_sequence += length if context_length is None else min(length, context_length)
+        positions += per_sequence * n
+    entries = positions * (logprobs + 1)
+    if entries > limits.max_logprob_entries:
+        raise over_limit(
+            "max_logprob_entries",
+            limits.max_logprob_entries,
+            f"the request asks for log-probabilities at up to {positions} positions x (logprobs={logprobs} + 1)"
+            f" = {entries} entries",
+            param="logprobs",
+        )

@@ -292,8 +292,15 @@ class GenerationChecks(SuiteBase):
         assert generator.generate(prompt, max_new_tokens=self.new_tokens) == expected
 
     def test_batched_continuations_equal_sessions(self, generator: Generator) -> None:
-        """A backend's ``open_branches`` gives the logits a session fed the same path gives."""
+        """A backend's ``open_branches`` gives the logits a session fed the same path gives; a
+        backend without full logits refuses both with ``UnsupportedOption``."""
         prompt = generator.tokenize(self.prompts[0])
+        if not generator.capabilities.logits:
+            with pytest.raises(UnsupportedOption):
+                generator.open_branches(prompt).logits([()])
+            with pytest.raises(UnsupportedOption):
+                generator.open_session(prompt).logits()
+            return
         first = [int(t) for t in np.argsort(-np.asarray(generator.next_token_logits(prompt)))[:3]]
         paths: list[tuple[int, ...]] = [(), (first[0],), (first[1], first[0]), (first[2],), (first[0], first[1])]
         branches = generator.open_branches(prompt)

@@ -132,6 +132,11 @@ class LlamaCppGenerator(BaseGenerator):
         return self.gguf.path
 
     @property
+    def model_files(self) -> tuple[str, ...]:
+        """The GGUF file that was loaded."""
+        return (str(self.gguf.path),)
+
+    @property
     def vocab_size(self) -> int:
         """Vocabulary size (the length of every logits vector)."""
         return self._n_vocab
