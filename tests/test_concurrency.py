@@ -48,7 +48,7 @@ def test_scheduler_groups_batchable_requests_of_concurrent_callers() -> None:
     others = [threading.Thread(target=sched.run, args=(_Req(n),)) for n in "bcdef"]
     for t in others:
         t.start()
-    while len(sched._pending) < 5:
+    while sched.queued < 5:
         time.sleep(0.001)
     gate.set()
     for t in [first, *others]:
@@ -90,8 +90,9 @@ class _InterruptOnce(threading.Condition):
 
 def test_scheduler_survives_an_interrupt_while_gathering_and_drops_the_interrupted_request() -> None:
     seen: list[list[str]] = []
-    sched: StepScheduler[_Req] = StepScheduler(lambda rs: seen.append([r.name for r in rs]), gather_s=0.05)
-    sched._cond = _InterruptOnce(threading.Lock())
+    sched: StepScheduler[_Req] = StepScheduler(
+        lambda rs: seen.append([r.name for r in rs]), gather_s=0.05, condition=_InterruptOnce(threading.Lock())
+    )
     idle = threading.Event()
 
     def abandoned_stream() -> None:  # a participant that never submits (a stream left unread)
@@ -100,7 +101,7 @@ def test_scheduler_survives_an_interrupt_while_gathering_and_drops_the_interrupt
 
     holder = threading.Thread(target=abandoned_stream)
     holder.start()
-    while sched._participants == 0:
+    while sched.participants == 0:
         time.sleep(0.001)
     try:
         with pytest.raises(KeyboardInterrupt), sched.participant():  # a generation's step
@@ -209,12 +210,12 @@ def test_batched_steps_share_decodes(q8_gen: nextword.Generator) -> None:
     # The executor waits at most gather_s for the other generations' next steps; on a starved
     # machine 3 ms can pass between two of them, so wait as long as it takes here (the wait ends
     # as soon as every generation has submitted).
-    gather, scheduler._gather_s = scheduler._gather_s, 5.0
+    gather, scheduler.gather_s = scheduler.gather_s, 5.0
     try:
         before = pool.decodes
         q8_gen.generate(PROMPTS, max_new_tokens=12)
     finally:
-        scheduler._gather_s = gather
+        scheduler.gather_s = gather
     # 4 prompts, then 11 steps of 4 sequences; exact groups on Q8_0 hold all 4 (measured once).
     assert q8_gen.batch_group_size >= 4  # type: ignore[attr-defined]
     assert pool.decodes - before < 4 + 11 * 2
@@ -243,21 +244,21 @@ def _decodes_of_arrivals(gen: Any, call: Callable[[], object], arriving: int) ->
 
     release = threading.Event()
     holder = threading.Thread(target=lambda: gen._submit(Job(lambda: release.wait(30)), batchable=False))
-    pool._decode, gather, scheduler._gather_s = recording, scheduler._gather_s, 5.0
+    pool._decode, gather, scheduler.gather_s = recording, scheduler.gather_s, 5.0
     try:
         holder.start()
-        waiting(lambda: scheduler._busy)
+        waiting(lambda: scheduler.busy)
         worker = threading.Thread(target=call)
         worker.start()
         try:
-            waiting(lambda: len(scheduler._pending) >= arriving)
+            waiting(lambda: scheduler.queued >= arriving)
         finally:
             release.set()
             worker.join(60)
         holder.join(60)
     finally:
         release.set()
-        pool._decode, scheduler._gather_s = decode, gather
+        pool._decode, scheduler.gather_s = decode, gather
     return decodes
 
 

@@ -61,8 +61,7 @@ def _together(gen: Any, calls: Sequence[Callable[[], Any]]) -> list[Any]:
             t.start()
         sched = gen._scheduler
         for _ in range(2000):  # until every call is queued or waits in the engine (<= 2 s)
-            with sched._cond:
-                waiting = len(sched._pending) + (1 if sched._busy else 0)
+            waiting = sched.queued + (1 if sched.busy else 0)
             if gen._batching == "exact" or waiting >= len(calls):
                 break
             threading.Event().wait(0.001)

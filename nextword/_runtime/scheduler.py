@@ -107,16 +107,39 @@ class StepScheduler(Generic[R]):
         *,
         max_group: int | Callable[[], int] = 1,
         gather_s: float = 0.003,
+        condition: threading.Condition | None = None,
     ) -> None:
+        """``condition`` is the condition variable the callers wait on (default: a new one over
+        a plain lock); a test may pass its own, for instance one whose wait is interrupted."""
         self._execute = execute
         self._max_group = max_group
-        self._gather_s = gather_s
-        self._cond = threading.Condition(threading.Lock())
+        self.gather_s = gather_s
+        """How long the executor waits for every participant to submit before it runs a group
+        (may be changed while the scheduler runs)."""
+        self._cond = condition if condition is not None else threading.Condition(threading.Lock())
         self._pending: collections.deque[_Ticket[R]] = collections.deque()
         self._busy = False
         self._participants = 0
         self._groups = 0
         self._grouped = 0
+
+    @property
+    def queued(self) -> int:
+        """Requests waiting for the engine now (not counting the group it runs)."""
+        with self._cond:
+            return len(self._pending)
+
+    @property
+    def participants(self) -> int:
+        """Callers counted by :meth:`participant` now."""
+        with self._cond:
+            return self._participants
+
+    @property
+    def busy(self) -> bool:
+        """Whether a group is being executed now."""
+        with self._cond:
+            return self._busy
 
     @property
     def stats(self) -> tuple[int, int]:
@@ -195,8 +218,8 @@ class StepScheduler(Generic[R]):
     def _take_group(self) -> list[_Ticket[R]]:
         """The next group, called with the lock held (may wait for participants, releasing it)."""
         cond = self._cond
-        if self._gather_s > 0 and len(self._pending) < self._participants:
-            deadline = time.monotonic() + self._gather_s
+        if self.gather_s > 0 and len(self._pending) < self._participants:
+            deadline = time.monotonic() + self.gather_s
             while len(self._pending) < self._participants:
                 left = deadline - time.monotonic()
                 if left <= 0:
