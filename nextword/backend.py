@@ -9,6 +9,8 @@ A backend subclasses :class:`BaseGenerator`, declares itself once with a :class:
   (:func:`default_threads`);
 - input checks (:func:`check_length`, :func:`encode_text`, :func:`utf8_bytes`);
 - decoding helpers (:func:`sample_tokens`, :func:`log_softmax`, :class:`TopLogprobs`);
+- the one table of OpenAI request fields and the config options they set
+  (:data:`OPENAI_FIELDS`, :func:`openai_field_names`);
 - model location (:func:`locate_model`, :func:`from_hub`, :func:`looks_like_path`) and the cache
   folder (:func:`cache_dir`);
 - the fine-tuning specs through which a plugin offers training and export (:class:`TrainerSpec`,
@@ -50,10 +52,13 @@ from nextword._tuning import (
     split_single_document,
 )
 from nextword._types.decoding_config import DecodingConfig
+from nextword._types.openai_fields import OPENAI_FIELDS, OpenAIField, openai_field_names
 from nextword._words.complete import CompleteMode
 
 __all__ = [
     "CACHE_DIR_ENV",
+    "OPENAI_FIELDS",
+    "OpenAIField",
     "BackendSpec",
     "BaseGenerator",
     "CancelScope",
@@ -87,6 +92,7 @@ __all__ = [
     "hookimpl",
     "locate_model",
     "log_softmax",
+    "openai_field_names",
     "looks_like_path",
     "overfit_warning",
     "pack",

@@ -172,3 +172,32 @@ def test_metrics_render_prometheus_text() -> None:
     assert 'nextword_time_to_first_token_seconds_bucket{le="0.1"} 0\n' in text
     assert "nextword_generation_tokens_total 0\n" in text
     assert "# TYPE nextword_time_to_first_token_seconds histogram" in text
+
+
+def test_one_table_maps_openai_fields_both_ways() -> None:
+    """``nextword serve`` reads and the ``openai`` backend writes a request's decoding fields by
+    the same table: every option the server takes is sent under the name the server reads."""
+    from nextword_openai.dialects import DIALECTS
+
+    from nextword.backend import OPENAI_FIELDS
+    from nextword.serve.requests import decoding_options
+
+    written = DIALECTS["nextword"].fields
+    for spec in OPENAI_FIELDS:
+        if spec.option != "max_new_tokens":  # sent on every request, outside the dialect's table
+            assert written[spec.option] == spec.name
+        if spec.plain:
+            value = 3 if spec.kind is int else 0.5
+            assert decoding_options({spec.name: value}, 4, 1)[spec.option] == value
+            assert spec.option not in decoding_options({spec.name: spec.off}, 4, 1)
+    sampled = decoding_options({"temperature": 0.7, "top_k": 5, "n": 2, "seed": 1, "stop": "."}, 4, 2)
+    assert sampled == {
+        "max_new_tokens": 4,
+        "do_sample": True,
+        "temperature": 0.7,
+        "top_k": 5,
+        "seed": 1,
+        "stop": (".",),
+        "num_return_sequences": 2,
+    }
+    assert decoding_options({"temperature": 0, "top_k": 0, "n": 2}, 4, 2) == {"max_new_tokens": 4, "do_sample": False}

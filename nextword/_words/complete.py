@@ -51,7 +51,7 @@ from nextword._words.results import WordSearch
 from nextword._words.rule import REPLACEMENT, eos_ids, piece_reader, word_start_mask
 from nextword._words.search import DEFAULT_MAX_TOKENS, check_bounds, predict_words, search_words_from_ids
 from nextword._words.tree import Evaluator
-from nextword.errors import InvalidInput
+from nextword.errors import InvalidInput, UnsupportedOption
 
 __all__ = [
     "CompleteMode",
@@ -280,6 +280,13 @@ def complete_word(
     """
     beam, floor, depth_limit = check_bounds(k, beam_width, min_prob, max_tokens)
     generator.capabilities.require("predict_next", generator.backend)
+    if not generator.capabilities.logits:
+        raise UnsupportedOption(
+            f"the {generator.backend!r} backend lists only its top log-probabilities; completing a "
+            "half-typed word needs the full next-token distribution (use complete='next')",
+            option="complete",
+            backend=generator.backend,
+        )
     context, _, typed = partial_word(generator, prompt)
     return complete_after(
         generator, context, typed, k, prompt=prompt, beam_width=beam, min_prob=floor, max_tokens=depth_limit
@@ -464,8 +471,11 @@ def read_typed_word(
     finished (``"I love cats because"``: ``" because"`` itself); otherwise it is completed
     (``"Happy birth"``: ``" birthday"``, although ``" birth"`` is a token and the raw next-token
     distribution after it favours a new word). None too when there is nothing to complete
-    (nothing before the word, or nothing spells it within the bounds).
+    (nothing before the word, or nothing spells it within the bounds), and on a backend that
+    lists only its top log-probabilities (a completion needs the full distribution).
     """
+    if not generator.capabilities.logits:
+        return None
     try:
         done = complete_word(generator, prompt, k, beam_width=beam_width, min_prob=min_prob, max_tokens=max_tokens)
     except InvalidInput:

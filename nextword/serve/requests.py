@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from nextword._types.decoding_config import DecodingConfig
+from nextword._types.openai_fields import OPENAI_FIELDS
 from nextword.errors import InvalidConfig
 from nextword.serve.errors import RequestError
 from nextword.serve.limits import Limits, over_limit
@@ -208,23 +209,12 @@ def _sizes(body: dict[str, Any], limits: Limits, max_logprobs: int) -> tuple[int
     return max_tokens, n, logprobs
 
 
-#: OpenAI (and vLLM) completion fields that map one to one onto a DecodingConfig field, with the
-#: value that means "off"; a request that leaves a field at that value leaves the option unset.
-DECODING_FIELDS: tuple[tuple[str, str, type, object], ...] = (
-    ("top_p", "top_p", float, 1.0),
-    ("min_p", "min_p", float, 0.0),
-    ("typical_p", "typical_p", float, 1.0),
-    ("repetition_penalty", "repetition_penalty", float, 1.0),
-    ("min_tokens", "min_new_tokens", int, 0),
-    ("no_repeat_ngram_size", "no_repeat_ngram_size", int, 0),
-)
-
-
 def decoding_options(body: dict[str, Any], max_tokens: int, n: int) -> dict[str, Any]:
-    """The :class:`DecodingConfig` options a completions body asks for: ``temperature`` 0 is
-    greedy, any other samples; ``top_k`` -1 or 0 is off; the one-to-one fields of
-    :data:`DECODING_FIELDS`; ``stop`` (a string or at most 16); ``seed``; ``n`` sampled
-    sequences (greedy ones are computed once and repeated)."""
+    """The :class:`DecodingConfig` options a completions body asks for, by the table of
+    :data:`~nextword._types.openai_fields.OPENAI_FIELDS`: its plain fields one to one, and the
+    rules of the others (``temperature`` 0 is greedy, any other samples; ``top_k`` -1 or 0 is
+    off; ``stop`` is a string or at most 16; ``n`` sampled sequences, greedy ones being computed
+    once and repeated)."""
     options: dict[str, Any] = {"max_new_tokens": max_tokens}
     temperature = field(body, "temperature", float, 1.0)
     options["do_sample"] = temperature != 0.0
@@ -233,10 +223,11 @@ def decoding_options(body: dict[str, Any], max_tokens: int, n: int) -> dict[str,
     top_k = field(body, "top_k", int, -1)
     if top_k not in (-1, 0):
         options["top_k"] = top_k
-    for name, option, kind, neutral in DECODING_FIELDS:
-        value = field(body, name, kind, neutral)
-        if value != neutral:
-            options[option] = value
+    for spec in OPENAI_FIELDS:
+        if spec.plain:
+            value = field(body, spec.name, spec.kind, spec.off)
+            if value != spec.off:
+                options[spec.option] = value
     stop = body.get("stop")
     if stop is not None:
         if isinstance(stop, str):

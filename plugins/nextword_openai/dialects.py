@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from nextword.backend import openai_field_names
+
 __all__ = ["DIALECTS", "Dialect", "detect"]
 
 
@@ -43,21 +45,21 @@ class Dialect:
     """Fields sent on every request to switch off the server's own defaults."""
 
 
-_COMMON = {"temperature": "temperature", "top_p": "top_p", "seed": "seed", "stop": "stop"}
+_COMMON = ("temperature", "top_p", "seed", "stop")
 
 DIALECTS: dict[str, Dialect] = {
     "nextword": Dialect(
         "nextword",
-        {
-            **_COMMON,
-            "top_k": "top_k",
-            "min_p": "min_p",
-            "typical_p": "typical_p",
-            "repetition_penalty": "repetition_penalty",
-            "min_new_tokens": "min_tokens",
-            "no_repeat_ngram_size": "no_repeat_ngram_size",
-            "num_return_sequences": "n",
-        },
+        openai_field_names(
+            *_COMMON,
+            "top_k",
+            "min_p",
+            "typical_p",
+            "repetition_penalty",
+            "min_new_tokens",
+            "no_repeat_ngram_size",
+            "num_return_sequences",
+        ),
         token_prompts=True,
         max_logprobs=None,
         prompt_logprobs=True,
@@ -68,14 +70,7 @@ DIALECTS: dict[str, Dialect] = {
     ),
     "vllm": Dialect(
         "vllm",
-        {
-            **_COMMON,
-            "top_k": "top_k",
-            "min_p": "min_p",
-            "repetition_penalty": "repetition_penalty",
-            "min_new_tokens": "min_tokens",
-            "num_return_sequences": "n",
-        },
+        openai_field_names(*_COMMON, "top_k", "min_p", "repetition_penalty", "min_new_tokens", "num_return_sequences"),
         token_prompts=True,
         max_logprobs=20,
         prompt_logprobs=True,
@@ -86,13 +81,7 @@ DIALECTS: dict[str, Dialect] = {
     ),
     "llama-cpp-python": Dialect(
         "llama-cpp-python",
-        {
-            **_COMMON,
-            "top_k": "top_k",
-            "min_p": "min_p",
-            "typical_p": "typical_p",
-            "repetition_penalty": "repeat_penalty",
-        },
+        {**openai_field_names(*_COMMON, "top_k", "min_p", "typical_p"), "repetition_penalty": "repeat_penalty"},
         token_prompts=False,
         max_logprobs=None,
         # Measured (0.3.36): with echo, each prompt token's log-probability is read from the
@@ -107,12 +96,8 @@ DIALECTS: dict[str, Dialect] = {
     "llama.cpp": Dialect(
         "llama.cpp",
         {
-            **_COMMON,
-            "top_k": "top_k",
-            "min_p": "min_p",
-            "typical_p": "typical_p",
+            **openai_field_names(*_COMMON, "top_k", "min_p", "typical_p", "num_return_sequences"),
             "repetition_penalty": "repeat_penalty",
-            "num_return_sequences": "n",
         },
         token_prompts=True,
         max_logprobs=None,
@@ -125,7 +110,7 @@ DIALECTS: dict[str, Dialect] = {
     ),
     "openai": Dialect(
         "openai",
-        {**_COMMON, "num_return_sequences": "n"},
+        openai_field_names(*_COMMON, "num_return_sequences"),
         token_prompts=True,
         max_logprobs=5,
         prompt_logprobs=True,
