@@ -204,9 +204,9 @@ def test_a_list_of_prompts_as_one_batch_equals_them_one_by_one(q8_gen: nextword.
 
 
 def test_batched_steps_share_decodes(q8_gen: nextword.Generator) -> None:
-    pool = q8_gen._pool  # type: ignore[attr-defined]
+    pool = q8_gen.pool  # type: ignore[attr-defined]
     q8_gen.reset_cache()  # type: ignore[attr-defined]
-    scheduler = q8_gen._scheduler  # type: ignore[attr-defined]
+    scheduler = q8_gen.scheduler  # type: ignore[attr-defined]
     # The executor waits at most gather_s for the other generations' next steps; on a starved
     # machine 3 ms can pass between two of them, so wait as long as it takes here (the wait ends
     # as soon as every generation has submitted).
@@ -222,19 +222,10 @@ def test_batched_steps_share_decodes(q8_gen: nextword.Generator) -> None:
 
 
 def _decodes_of_arrivals(gen: Any, call: Callable[[], object], arriving: int) -> list[list[tuple[int, int, int]]]:
-    """The entries of every llama_decode the pool makes while ``call`` runs in another thread. A
-    job holds the engine until ``arriving`` requests of ``call`` wait, so they reach the engine as
-    one group whatever the threads' timing; the scheduler also waits for every running
-    generation's next step, however slow the machine."""
-    from nextword_llamacpp.multiseq import Job
-
-    pool, scheduler = gen._pool, gen._scheduler
-    decodes: list[list[tuple[int, int, int]]] = []
-    decode = pool._decode
-
-    def recording(entries: list[tuple[int, int, int]], slots: list[Any], **kw: Any) -> None:
-        decodes.append(list(entries))
-        decode(entries, slots, **kw)
+    """The entries of every llama_decode the pool makes while ``call`` runs in another thread. The
+    engine is held until ``arriving`` requests of ``call`` wait, so they reach it as one group
+    whatever the threads' timing; the scheduler also waits for every running generation's next
+    step, however slow the machine."""
 
     def waiting(ready: Callable[[], bool]) -> None:
         deadline = time.monotonic() + 30
@@ -242,23 +233,17 @@ def _decodes_of_arrivals(gen: Any, call: Callable[[], object], arriving: int) ->
             time.sleep(0.001)
         assert ready(), "the requests did not reach the scheduler in 30 s"
 
-    release = threading.Event()
-    holder = threading.Thread(target=lambda: gen._submit(Job(lambda: release.wait(30)), batchable=False))
-    pool._decode, gather, scheduler.gather_s = recording, scheduler.gather_s, 5.0
+    scheduler = gen.scheduler
+    gather, scheduler.gather_s = scheduler.gather_s, 5.0
     try:
-        holder.start()
-        waiting(lambda: scheduler.busy)
-        worker = threading.Thread(target=call)
-        worker.start()
-        try:
-            waiting(lambda: scheduler.queued >= arriving)
-        finally:
-            release.set()
+        with gen.pool.decode_log() as decodes:
+            worker = threading.Thread(target=call)
+            with gen.holding_engine():
+                worker.start()
+                waiting(lambda: scheduler.queued >= arriving)
             worker.join(60)
-        holder.join(60)
     finally:
-        release.set()
-        pool._decode, scheduler.gather_s = decode, gather
+        scheduler.gather_s = gather
     return decodes
 
 
@@ -317,7 +302,7 @@ def test_streams_suspended_between_tokens_hold_no_slot(q8_gen: nextword.Generato
     for reader in readers:
         next(reader)
     assert time.monotonic() - t0 < 20  # no stream waited for a lease (the wait is 30 s)
-    assert gen._generations._value == gen._pool.n_slots and gen._scheduler._participants == 0
+    assert gen.free_leases == gen.pool.n_slots and gen.scheduler.participants == 0
     assert q8_gen.generate(PROMPTS[0], max_new_tokens=8).sequences == expected
     for stream in streams:
         stream.close()

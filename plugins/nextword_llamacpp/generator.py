@@ -86,6 +86,8 @@ class LlamaCppGenerator(BaseGenerator):
             lambda requests: engine.call(lambda: pool.execute(requests)), max_group=pool.n_slots
         )
         self._generations = threading.BoundedSemaphore(pool.n_slots)
+        self._leases_held = 0
+        self._lease_lock = threading.Lock()
         self._n_vocab = int(llama.n_vocab())
         vocab = llama_cpp.llama_model_get_vocab(llama.model)
         self._vocab = vocab
@@ -231,6 +233,9 @@ class LlamaCppGenerator(BaseGenerator):
         leased = False
         try:
             leased = self._generations.acquire(timeout=wait) if wait > 0 else self._generations.acquire(False)
+            if leased:
+                with self._lease_lock:
+                    self._leases_held += 1
             session.owner = session if leased else None
             with self._scheduler.participant():
                 yield
@@ -240,6 +245,8 @@ class LlamaCppGenerator(BaseGenerator):
                 try:
                     self._pool.release(session)
                 finally:
+                    with self._lease_lock:
+                        self._leases_held -= 1
                     self._generations.release()
 
     def generate_ids(
@@ -293,6 +300,48 @@ class LlamaCppGenerator(BaseGenerator):
         request = RowsNeed(ids, take)
         self._submit(request, batchable=False)
         return out.tolist()
+
+    # ---- seams for diagnostics and tests -----------------------------------------------------
+
+    @property
+    def scheduler(self) -> StepScheduler[Request]:
+        """The step scheduler every engine call of this generator goes through (its ``queued``,
+        ``participants``, ``busy``, ``stats`` and ``gather_s``)."""
+        return self._scheduler
+
+    @property
+    def pool(self) -> SeqPool:
+        """The sequence pool on the llama.cpp context (its ``decodes``, ``evictions``, ``n_slots``
+        and :meth:`~nextword_llamacpp.multiseq.SeqPool.decode_log`)."""
+        return self._pool
+
+    @property
+    def free_leases(self) -> int:
+        """Generations that may start now without waiting for a sequence slot (a generation
+        holds a lease only while it is stepping, not while its stream waits to be read)."""
+        with self._lease_lock:
+            return self._pool.n_slots - self._leases_held
+
+    @contextlib.contextmanager
+    def holding_engine(self, timeout_s: float = 60.0) -> Iterator[None]:
+        """Hold the engine for the block (no other engine work runs until it ends, at most
+        ``timeout_s`` seconds): calls made meanwhile queue up and reach the scheduler together."""
+        release = threading.Event()
+        holding = threading.Event()
+
+        def hold() -> None:
+            holding.set()
+            release.wait(timeout_s)
+
+        holder = threading.Thread(target=lambda: self._submit(Job(hold), batchable=False), daemon=True)
+        holder.start()
+        try:
+            if not holding.wait(timeout_s):
+                raise NextwordError(f"the engine could not be held within {timeout_s} s")
+            yield
+        finally:
+            release.set()
+            holder.join(timeout_s)
 
     @property
     def batch_group_size(self) -> int:

@@ -20,7 +20,7 @@ one decode.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Literal
 
 import llama_cpp
@@ -176,6 +176,19 @@ class SeqPool:
         self._closed = False
         self.decodes = 0
         self.evictions = 0  # leased slots taken by another request (each costs its owner a replay)
+        self._decode_logs: list[list[list[tuple[int, int, int]]]] = []
+
+    @contextlib.contextmanager
+    def decode_log(self) -> Iterator[list[list[tuple[int, int, int]]]]:
+        """A list that receives the ``(token, position, sequence)`` entries of every
+        ``llama_decode`` made while the block runs, in order: how tests and diagnostics see which
+        sequences share a decode."""
+        log: list[list[tuple[int, int, int]]] = []
+        self._decode_logs.append(log)
+        try:
+            yield log
+        finally:
+            self._decode_logs.remove(log)
 
     @classmethod
     def create(
@@ -473,6 +486,8 @@ class SeqPool:
             llama_cpp.llama_memory_seq_rm(self._mem, seq, pos, -1)
         rc = llama_cpp.llama_decode(self._ctx, b)
         self.decodes += 1
+        for log in self._decode_logs:
+            log.append(list(entries))
         if rc != 0:
             for slot in slots:
                 llama_cpp.llama_memory_seq_rm(self._mem, slot.seq, len(slot.tokens), -1)
