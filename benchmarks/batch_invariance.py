@@ -89,7 +89,7 @@ def measure(path: Path, mode: str, steps: int, n_ctx: int) -> dict[str, Any]:
         "exact_group": gen.batch_group_size,
         "steps": steps,
         **compare(alone, together),
-        "mean_requests_per_group": round(gen._scheduler.stats[1] / max(1, gen._scheduler.stats[0]), 2),
+        "mean_requests_per_group": round(gen.scheduler.stats[1] / max(1, gen.scheduler.stats[0]), 2),
     }
     gen.close()
     return result
@@ -142,10 +142,10 @@ def measure_hf(name: str, work: Path, steps: int) -> dict[str, Any]:
     alone = [hf_logits(gen, [ids], steps)[0] for ids in prompts]
     together = hf_logits(gen, prompts, steps)
     one_by_one = [gen.generate(p, max_new_tokens=steps, stop=()).sequences[0].token_ids for p in PROMPTS]
-    before = gen._scheduler.stats
+    before = gen.scheduler.stats
     with ThreadPoolExecutor(len(PROMPTS)) as pool:
         threaded = list(pool.map(lambda p: gen.generate(p, max_new_tokens=steps).sequences[0].token_ids, PROMPTS))
-    groups, requests = (a - b for a, b in zip(gen._scheduler.stats, before, strict=True))
+    groups, requests = (a - b for a, b in zip(gen.scheduler.stats, before, strict=True))
     result = {
         "backend": "hf",
         "model": name,

@@ -31,7 +31,7 @@ def measure(model: str, flash_attn: bool, contexts: list[int], prompts: list[int
     """The timings of one setting, in this process."""
     n_ctx = max(contexts + prompts) + 32
     gen: Any = nextword.load("llamacpp", model, n_ctx=n_ctx, parallel=8, threads=threads, flash_attn=flash_attn)
-    pool = gen._pool
+    pool = gen.pool
     n_vocab = gen.vocab_size
 
     def tokens(n: int, shift: int) -> list[int]:

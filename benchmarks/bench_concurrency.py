@@ -370,7 +370,7 @@ def bench_hf(model_dir: Path, threads: int, n_new: int, rounds: int) -> list[dic
                 "vs_hf_sequential": round(tps / base, 2),
             }
         )
-    groups, requests = fast._scheduler.stats
+    groups, requests = fast.scheduler.stats
     rows.append(
         {
             "model": f"hf {model_dir.name}",

@@ -81,7 +81,7 @@ def main() -> None:
     options = {"n_ctx": 512, "parallel": 8, "threads": args.threads, "flash_attn": args.flash_attn == "on"}
     gen: Any = nextword.load("llamacpp", args.model, **options)
     gen.generate(PROMPTS[0], max_new_tokens=4)  # warm-up
-    pool = gen._pool
+    pool = gen.pool
     if args.way == "order":
         print(json.dumps({"way": "order", **gen._engine.call(lambda: decode_order(pool))}))
         gen.close()
@@ -118,7 +118,7 @@ def main() -> None:
             t.start()
         for t in threads:
             t.join()
-        out["groups_and_requests"] = gen._scheduler.stats
+        out["groups_and_requests"] = gen.scheduler.stats
         out["caller_cpu_s"] = round(sum(cpu), 3)
     seconds = time.perf_counter() - start
     by_size: dict[int, list[float]] = {}

@@ -56,13 +56,13 @@ def _together(gen: Any, calls: Sequence[Callable[[], Any]]) -> list[Any]:
             results[i] = exc
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
-    with gen._lock:
+    with gen.holding_engine():
         for t in threads:
             t.start()
-        sched = gen._scheduler
+        sched = gen.scheduler
         for _ in range(2000):  # until every call is queued or waits in the engine (<= 2 s)
             waiting = sched.queued + (1 if sched.busy else 0)
-            if gen._batching == "exact" or waiting >= len(calls):
+            if gen.batching == "exact" or waiting >= len(calls):
                 break
             threading.Event().wait(0.001)
     for t in threads:
@@ -80,10 +80,10 @@ def test_batching_option_is_declared_and_validated(tiny_gpt2_dir: Path, fast: ne
 def test_four_concurrent_prompts_fast_equal_one_by_one(fast: nextword.Generator) -> None:
     greedy = {"max_new_tokens": 12}
     alone = [_ids(fast.generate(p, **greedy)) for p in PROMPTS]
-    groups, requests = fast._scheduler.stats  # type: ignore[attr-defined]
+    groups, requests = fast.scheduler.stats  # type: ignore[attr-defined]
     results = _together(fast, [partial(fast.generate, p, **greedy) for p in PROMPTS])
     assert [_ids(r) for r in results] == alone
-    groups2, requests2 = fast._scheduler.stats  # type: ignore[attr-defined]
+    groups2, requests2 = fast.scheduler.stats  # type: ignore[attr-defined]
     # 4 requests, batched: those queued while the first group waited for the engine run together.
     assert requests2 - requests == 4 and groups2 - groups <= 2
     assert [_ids(g) for g in fast.generate(PROMPTS, **greedy)] == alone
@@ -135,7 +135,7 @@ def test_exact_mode_runs_each_prompt_alone(exact: nextword.Generator) -> None:
     calls = [partial(exact.generate, p, **kw) for p in PROMPTS for kw in (greedy, sampled)]
     assert [_ids(r) for r in _together(exact, calls)] == alone
     assert [_ids(g) for g in exact.generate(PROMPTS, **greedy)] == alone[::2]
-    assert exact._scheduler.stats == (0, 0)  # type: ignore[attr-defined]
+    assert exact.scheduler.stats == (0, 0)  # type: ignore[attr-defined]
 
 
 class _CancelAfter(CancelScope):

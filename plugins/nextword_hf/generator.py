@@ -7,6 +7,7 @@ decoding option natively); stop strings use nextword's shared stop handling. Str
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -111,6 +112,26 @@ class HFGenerator(BaseGenerator):
         if self._closed:
             raise InvalidState(f"this {self.backend} generator for {self.model!r} was closed; load the model again")
         return self._hf_model
+
+    # ---- seams for diagnostics and tests -----------------------------------------------------
+
+    @property
+    def scheduler(self) -> StepScheduler[GenerationRequest]:
+        """The step scheduler that groups concurrent generations into batches (its ``queued``,
+        ``busy`` and ``stats``)."""
+        return self._scheduler
+
+    @property
+    def batching(self) -> str:
+        """``"exact"`` (concurrent generations one after another) or ``"fast"`` (batched)."""
+        return self._batching
+
+    @contextlib.contextmanager
+    def holding_engine(self) -> Iterator[None]:
+        """Hold the model for the block: no forward pass runs until it ends, so concurrent calls
+        made meanwhile queue up and reach the scheduler together."""
+        with self._lock:
+            yield
 
     @classmethod
     def load(
