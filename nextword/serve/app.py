@@ -28,6 +28,7 @@ from nextword.protocol import Generator
 from nextword.serve.completions import CompletionRunner, finish_reason, new_id, usage_chunk
 from nextword.serve.errors import RequestError, error_body, from_exception
 from nextword.serve.requests import Limits, field, parse_completion
+from nextword.serve.static import playground_routes
 from nextword.serve.worker import ModelSlot
 
 __all__ = ["create_app"]
@@ -329,12 +330,14 @@ class _Server:
                 "prompt": prompt,
                 "unit": prediction.unit,
                 "unexplored_mass": prediction.unexplored_mass,
+                "typed": prediction.typed,
                 "candidates": [
                     {
                         "text": c.text,
                         "token_ids": list(c.token_ids),
                         "prob": c.prob,
                         "logprob": c.logprob if math.isfinite(c.logprob) else -9999.0,
+                        "remaining": c.remaining,
                     }
                     for c in prediction.candidates
                 ],
@@ -416,6 +419,7 @@ def create_app(
         Route("/detokenize", ep(server.detokenize), methods=["POST"]),
         Route("/v1/next_words", ep(server.next_words), methods=["POST"]),
         Route("/v1/explain", ep(server.explain), methods=["POST"]),
+        *playground_routes(),  # the browser playground at / (static files, no data, no key)
     ]
 
     async def http_error(request: Request, exc: Exception) -> Response:
