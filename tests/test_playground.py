@@ -370,8 +370,9 @@ def assert_suggestions_equal_the_api(page: Any, base: str, text: str, key: str |
     assert [s["prob"] for s in shown] == pytest.approx([c["prob"] for c in expected["candidates"]], abs=1e-12)
     assert [s["pct"] for s in shown] == [pct(c["prob"]) for c in expected["candidates"]]
     for s, c in zip(shown, expected["candidates"], strict=True):
-        rest = c["remaining"] if c["remaining"] is not None else c["text"]
-        assert s["rest"].strip() == rest.strip()  # the characters still to type
+        # the characters still to type, in bold (a next word without its leading space)
+        rest = c["remaining"] if c["remaining"] is not None else c["text"].lstrip()
+        assert s["rest"] == rest.replace("\n", "\u21b5").replace("\t", "\u21e5")
         assert s["bar"].endswith("%")
     return shown
 
@@ -605,9 +606,8 @@ def test_korean_input_and_korean_page(browser: Any, server: str, artifacts: Path
         type_slowly(page, text)
         shown = assert_suggestions_equal_the_api(page, server, text)
         assert all("\ufffd" not in s["word"] for s in shown)
-        assert page.locator("#suggest-heading").inner_text() in ("다음 단어",) or "완성" in page.locator(
-            "#suggest-heading"
-        ).inner_text()
+        heading = page.locator("#suggest-heading").inner_text()
+        assert heading == "다음 단어" or heading.endswith("더 입력할 나머지 글자")  # next words, or completions
         type_slowly(page, " 고양")
         assert_suggestions_equal_the_api(page, server, text + " 고양")
         screenshot(page, artifacts, "korean")
