@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -71,13 +72,21 @@ def percentiles(values: list[float]) -> dict[str, float]:
     return {"n": len(ordered), "p50": statistics.median(ordered), "p95": p95, "max": ordered[-1]}
 
 
+def complete_mode(text: str) -> str:
+    """The ``complete`` field the page sends for ``text`` (its default rule): ``word`` after a
+    letter, digit, mark or space, ``auto`` after anything else."""
+    last = text[-1]
+    return "word" if last.isspace() or unicodedata.category(last)[0] in "LNM" else "auto"
+
+
 def api_latency(base: str, prefixes: list[str]) -> list[float]:
-    """Milliseconds per ``/v1/next_words`` call, prefix after prefix."""
+    """Milliseconds per ``/v1/next_words`` call (the page's request), prefix after prefix."""
     out = []
     with httpx.Client(timeout=300) as http:
         for text in prefixes:
+            body = {"prompt": text, "k": 5, "complete": complete_mode(text)}
             start = time.perf_counter()
-            response = http.post(base + "/v1/next_words", json={"prompt": text, "k": 5})
+            response = http.post(base + "/v1/next_words", json=body)
             out.append((time.perf_counter() - start) * 1000)
             response.raise_for_status()
     return out
@@ -97,7 +106,9 @@ def browser_latency(browser: Any, base: str, text: str, screenshot: Path | None)
         for i, ch in enumerate(text):
             page.keyboard.type(ch)
             page.wait_for_function(
-                "n => window.nextwordPlayground.painted.some(e => e.seq >= n)", arg=i + 1, timeout=KEY_TIMEOUT_MS
+                "t => window.nextwordPlayground.painted.some(e => e.text === t)",
+                arg=text[: i + 1],
+                timeout=KEY_TIMEOUT_MS,
             )
         if screenshot is not None:
             page.screenshot(path=str(screenshot), full_page=True)
@@ -106,6 +117,11 @@ def browser_latency(browser: Any, base: str, text: str, screenshot: Path | None)
         context.close()
     if problems:
         raise RuntimeError(f"the page reported errors: {problems}")
+    if len(painted) != len(text):
+        raise RuntimeError(f"{len(painted)} keystrokes painted, {len(text)} typed")
+    modes = [(e["text"], e["complete"]) for e in painted]
+    if modes != [(t, complete_mode(t)) for t in (text[: i + 1] for i in range(len(text)))]:
+        raise RuntimeError("the page asked for other completions than the API pass")
     return [float(e["ms"]) for e in painted]
 
 
@@ -149,6 +165,7 @@ def main() -> None:
                 ):
                     api_latency(base, prefixes[:5])  # warm-up: first calls load lazily
                     api_ms = api_latency(base, prefixes)
+                    print(name, "api", json.dumps(percentiles(api_ms)), flush=True)
                     shot = None if args.screenshots is None else args.screenshots / f"bench-{name}.png"
                     page_ms = browser_latency(browser, base, PARAGRAPH, shot)
                 results["models"][name] = {"api": percentiles(api_ms), "browser": percentiles(page_ms)}

@@ -195,7 +195,9 @@ def test_a_browser_needs_a_display_on_linux() -> None:
 
 
 @pytest.mark.slow
-def test_playground_command_serves_the_page_headless(tiny_gpt2_dir: Path, tmp_path: Path) -> None:
+def test_playground_command_serves_the_page_headless(
+    tiny_gpt2_dir: Path, tmp_path: Path, byte_gen: nextword.Generator
+) -> None:
     env = {
         k: v for k, v in os.environ.items() if not k.startswith("NEXTWORD_") and k not in ("DISPLAY", "WAYLAND_DISPLAY")
     }
@@ -226,7 +228,7 @@ def test_playground_command_serves_the_page_headless(tiny_gpt2_dir: Path, tmp_pa
                 proc.kill()
                 proc.wait(15)
     # a taken port is a one-line error before any model loads
-    with servers.app_in_thread(create_app(nextword.load("bytelm", "3"), name="x")) as base:
+    with servers.app_in_thread(create_app(byte_gen, name="x")) as base:
         taken = base.rsplit(":", 1)[1]
         busy = subprocess.run(
             [*args, "--port", taken, "--no-browser"], capture_output=True, text=True, env=env, timeout=120
@@ -460,6 +462,13 @@ def test_suggestions_while_typing_equal_the_api(browser: Any, server: str, artif
         assert page.locator("#suggestions li").count() == 0
         assert page.input_value("#text") == text
         type_slowly(page, " a")
+        shown = assert_suggestions_equal_the_api(page, server, text + " a")
+        # a click accepts too, and leaves the caret in the text
+        page.click("#suggestions li >> nth=1")
+        assert page.input_value("#text") == text + " a" + shown[1]["remaining"]
+        assert page.evaluate("document.activeElement.id") == "text"
+        text = page.input_value("#text")
+        page.keyboard.type(" a")
         assert_suggestions_equal_the_api(page, server, text + " a")
         # the last word read as the model decides, or never completed
         for mode in ("auto", "next"):

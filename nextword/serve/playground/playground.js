@@ -378,7 +378,7 @@
         suggest.selected = 0;
         showError("");
         renderSuggestions();
-        markPainted(seq, text);
+        markPainted(seq, text, complete);
       })
       .catch((err) => {
         if (controller.signal.aborted) return;
@@ -390,17 +390,19 @@
   }
 
   /** Performance marks: keystroke `seq` -> its suggestions in the DOM and painted. */
-  function markPainted(seq, text) {
+  function markPainted(seq, text, complete) {
     requestAnimationFrame(() =>
       setTimeout(() => {
         const start = "nw-key-" + seq;
         if (performance.getEntriesByName(start, "mark").length === 0) return;
         const measure = performance.measure("nw-suggest", start);
-        performance.clearMarks(start);
-        const list = $("suggestions");
-        list.dataset.paintedSeq = String(seq);
-        list.dataset.paintedMs = String(measure ? measure.duration : "");
-        window.nextwordPlayground.painted.push({ seq, text, ms: measure ? measure.duration : null });
+        // this keystroke's mark and those of the keystrokes it overtook are done with
+        for (const mark of performance.getEntriesByType("mark")) {
+          if (mark.name.startsWith("nw-key-") && Number(mark.name.slice(7)) <= seq) performance.clearMarks(mark.name);
+        }
+        const painted = window.nextwordPlayground.painted;
+        painted.push({ seq, text, complete, ms: measure ? measure.duration : null });
+        if (painted.length > 2000) painted.splice(0, painted.length - 1000);
       }, 0)
     );
   }
