@@ -125,6 +125,25 @@ def browser_latency(browser: Any, base: str, text: str, screenshot: Path | None)
     return [float(e["ms"]) for e in painted]
 
 
+KOREAN = "나는 고양이를 좋아한다. 왜냐하면 고양이는"
+
+
+def korean_screenshot(browser: Any, base: str, path: Path) -> None:
+    """The page in Korean (a ko-KR browser) with suggestions for a Korean sentence, saved to ``path``."""
+    context = browser.new_context(viewport={"width": 1100, "height": 700}, locale="ko-KR")
+    try:
+        page = context.new_page()
+        page.goto(base + "/")
+        page.wait_for_selector("#work:not([hidden])", timeout=KEY_TIMEOUT_MS)
+        page.fill("#text", KOREAN)
+        page.wait_for_function(
+            "t => window.nextwordPlayground.painted.some(e => e.text === t)", arg=KOREAN, timeout=KEY_TIMEOUT_MS
+        )
+        page.screenshot(path=str(path), full_page=True)
+    finally:
+        context.close()
+
+
 def model_args(name: str, threads: int) -> list[str]:
     if name == "tiny":
         from nextword.testing.assets import gpt2_vocab_files
@@ -168,6 +187,8 @@ def main() -> None:
                     print(name, "api", json.dumps(percentiles(api_ms)), flush=True)
                     shot = None if args.screenshots is None else args.screenshots / f"bench-{name}.png"
                     page_ms = browser_latency(browser, base, PARAGRAPH, shot)
+                    if args.screenshots is not None:
+                        korean_screenshot(browser, base, args.screenshots / f"bench-{name}-ko.png")
                 results["models"][name] = {"api": percentiles(api_ms), "browser": percentiles(page_ms)}
                 print(name, json.dumps(results["models"][name]), flush=True)
         finally:

@@ -354,19 +354,25 @@ def playground_page(browser: Any, base: str, allowed: tuple[str, ...] = (), **co
 # ---- helpers reading the page -----------------------------------------------------------------
 
 
+# Waits go through Playwright's selector engine (``expect``), never ``wait_for_function``: a
+# polled predicate is compiled in the page, which its Content-Security-Policy (no eval) refuses.
+
+
+def expect(locator: Any) -> Any:
+    return require_module("playwright.sync_api").expect(locator)
+
+
 def wait_ready(page: Any) -> None:
     page.wait_for_selector("#work:not([hidden])", timeout=TIMEOUT_MS)
-    page.wait_for_function("document.activeElement && document.activeElement.id === 'text'")
+    expect(page.locator("#text")).to_be_focused(timeout=TIMEOUT_MS)
 
 
 def wait_suggestions(page: Any, text: str) -> None:
     """Until the suggestions shown are those for ``text``."""
-    page.wait_for_function(
-        "t => { const l = document.getElementById('suggestions');"
-        " return l.dataset.state === 'ready' && l.dataset.prompt === t; }",
-        arg=text,
-        timeout=TIMEOUT_MS,
-    )
+    suggestions = page.locator("#suggestions")
+    expect(suggestions).to_have_attribute("data-prompt", text, timeout=TIMEOUT_MS)
+    expect(suggestions).to_have_attribute("data-state", "ready", timeout=TIMEOUT_MS)
+    assert suggestions.get_attribute("data-prompt") == text
 
 
 def shown_suggestions(page: Any) -> list[dict[str, Any]]:
@@ -492,11 +498,8 @@ def test_explain_view_equals_the_api(browser: Any, server: str, artifacts: Path)
         wait_ready(page)
         page.fill("#text", text)
         page.click("#tab-explain")
-        page.wait_for_function(
-            "t => { const b = document.getElementById('explain-text');"
-            " return b.dataset.state === 'ready' && b.dataset.text === t; }",
-            arg=text,
-        )
+        expect(page.locator("#explain-text")).to_have_attribute("data-text", text, timeout=TIMEOUT_MS)
+        expect(page.locator("#explain-text")).to_have_attribute("data-state", "ready", timeout=TIMEOUT_MS)
         expected = api(server, "/v1/explain", {"text": text, "top": 5})
         tokens = page.eval_on_selector_all(
             "#explain-text .tok",
@@ -613,7 +616,7 @@ def test_api_key_is_asked_once_and_sent_with_every_call(browser: Any, keyed_serv
         assert page.evaluate("document.activeElement.id") == "key-input"
         page.keyboard.type("wrong-key")
         page.keyboard.press("Enter")
-        page.wait_for_function("document.getElementById('key-error').textContent.includes('rejected')")
+        expect(page.locator("#key-error")).to_contain_text("rejected", timeout=TIMEOUT_MS)
         assert page.locator("#work").is_hidden()
         assert page.evaluate("sessionStorage.length") == 0
         page.keyboard.press("Enter")  # an empty key is refused before any request

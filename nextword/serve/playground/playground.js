@@ -40,6 +40,7 @@
       suggestDismissed: "Dismissed. Keep typing for new suggestions.",
       completing: "Completing “{typed}”: the rest of the word to type",
       nextWords: "The next word",
+      wordEnds: "✓ ends here",
       noCandidates: "The model has no suggestion here.",
       explainUnit: "Show",
       unitTokens: "tokens",
@@ -112,6 +113,7 @@
       suggestDismissed: "닫았습니다. 계속 입력하면 새 제안이 나옵니다.",
       completing: "“{typed}” 완성: 더 입력할 나머지 글자",
       nextWords: "다음 단어",
+      wordEnds: "✓ 여기서 끝",
       noCandidates: "여기서는 모델의 제안이 없습니다.",
       explainUnit: "단위",
       unitTokens: "토큰",
@@ -449,6 +451,7 @@
       const rest = c.remaining === null ? c.text : c.remaining;
       const typedPart = c.text.slice(0, c.text.length - rest.length);
       word.append(el("span", "typed", visible(typedPart.trimStart())), el("span", "rest", visible(typedPart ? rest : rest.trimStart())));
+      if (c.remaining === "") word.append(el("span", "ends", t("wordEnds")));
       const bar = el("span", "bar");
       const fill = el("span", "fill");
       fill.style.width = Math.max(0.5, Math.min(100, c.prob * 100)).toFixed(2) + "%";
