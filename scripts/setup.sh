@@ -25,14 +25,16 @@ CMAKE_ARGS="-DGGML_NATIVE=OFF" python -m pip install --quiet -e ".[dev]"
 # cache folder (or $NEXTWORD_ASSET_DIR).
 python -m tests.assets >/dev/null
 
-# A headless browser for the test that reads explain's HTML page back (tests/test_korean.py).
-# Installed with apt when we can (root on Debian/Ubuntu, as in CI); otherwise say how.
-if ! command -v chromium-headless-shell >/dev/null && ! command -v chromium >/dev/null; then
+# A headless browser for the tests that read explain's HTML page back (tests/test_korean.py) and
+# drive the playground (tests/test_playground.py, through Playwright), and a Korean font for the
+# playground's screenshots. Installed with apt when we can (root on Debian/Ubuntu, as in CI);
+# otherwise say how.
+if ! { command -v chromium-headless-shell >/dev/null || command -v chromium >/dev/null; } || ! fc-list 2>/dev/null | grep -qi nanum; then
     if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
         apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium-headless-shell >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium-headless-shell fonts-nanum >/dev/null
     else
-        echo "note: no headless Chromium; the browser test needs: sudo apt-get install chromium-headless-shell" >&2
+        echo "note: the browser tests need: sudo apt-get install chromium-headless-shell fonts-nanum" >&2
     fi
 fi
 

@@ -17,6 +17,7 @@ from nextword.cli.evaluation import eval_command
 from nextword.cli.finetune import finetune
 from nextword.cli.generation import generate
 from nextword.cli.inspection import backends, config
+from nextword.cli.playground import playground
 from nextword.cli.serve import serve
 from nextword.cli.signals import Terminated, exit_status, termination_signals_raise
 from nextword.cli.words import explain, predict
@@ -34,7 +35,7 @@ def cli() -> None:
     """nextword: next-word prediction and text generation with pluggable backends."""
 
 
-for _command in (generate, predict, explain, eval_command, backends, config, finetune, serve):
+for _command in (generate, predict, explain, eval_command, backends, config, finetune, serve, playground):
     cli.add_command(_command)
 
 

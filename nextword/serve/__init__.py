@@ -1,7 +1,9 @@
 """``nextword serve``: an OpenAI-compatible HTTP server over any nextword backend.
 
 :func:`create_app` builds the ASGI application for a loaded generator; :func:`serve` runs it with
-uvicorn. The command line (``nextword serve``) is defined in :mod:`nextword.cli.serve`.
+uvicorn. The command line (``nextword serve``) is defined in :mod:`nextword.cli.serve`. The
+browser playground at ``/`` is static package data (``playground/``) served by
+:mod:`nextword.serve.static`; ``nextword playground`` (:mod:`nextword.cli.playground`) starts it.
 Starlette and uvicorn are imported only here (install ``nextword[serve]``).
 """
 

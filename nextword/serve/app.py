@@ -43,6 +43,7 @@ from nextword.serve.limits import Limits, default_parallel, display_name
 from nextword.serve.metrics import CONTENT_TYPE, Metrics
 from nextword.serve.requests import CompletionRequest, parse_completion
 from nextword.serve.scheduling import FairQueue, RequestContext, Workers
+from nextword.serve.static import playground_routes
 from nextword.serve.utility import UtilityEndpoints
 
 __all__ = ["create_app"]
@@ -564,6 +565,7 @@ def create_app(
         Route("/detokenize", eng("/detokenize", server.detokenize), methods=["POST"]),
         Route("/v1/next_words", eng("/v1/next_words", server.next_words), methods=["POST"]),
         Route("/v1/explain", eng("/v1/explain", server.explain), methods=["POST"]),
+        *playground_routes(),  # the browser playground at / (static files, no data, no key)
     ]
     if metrics:
         routes.append(Route("/metrics", ep("/metrics", server.metrics_endpoint), methods=["GET"]))

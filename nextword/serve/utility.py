@@ -148,12 +148,14 @@ class UtilityEndpoints:
                 "prompt": prompt,
                 "unit": prediction.unit,
                 "unexplored_mass": prediction.unexplored_mass,
+                "typed": prediction.typed,
                 "candidates": [
                     {
                         "text": c.text,
                         "token_ids": list(c.token_ids),
                         "prob": c.prob,
                         "logprob": c.logprob if math.isfinite(c.logprob) else -9999.0,
+                        "remaining": c.remaining,
                     }
                     for c in prediction.candidates
                 ],
