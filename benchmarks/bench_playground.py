@@ -36,7 +36,7 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.servers import free_port, wait_ready  # noqa: E402
+from tests.servers import free_port, stop, wait_ready  # noqa: E402
 
 PARAGRAPH = (
     "I love cats because they are quiet company. In the morning my cat sits by the window and watches the birds."
@@ -57,12 +57,7 @@ def serve(model_args: list[str], log: Path) -> Iterator[str]:
             wait_ready(base + "/health", STARTUP_S, alive=lambda: proc.poll() is None)
             yield base
         finally:
-            proc.terminate()
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(15)
+            stop(proc, 15)
 
 
 def percentiles(values: list[float]) -> dict[str, float]:

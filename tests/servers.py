@@ -57,6 +57,16 @@ def app_in_thread(app: Any) -> Iterator[str]:
         thread.join(15)
 
 
+def stop(proc: subprocess.Popen[bytes], wait_s: float = 10.0) -> None:
+    """Terminate ``proc``; kill it if it has not exited within ``wait_s`` seconds."""
+    proc.terminate()
+    try:
+        proc.wait(wait_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(wait_s)
+
+
 @contextlib.contextmanager
 def process(
     args: Sequence[str], ready_path: str, port: int, log: Path, headers: dict[str, str] | None = None
@@ -74,9 +84,4 @@ def process(
                 raise RuntimeError(f"{exc}; its log:\n{log.read_text(errors='replace')[-3000:]}") from None
             yield base
         finally:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+            stop(proc)

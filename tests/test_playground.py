@@ -221,12 +221,7 @@ def test_playground_command_serves_the_page_headless(
             assert page.status_code == 200 and "playground.js" in page.text
             assert httpx.get(url + "v1/models", timeout=30).json()["data"][0]["nextword"]["backend"] == "hf"
         finally:
-            proc.terminate()
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(15)
+            servers.stop(proc, 15)
     # a taken port is a one-line error before any model loads
     with servers.app_in_thread(create_app(byte_gen, name="x")) as base:
         taken = base.rsplit(":", 1)[1]
