@@ -511,7 +511,7 @@ def predict_or_complete(
     bounds = {"beam_width": beam_width, "min_prob": min_prob, "max_tokens": max_tokens}
     if complete == "next":
         return predict_words(generator, prompt, k, **bounds)  # type: ignore[arg-type]
-    check_bounds(k, beam_width, min_prob, max_tokens)
+    check_bounds(k, beam_width, min_prob, max_tokens, capped=True)  # the public limits, whatever the reading
     if complete == "auto":
         done = read_typed_word(generator, prompt, k, **bounds)  # type: ignore[arg-type]
         return predict_words(generator, prompt, k, **bounds) if done is None else done.prediction(k)  # type: ignore[arg-type]
