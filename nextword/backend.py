@@ -30,7 +30,7 @@ from nextword._contract.checks import check_length, encode_text, utf8_bytes
 from nextword._contract.model_location import from_hub, locate_model, looks_like_path
 from nextword._contract.protocol import ForkableSession, Generator
 from nextword._contract.spec import BackendSpec, OptionSpec
-from nextword._contract.text_stream import TextStream
+from nextword._contract.text_stream import CompletionStream, TextStream
 from nextword._decoding.logprobs import TopLogprobs
 from nextword._decoding.loop import RecomputeSession, Session, sample_tokens
 from nextword._decoding.processors import log_softmax
@@ -77,6 +77,7 @@ __all__ = [
     "Session",
     "StepScheduler",
     "Support",
+    "CompletionStream",
     "TextStream",
     "TopLogprobs",
     "TrainerSpec",

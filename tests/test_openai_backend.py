@@ -123,9 +123,11 @@ def llama_server(tiny_gguf: Any, tmp_path_factory: pytest.TempPathFactory) -> It
 
 
 @pytest.fixture(scope="module")
-def llama_remote(llama_server: tuple[str, Path]) -> nextword.Generator:
+def llama_remote(llama_server: tuple[str, Path]) -> Iterator[nextword.Generator]:
     # Its tokenize endpoint reads special-token names as control tokens: name the local tokenizer.
-    return nextword.load("openai", "tiny", base_url=llama_server[0], context_length=256, tokenizer=str(llama_server[1]))
+    gen = nextword.load("openai", "tiny", base_url=llama_server[0], context_length=256, tokenizer=str(llama_server[1]))
+    yield gen
+    gen.close()  # frees the local llama.cpp vocabulary now, not at interpreter exit
 
 
 @pytest.mark.slow

@@ -22,7 +22,7 @@ import numpy.typing as npt
 from nextword._contract.capabilities import Capabilities, Support
 from nextword._contract.checks import check_length, encode_text
 from nextword._contract.lifecycle import GUARDED, marking_closed, refusing_when_closed
-from nextword._contract.text_stream import SequenceState, TextStream
+from nextword._contract.text_stream import CompletionStream, SequenceState, TextStream
 from nextword._decoding.branches import Branches, SessionBranches
 from nextword._decoding.detok import IncrementalDetokenizer, context_for, piece_text
 from nextword._decoding.logprobs import TopLogprobs, top_logprobs
@@ -168,6 +168,41 @@ class BaseGenerator(abc.ABC):
             out.append([_Lazy(self.token_stream, ids, config, n, rng) for _ in range(config.num_return_sequences)])
         return out
 
+    def generate_completions(
+        self, prompts_ids: Sequence[Sequence[int]], config: DecodingConfig, n_new: Sequence[int]
+    ) -> list[list[Completion]]:
+        """For each prompt, its ``num_return_sequences`` finished completions (text, token ids,
+        finish reason). The inputs are checked already (lengths, ``min_new_tokens``, options).
+
+        The default decodes :meth:`generate_ids` here, applying EOS, stop strings and UTF-8-safe
+        text once for every backend. Override it only where the engine returns finished text
+        itself (a remote server that applies stop strings on its side).
+        """
+        raw = self.generate_ids(prompts_ids, config, n_new)
+        return [[self._complete(seq, config, ids) for seq in seqs] for ids, seqs in zip(prompts_ids, raw, strict=True)]
+
+    def completion_stream(self, prompt_ids: Sequence[int], config: DecodingConfig, n_new: int) -> CompletionStream:
+        """One sequence as text chunks (never an empty one, never a split character), then its
+        :class:`~nextword.Completion`. The inputs are checked already.
+
+        The default decodes :meth:`token_stream` here, with one random generator seeded by
+        ``config.seed``. Override it only where the engine streams finished text itself.
+        """
+        rng = np.random.default_rng(config.seed)
+        state = SequenceState()
+        chunks = self._decode_text(self.token_stream(prompt_ids, config, n_new, rng), config, state, prompt_ids)
+
+        def finish() -> Completion:
+            return Completion("".join(state.text), tuple(state.token_ids), state.finish_reason)
+
+        return CompletionStream(chunks, finish, lambda: len(state.token_ids))
+
+    def native_word_prediction(self, prompt: str, k: int, complete: CompleteMode) -> Prediction | None:
+        """The ``k`` next words as the engine itself finds them, or None (the default) to let
+        nextword's word search answer. Override it only where the engine runs that same search
+        (a remote ``nextword serve``); ``k`` is checked already."""
+        return None
+
     def open_branches(self, prompt_ids: Sequence[int]) -> Branches:
         """The state after ``prompt_ids`` from which several continuations are evaluated (the
         word search's paths; see :mod:`nextword._decoding.branches`). The default evaluates them
@@ -310,15 +345,15 @@ class BaseGenerator(abc.ABC):
         for ids, n in zip(prompts_ids, n_new, strict=True):
             self._check_length(len(ids), n)
             _check_min_new(cfg, n)
-        raw = self.generate_ids(prompts_ids, cfg, n_new)
+        completions = self.generate_completions(prompts_ids, cfg, n_new)
         return [
             Generation(
                 prompt=p,
                 prompt_token_ids=tuple(ids),
-                sequences=tuple(self._complete(seq, cfg, ids) for seq in seqs),
+                sequences=tuple(seqs),
                 settings=self._settings.with_decoding(cfg),
             )
-            for p, ids, seqs in zip(prompts, prompts_ids, raw, strict=True)
+            for p, ids, seqs in zip(prompts, prompts_ids, completions, strict=True)
         ]
 
     def stream(self, prompt: str, config: DecodingConfig | None = None, /, **decoding: Any) -> TextStream:
@@ -352,19 +387,17 @@ class BaseGenerator(abc.ABC):
         n_new = cfg.new_tokens_for(len(ids))
         self._check_length(len(ids), n_new)
         _check_min_new(cfg, n_new)
-        rng = np.random.default_rng(cfg.seed)
-        state = SequenceState()
-        chunks = self._decode_text(self.token_stream(ids, cfg, n_new, rng), cfg, state, ids)
+        stream = self.completion_stream(ids, cfg, n_new)
 
         def finish() -> Generation:
             return Generation(
                 prompt=prompt,
                 prompt_token_ids=tuple(ids),
-                sequences=(Completion("".join(state.text), tuple(state.token_ids), state.finish_reason),),
+                sequences=(stream.finish(),),
                 settings=self._settings.with_decoding(cfg),
             )
 
-        return TextStream(chunks, finish, lambda: len(state.token_ids))
+        return TextStream(stream.chunks, finish, stream.progress)
 
     def predict_next(
         self, prompt: str, k: int = 5, *, unit: Literal["word", "token"] = "word", complete: CompleteMode = "auto"
@@ -379,7 +412,8 @@ class BaseGenerator(abc.ABC):
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise InvalidInput(f"k must be a positive integer, got {k!r}")
         if unit == "word":
-            return predict_or_complete(self, prompt, k, complete=complete)
+            native = self.native_word_prediction(prompt, k, complete)
+            return native if native is not None else predict_or_complete(self, prompt, k, complete=complete)
         if unit != "token":
             raise InvalidInput(f"unit must be 'word' or 'token', got {unit!r}")
         self.capabilities.check_logprobs(k, self.backend)

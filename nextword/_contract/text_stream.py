@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from nextword._types.results import FinishReason, Generation
+from nextword._types.results import Completion, FinishReason, Generation
 from nextword.errors import InvalidState
 
-__all__ = ["SequenceState", "TextStream"]
+__all__ = ["CompletionStream", "SequenceState", "TextStream"]
 
 
 @dataclasses.dataclass
@@ -19,6 +19,17 @@ class SequenceState:
     token_ids: list[int] = dataclasses.field(default_factory=list)
     text: list[str] = dataclasses.field(default_factory=list)
     finish_reason: FinishReason = "length"
+
+
+@dataclasses.dataclass(frozen=True)
+class CompletionStream:
+    """One sequence as a backend streams it (see ``BaseGenerator.completion_stream``): its text
+    chunks, a call that gives the finished :class:`~nextword.Completion` once they are exhausted,
+    and optionally a count of the tokens generated so far."""
+
+    chunks: Iterator[str]
+    finish: Callable[[], Completion]
+    progress: Callable[[], int] | None = None
 
 
 class TextStream:

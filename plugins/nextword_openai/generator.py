@@ -12,7 +12,7 @@ from __future__ import annotations
 import collections
 import math
 from collections.abc import Iterator, Sequence
-from typing import Any, Literal
+from typing import Any
 
 from nextword import (
     BaseGenerator,
@@ -20,16 +20,13 @@ from nextword import (
     Capabilities,
     Completion,
     DecodingConfig,
-    Generation,
     InvalidConfig,
-    InvalidInput,
     ModelLoadError,
     Prediction,
     Support,
-    TextStream,
     UnsupportedOption,
 )
-from nextword.backend import CompleteMode, TopLogprobs, check_length, encode_text
+from nextword.backend import CompleteMode, CompletionStream, TopLogprobs, check_length, encode_text
 from nextword_openai.client import Client, ServerError
 from nextword_openai.dialects import DIALECTS, Dialect, detect
 
@@ -135,6 +132,8 @@ class OpenAIGenerator(BaseGenerator):
 
     def close(self) -> None:
         self._client.close()
+        if self._local is not None:
+            self._local.close()
 
     # ---- tokens ---------------------------------------------------------------------------------
 
@@ -248,36 +247,18 @@ class OpenAIGenerator(BaseGenerator):
             body["return_token_ids"] = True
         return body
 
-    def _prepare(self, prompt: object, cfg: DecodingConfig) -> tuple[list[int], int]:
-        ids = encode_text(self, prompt)
-        n_new = cfg.new_tokens_for(len(ids))
-        check_length(len(ids), n_new, self.context_length)
-        if cfg.min_new_tokens > n_new:
-            raise InvalidConfig(f"min_new_tokens={cfg.min_new_tokens} is more than the {n_new} tokens left to generate")
-        return ids, n_new
-
     # ---- generation -----------------------------------------------------------------------------
 
-    def generate(self, prompt: Any, config: DecodingConfig | None = None, /, **decoding: Any) -> Any:
-        """Continue one prompt (a :class:`~nextword.Generation`) or a list of prompts (a list)."""
-        cfg = self._config(config, decoding)
-        single = isinstance(prompt, str)
-        if single:
-            prompts = [prompt]
-        elif isinstance(prompt, Sequence) and not isinstance(prompt, (bytes, bytearray)) and prompt:
-            prompts = list(prompt)
-        else:
-            raise InvalidInput(f"prompt must be a string or a non-empty list of strings, got {prompt!r:.60}")
-        prepared = [self._prepare(p, cfg) for p in prompts]
-        results = [self._generate_one(p, ids, n, cfg) for p, (ids, n) in zip(prompts, prepared, strict=True)]
-        return results[0] if single else results
+    def generate_completions(
+        self, prompts_ids: Sequence[Sequence[int]], config: DecodingConfig, n_new: Sequence[int]
+    ) -> list[list[Completion]]:
+        """Each prompt's completions, as the server finished them (it applies stop strings)."""
+        return [self._server_completions(list(ids), config, n) for ids, n in zip(prompts_ids, n_new, strict=True)]
 
-    def _generate_one(self, prompt: str, ids: list[int], n_new: int, cfg: DecodingConfig) -> Generation:
-        settings = self.settings.with_decoding(cfg)
+    def _server_completions(self, ids: list[int], cfg: DecodingConfig, n_new: int) -> list[Completion]:
         if n_new == 0:
-            empty = Completion("", (), "length")
-            return Generation(prompt, tuple(ids), (empty,) * cfg.num_return_sequences, settings)
-        body = self._body(self._text_prompt(prompt, ids) if not self._dialect.token_prompts else ids, cfg, n_new)
+            return [Completion("", (), "length")] * cfg.num_return_sequences
+        body = self._body(self._prompt_field(ids), cfg, n_new)
         if not self._dialect.returns_token_ids and cfg.num_return_sequences == 1:
             # No ids from this server: streamed, its chunks are one token each (a few tokens where
             # a character or a possible stop string spans them), which gives the ids back.
@@ -290,7 +271,7 @@ class OpenAIGenerator(BaseGenerator):
             raise ServerError(
                 f"the server returned {len(choices)} completions, {cfg.num_return_sequences} were asked for"
             )
-        return Generation(prompt, tuple(ids), tuple(self._completion(c, ids, cfg) for c in choices), settings)
+        return [self._completion(c, ids, cfg) for c in choices]
 
     def _completion(self, choice: dict[str, Any], prompt_ids: list[int], cfg: DecodingConfig) -> Completion:
         text = str(choice.get("text", ""))
@@ -342,20 +323,15 @@ class OpenAIGenerator(BaseGenerator):
         full = self.tokenize(self.detokenize(prompt_ids) + text) if text else list(prompt_ids)
         return full[len(prompt_ids) :] if full[: len(prompt_ids)] == prompt_ids else self.tokenize(text)
 
-    def stream(self, prompt: str, config: DecodingConfig | None = None, /, **decoding: Any) -> TextStream:
-        """Continue ``prompt``, yielding the server's text chunks as they arrive."""
-        cfg = self._config(config, decoding)
-        if cfg.num_return_sequences != 1:
-            raise InvalidConfig("stream() produces one sequence; num_return_sequences must be 1")
-        if not isinstance(prompt, str):
-            raise InvalidInput(f"stream() takes one prompt string, got {type(prompt).__name__}")
-        ids, n_new = self._prepare(prompt, cfg)
+    def completion_stream(self, prompt_ids: Sequence[int], config: DecodingConfig, n_new: int) -> CompletionStream:
+        """The server's text chunks as they arrive, then the completion they make."""
+        ids = list(prompt_ids)
         state: dict[str, Any] = {"text": [], "choice": {}}
 
         def chunks() -> Iterator[str]:
             if n_new == 0:
                 return
-            body = self._body(self._text_prompt(prompt, ids) if not self._dialect.token_prompts else ids, cfg, n_new)
+            body = self._body(self._prompt_field(ids), config, n_new)
             body["stream"] = True
             for event in self._client.stream("/v1/completions", body):
                 for choice in event.get("choices", []):
@@ -367,14 +343,13 @@ class OpenAIGenerator(BaseGenerator):
                         state["text"].append(piece)
                         yield piece
 
-        def finish() -> Generation:
-            settings = self.settings.with_decoding(cfg)
+        def finish() -> Completion:
             if n_new == 0:
-                return Generation(prompt, tuple(ids), (Completion("", (), "length"),), settings)
+                return Completion("", (), "length")
             choice = {"text": "".join(state["text"]), "chunks": list(state["text"]), **state["choice"]}
-            return Generation(prompt, tuple(ids), (self._completion(choice, ids, cfg),), settings)
+            return self._completion(choice, ids, config)
 
-        return TextStream(chunks(), finish)
+        return CompletionStream(chunks(), finish)
 
     # ---- log-probabilities ----------------------------------------------------------------------
 
@@ -446,29 +421,25 @@ class OpenAIGenerator(BaseGenerator):
 
     # ---- prediction -----------------------------------------------------------------------------
 
-    def predict_next(
-        self, prompt: str, k: int = 5, *, unit: Literal["word", "token"] = "word", complete: CompleteMode = "auto"
-    ) -> Prediction:
-        """As on every backend; over ``nextword serve`` the server's own word search answers
-        (from its full distribution), elsewhere the search runs here on the server's top-N lists."""
-        if unit == "word" and self._dialect.name == "nextword":
-            if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-                raise InvalidInput(f"k must be a positive integer, got {k!r}")
-            ids = encode_text(self, prompt)
-            check_length(len(ids), 1, self.context_length)
-            body = {"model": self.model, "prompt": prompt, "k": k, "complete": complete}
-            data = self._client.post("/v1/next_words", body)
-            return Prediction(
-                prompt=prompt,
-                candidates=tuple(
-                    Candidate(c["text"], tuple(c["token_ids"]), float(c["prob"]), float(c["logprob"]))
-                    for c in data["candidates"]
-                ),
-                settings=self.settings,
-                unit="word",
-                unexplored_mass=float(data["unexplored_mass"]),
-            )
-        return super().predict_next(prompt, k, unit=unit, complete=complete)
+    def native_word_prediction(self, prompt: str, k: int, complete: CompleteMode) -> Prediction | None:
+        """Over ``nextword serve`` the server's own word search answers (from its full
+        distribution); elsewhere None: the core's search runs here on the server's top-N lists."""
+        if self._dialect.name != "nextword":
+            return None
+        ids = encode_text(self, prompt)
+        check_length(len(ids), 1, self.context_length)
+        body = {"model": self.model, "prompt": prompt, "k": k, "complete": complete}
+        data = self._client.post("/v1/next_words", body)
+        return Prediction(
+            prompt=prompt,
+            candidates=tuple(
+                Candidate(c["text"], tuple(c["token_ids"]), float(c["prob"]), float(c["logprob"]))
+                for c in data["candidates"]
+            ),
+            settings=self.settings,
+            unit="word",
+            unexplored_mass=float(data["unexplored_mass"]),
+        )
 
 
 def _model_entry(models: Any, model: str, base_url: str) -> dict[str, Any]:
@@ -493,10 +464,17 @@ class _LocalTokenizer:
     """A tokenizer on this machine for a server that has none (a .gguf file or a Hugging Face
     tokenizer folder); it must be the served model's."""
 
-    def __init__(self, tokenize: Any, detokenize: Any, eos: list[int]) -> None:
+    def __init__(self, tokenize: Any, detokenize: Any, eos: list[int], close: Any = None) -> None:
         self.tokenize = tokenize
         self.detokenize = detokenize
         self.eos = eos
+        self._close = close
+
+    def close(self) -> None:
+        """Free the engine behind the tokenizer now (a llama.cpp vocabulary), not at interpreter exit."""
+        if self._close is not None:
+            self._close()
+            self._close = None
 
     @classmethod
     def load(cls, path: str) -> _LocalTokenizer:
@@ -509,6 +487,7 @@ class _LocalTokenizer:
                     lambda text: llama.tokenize(text.encode("utf-8"), add_bos=True, special=False),
                     lambda ids: llama.detokenize(ids, special=True).decode("utf-8", errors="replace"),
                     [int(llama.token_eos())],
+                    llama.close,
                 )
             from transformers import AutoTokenizer
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from nextword import BackendSpec, Capabilities, InvalidConfig, OptionSpec, Support, hookimpl
 
-__all__ = ["OPTIONS", "register_backends"]
+__all__ = ["OPTIONS", "SPEC", "register_backends"]
 
 INSTALL_HINT = "pip install 'nextword[openai]'"
 
@@ -54,19 +54,20 @@ def _load(model: str, **options: Any) -> Any:
     return OpenAIGenerator(model, settings_options=shown, **options)
 
 
+SPEC = BackendSpec(
+    name="openai",
+    load=_load,
+    default_model="default",
+    description="a model behind an OpenAI-compatible server (nextword serve, vLLM, llama.cpp's server)",
+    options=OPTIONS,
+    # The most any server offers; what one honours is known once it answers.
+    capabilities=CAPABILITIES,
+    probed=True,
+    check=_check,
+)
+
+
 @hookimpl
 def register_backends(register: Callable[[BackendSpec], None]) -> None:
     """Register the openai backend."""
-    register(
-        BackendSpec(
-            name="openai",
-            load=_load,
-            default_model="default",
-            description="a model behind an OpenAI-compatible server (nextword serve, vLLM, llama.cpp's server)",
-            options=OPTIONS,
-            # The most any server offers; what one honours is known once it answers.
-            capabilities=CAPABILITIES,
-            probed=True,
-            check=_check,
-        )
-    )
+    register(SPEC)
