@@ -46,6 +46,10 @@ def test_same_answers_as_the_local_backend(remote: nextword.Generator, hf_gen: n
         there = remote.generate(prompt, max_new_tokens=12)
         assert there.token_ids == local.token_ids and there.text == local.text
         assert there.finish_reason == local.finish_reason
+        by_ids = remote.generate_tokens(hf_gen.tokenize(prompt), max_new_tokens=12)
+        assert by_ids.token_ids == local.token_ids and by_ids.text == local.text
+        streamed = remote.stream_tokens(hf_gen.tokenize(prompt), max_new_tokens=12)
+        assert streamed.text() == local.text and streamed.result.token_ids == local.token_ids
         local_top = hf_gen.predict_next(prompt, k=5, unit="token")
         top = remote.predict_next(prompt, k=5, unit="token")
         assert [c.token_id for c in top] == [c.token_id for c in local_top]
