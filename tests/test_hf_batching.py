@@ -11,7 +11,6 @@ from typing import Any
 import numpy as np
 import pytest
 from nextword_hf.batching import GenerationRequest, plan_batches
-from transformers import LogitsProcessorList
 
 import nextword
 from nextword import InvalidConfig
@@ -111,14 +110,7 @@ def test_batched_logits_within_the_documented_bound(fast: nextword.Generator) ->
     batch = [gen.tokenize(p) for p in PROMPTS]
 
     def record(rows: list[list[int]]) -> list[np.ndarray]:
-        steps: list[np.ndarray] = []
-
-        def keep(input_ids: Any, scores: Any) -> Any:
-            steps.append(scores.double().numpy())
-            return scores
-
-        gen._run_generate(rows, DecodingConfig(max_new_tokens=8), 8, LogitsProcessorList([keep]))
-        return steps
+        return list(gen.batch_step_logits(rows, 8))
 
     together = record(batch)
     for i, ids in enumerate(batch):

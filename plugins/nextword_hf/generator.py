@@ -133,6 +133,20 @@ class HFGenerator(BaseGenerator):
         with self._lock:
             yield
 
+    def batch_step_logits(self, prompts_ids: Sequence[Sequence[int]], n_new: int) -> list[np.ndarray]:
+        """Diagnostics for the ``fast`` batching bound: the raw logits of each of ``n_new`` greedy
+        steps when the prompts are decoded together in one left-padded batch, as the batching
+        schedule runs them (one float64 array of shape ``(len(prompts_ids), vocab)`` per step)."""
+        batch = [self.check_token_ids(ids, room=n_new) for ids in prompts_ids]
+        steps: list[np.ndarray] = []
+
+        def keep(input_ids: Any, scores: Any) -> Any:
+            steps.append(scores.double().numpy())
+            return scores
+
+        self._run_generate(batch, DecodingConfig(max_new_tokens=n_new), n_new, LogitsProcessorList([keep]))
+        return steps
+
     @classmethod
     def load(
         cls,
