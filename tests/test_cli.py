@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,19 @@ def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = No
     return subprocess.run(
         [sys.executable, "-m", "nextword", *args], capture_output=True, text=True, env=full_env, cwd=cwd, timeout=300
     )
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str, str]]:
+    """The command line in this process (``main(argv)``): exit status, stdout, stderr. The tests
+    of the process boundary itself (``python -m nextword``) use :func:`run_cli`."""
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        code = main(list(argv))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
 
 
 def test_generate_json_and_stream(tiny_gpt2_dir: Path) -> None:
@@ -63,29 +77,33 @@ def test_generate_with_sampling_options(tiny_gpt2_dir: Path, capsys: pytest.Capt
     assert captured.err.count("--- sequence") == 2
 
 
-def test_predict_table_and_json(tiny_gpt2_dir: Path) -> None:
-    out = run_cli("predict", "I love cats because", "-m", str(tiny_gpt2_dir), "-k", "4")
-    assert out.returncode == 0, out.stderr
-    assert "█" in out.stdout or "▏" in out.stdout
-    js = run_cli("predict", "I love cats because", "-m", str(tiny_gpt2_dir), "-k", "4", "--json")
-    cands = json.loads(js.stdout)["candidates"]
+def test_predict_table_and_json(tiny_gpt2_dir: Path, cli: Callable[..., tuple[int, str, str]]) -> None:
+    code, table, err = cli("predict", "I love cats because", "-m", str(tiny_gpt2_dir), "-k", "4")
+    assert code == 0, err
+    assert "█" in table or "▏" in table
+    code, js, err = cli("predict", "I love cats because", "-m", str(tiny_gpt2_dir), "-k", "4", "--json")
+    assert code == 0, err
+    cands = json.loads(js)["candidates"]
     expected = nextword.predict_next("I love cats because", model=str(tiny_gpt2_dir), k=4)
     assert [c["text"] for c in cands] == [c.text for c in expected]
     assert [c["prob"] for c in cands] == pytest.approx([c.prob for c in expected], rel=1e-5)
-    assert all(c.text.strip() in out.stdout for c in expected)  # the table shows every candidate
+    assert all(c.text.strip() in table for c in expected)  # the table shows every candidate
 
 
-def test_backends_and_config(tmp_path: Path) -> None:
-    out = run_cli("backends")
-    assert out.returncode == 0 and "hf" in out.stdout and "usable" in out.stdout
+def test_backends_and_config(
+    tmp_path: Path, cli: Callable[..., tuple[int, str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code, out, _ = cli("backends")
+    assert code == 0 and "hf" in out and "usable" in out
     (tmp_path / "nextword.toml").write_text('model = "./my-model"\n[decoding]\nmax_new_tokens = 9\n')
-    cfg = run_cli("config", "--json", cwd=tmp_path, env={"NEXTWORD_BACKEND": "hf"})
-    data = json.loads(cfg.stdout)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("NEXTWORD_BACKEND", "hf")
+    data = json.loads(cli("config", "--json")[1])
     assert data["backend"] == "hf" and data["sources"]["backend"] == "environment NEXTWORD_BACKEND"
     assert data["model"] == "./my-model" and data["sources"]["model"].endswith("nextword.toml")
     assert data["decoding"]["max_new_tokens"] == 9
-    text = run_cli("config", cwd=tmp_path)
-    assert "model    = './my-model'" in text.stdout
+    monkeypatch.delenv("NEXTWORD_BACKEND")
+    assert "model    = './my-model'" in cli("config")[1]
 
 
 def test_config_shows_what_a_load_with_the_same_options_would_use(
@@ -130,15 +148,25 @@ def test_config_shows_what_a_load_with_the_same_options_would_use(
         (["generate", "hi", "-m", "{model}", "-o", "colour=red"], "unknown option 'colour'"),
         (["generate", "word " * 300, "-m", "{model}"], "context window"),
         (["generate", "hi", "-m", "{model}", "--temperature", "0.5", "--greedy"], "only apply when sampling"),
-        (["generate", "hi", "-m", "nextword-test/not-on-the-hub"], "unreachable"),
     ],
 )
-def test_user_errors_print_one_line_and_exit_1(tiny_gpt2_dir: Path, args: list[str], needle: str) -> None:
-    out = run_cli(*[a.replace("{model}", str(tiny_gpt2_dir)) for a in args], env={"HF_HUB_OFFLINE": "1"})
+def test_user_errors_print_one_line_and_exit_1(
+    tiny_gpt2_dir: Path, args: list[str], needle: str, cli: Callable[..., tuple[int, str, str]]
+) -> None:
+    code, out, err = cli(*[a.replace("{model}", str(tiny_gpt2_dir)) for a in args])
+    assert code == 1
+    assert "Traceback" not in err + out
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and needle in errors[0], err
+
+
+def test_an_unreachable_hub_is_one_line_in_a_fresh_process() -> None:
+    """In its own process: the Hub client reads HF_HUB_OFFLINE when it is imported."""
+    out = run_cli("generate", "hi", "-m", "nextword-test/not-on-the-hub", env={"HF_HUB_OFFLINE": "1"})
     assert out.returncode == 1
     assert "Traceback" not in out.stderr
     errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and needle in errors[0], out.stderr
+    assert len(errors) == 1 and "unreachable" in errors[0], out.stderr
 
 
 def test_usage_errors_exit_2() -> None:
