@@ -203,6 +203,26 @@ def test_a_list_of_prompts_as_one_batch_equals_them_one_by_one(q8_gen: nextword.
     assert [g.sequences for g in sampled] == [g.sequences for g in sampled_alone]
 
 
+def test_two_contexts_in_one_process_give_what_each_gives_alone(
+    q8_gen: nextword.Generator, tiny_gguf: Callable[[str], Path]
+) -> None:
+    """Two llama.cpp models in one process, used in turn and at once, give what each gives alone,
+    and run on one engine thread (one OpenMP team: two teams slow each other's every barrier)."""
+    alone = [q8_gen.generate(p, max_new_tokens=10).sequences for p in PROMPTS]
+    other = _llamacpp(tiny_gguf("q8_0"), parallel=2)  # other options: a second context
+    try:
+        assert other is not q8_gen
+        for gen in (other, q8_gen, other):
+            assert [gen.generate(p, max_new_tokens=10).sequences for p in PROMPTS] == alone
+        both = run_concurrently(
+            [lambda g=g, p=p: g.generate(p, max_new_tokens=10).sequences for g in (q8_gen, other) for p in PROMPTS], 8
+        )
+        assert both == alone + alone
+        assert [t.name for t in threading.enumerate()].count("nextword-llama.cpp") == 1
+    finally:
+        other.close()
+
+
 def test_batched_steps_share_decodes(q8_gen: nextword.Generator) -> None:
     pool = q8_gen.pool  # type: ignore[attr-defined]
     q8_gen.reset_cache()  # type: ignore[attr-defined]
