@@ -13,9 +13,10 @@ team, whoever the callers are.
 The same holds between models: two llama.cpp contexts of one process, each called from a thread
 of its own, make two teams, and every barrier of either pays a wake-up once both have run (two
 GPT-2 124M Q8_0 models used in turn: 44-54 tokens/s each against 91-94 alone). Engine threads
-made with the same ``shared`` key are one thread (``EngineThread("...", shared="llama.cpp")``):
-the models of one engine library then run on one team, one call at a time, which on a CPU costs
-nothing (their calls would compete for the same cores anyway).
+made with the same ``shared`` key are one thread: the hf and llamacpp backends use the key
+``"openmp"``, since PyTorch's bundled ``libgomp.so.1`` and llama.cpp's are one library once both
+are loaded (the dynamic loader shares a soname), so every model of the process runs on one team,
+one call at a time. On a CPU that costs nothing: their calls would compete for the same cores.
 """
 
 from __future__ import annotations
