@@ -241,10 +241,15 @@ class LogitsPipeline:
 
     def next_token(self, logits: FloatArray, context: Sequence[int], n_generated: int, rng: np.random.Generator) -> int:
         """Process ``logits`` and choose the next token."""
+        if self._is_plain_greedy():
+            # One pass: argmax propagates NaN (it returns the first NaN's index), so the chosen
+            # score is NaN exactly when some score is.
+            best = int(np.argmax(logits))
+            if np.isnan(logits[best]):
+                raise EngineError("the model returned NaN scores; the model file or the engine is broken")
+            return best
         if np.isnan(logits).any():
             raise EngineError("the model returned NaN scores; the model file or the engine is broken")
-        if self._is_plain_greedy():
-            return int(np.argmax(logits))
         return self.choose(self.process(logits, context, n_generated), rng)
 
     def _is_plain_greedy(self) -> bool:
