@@ -42,7 +42,7 @@ _engines: weakref.WeakSet[_Worker] = weakref.WeakSet()
 
 # Workers shared by key (see EngineThread's ``shared``), with how many open handles use each.
 _shared: dict[str, tuple[_Worker, int]] = {}
-_shared_lock = threading.Lock()
+_shared_lock = threading.RLock()  # re-entrant: a handle collected while it is held releases under it
 
 
 class _Call:
