@@ -1,4 +1,4 @@
-"""Raw llama-cpp-python vs nextword's llamacpp backend, side by side in one process.
+"""Raw llama-cpp-python vs nextword's llamacpp backend.
 
 GPT-2 124M shape (random weights: speed does not depend on weight values), converted by
 nextword's converter to each GGUF type asked for; batch 1, greedy, a fixed number of new tokens,
@@ -7,6 +7,12 @@ Each result is also shown as a fraction of the memory-bandwidth limit: a decode 
 weight matrix once, so tokens/s cannot pass (measured bandwidth) / (bytes of weights per token).
 
     python benchmarks/bench_llamacpp.py --types q8_0 q4_k_m --threads 2
+    python benchmarks/bench_llamacpp.py --types q8_0 --threads 2 --alone 10
+
+By default both engines run in this process. With ``--alone ROUNDS`` each engine runs alone in a
+process of its own (two llama.cpp engines in one process measure something else: see
+docs/concurrency.md), the two processes alternating ROUNDS times; the ratio is taken pair by pair
+and its median reported, with the spread.
 """
 
 from __future__ import annotations
@@ -61,7 +67,13 @@ def main() -> None:
         "--fidelity", action="store_true", help="also compare each file with transformers (convert.verify)"
     )
     parser.add_argument("--json", type=Path, default=None, help="also append the numbers here (JSON lines)")
+    parser.add_argument("--alone", type=int, default=0, metavar="ROUNDS", help="each engine in its own process")
+    parser.add_argument("--engine", choices=["raw", "nextword"], help=argparse.SUPPRESS)  # one --alone process
+    parser.add_argument("--file", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.engine:
+        print(json.dumps(run_alone(args.engine, args.file, args.threads, args.new_tokens, args.rounds)))
+        return
 
     work = args.work_dir or Path(tempfile.mkdtemp())
     model_dir = work / "gpt2-124m"
@@ -73,6 +85,13 @@ def main() -> None:
     header = f"{'type':<8}{'MB/token':>10}{'raw tok/s':>11}{'nextword':>10}{'ratio':>8}"
     print(header + f"{'raw/limit':>11}{'nw/limit':>10}  same")
     for kind in args.types:
+        if args.alone:
+            alone = bench_alone(kind, work, model_dir, args.threads, n, args.alone)
+            print(json.dumps(alone))
+            if args.json:
+                with args.json.open("a") as fh:
+                    fh.write(json.dumps(alone) + "\n")
+            continue
         row = bench_type(kind, work, model_dir, bandwidth, args.threads, n, args.rounds)
         if args.fidelity:
             report = verify(model_dir, work / f"gpt2-124m.{kind}.gguf")
@@ -134,6 +153,69 @@ def bench_type(kind: str, work: Path, model_dir: Path, bandwidth: float, threads
         "raw_fraction_of_limit": round(raw_tps / limit, 3),
         "nextword_fraction_of_limit": round(nw_tps / limit, 3),
         "identical_tokens": same,
+    }
+
+
+def run_alone(engine: str, path: Path, threads: int, n: int, runs: int) -> dict:
+    """One engine alone in this process: a warm-up, then the median tokens/s of ``runs`` runs."""
+    if engine == "raw":
+        raw = llama_cpp.Llama(
+            model_path=str(path), n_ctx=512, n_threads=threads, n_threads_batch=threads, verbose=False
+        )
+        prompt_ids = raw.tokenize(PROMPT.encode(), add_bos=False)
+
+        def run() -> list[int]:
+            out: list[int] = []
+            for token in raw.generate(prompt_ids, top_k=1, temp=0.0, reset=True):
+                out.append(token)
+                if len(out) == n:
+                    break
+            return out
+    else:
+        gen = nextword.load("llamacpp", str(path), threads=threads, n_ctx=512)
+
+        def run() -> list[int]:
+            return list(gen.generate(PROMPT, max_new_tokens=n, min_new_tokens=n).token_ids)
+
+    ids = run()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return {"tok_s": n / statistics.median(times), "ids": ids}
+
+
+def bench_alone(kind: str, work: Path, model_dir: Path, threads: int, n: int, rounds: int) -> dict:
+    """Each engine in a process of its own, alternating ``rounds`` times (raw first, then
+    nextword): the median of the pairwise ratios nextword / raw, and its spread."""
+    import subprocess
+    import sys
+
+    path = work / f"gpt2-124m.{kind}.gguf"
+    if not path.exists():
+        convert(model_dir, path, type=kind)
+    tps: dict[str, list[float]] = {"raw": [], "nextword": []}
+    ids: dict[str, list[int]] = {}
+    for _ in range(rounds):
+        for engine in ("raw", "nextword"):
+            argv = [sys.executable, __file__, "--engine", engine, "--file", str(path), "--threads", str(threads)]
+            argv += ["--new-tokens", str(n), "--rounds", "3"]
+            out = json.loads(subprocess.run(argv, capture_output=True, text=True, check=True).stdout.splitlines()[-1])
+            tps[engine].append(out["tok_s"])
+            ids[engine] = out["ids"]
+    ratios = sorted(b / a for a, b in zip(tps["raw"], tps["nextword"], strict=True))
+    return {
+        "type": kind,
+        "threads": threads,
+        "new_tokens": n,
+        "rounds": rounds,
+        "raw_tok_s_median": round(statistics.median(tps["raw"]), 1),
+        "nextword_tok_s_median": round(statistics.median(tps["nextword"]), 1),
+        "ratio_median": round(statistics.median(ratios), 3),
+        "ratio_min": round(ratios[0], 3),
+        "ratio_max": round(ratios[-1], 3),
+        "identical_tokens": ids["raw"] == ids["nextword"],
     }
 
 

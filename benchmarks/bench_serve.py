@@ -1,6 +1,14 @@
-"""``nextword serve --backend llamacpp`` against ``python -m llama_cpp.server``, side by side in one run.
+"""``nextword serve --backend llamacpp`` against llama.cpp's own C++ ``llama-server`` and
+``python -m llama_cpp.server``, side by side in one run.
 
-Both servers run the same GGUF file (GPT-2 124M shape, random weights, converted by nextword to
+``llama-server`` is the one ``benchmarks/build_llama_server.sh`` builds from the installed
+llama-cpp-python's sdist (the same llama.cpp; ``--llama-server PATH`` names another binary); it
+runs with ``--parallel 8`` (continuous batching, 8 slots) and is left out, with a line saying so,
+when no binary is found. ``nextword serve`` runs with its defaults (the exact schedule), with
+``--schedule fast``, and with ``--schedule fast -o flash_attn=true`` (llama-server's default
+kernel on a CPU).
+
+The servers run the same GGUF file (GPT-2 124M shape, random weights, converted by nextword to
 Q8_0: speed does not depend on weight values) with the same thread count, on 127.0.0.1, one at a
 time. Each is sent the same greedy completions (``temperature=0``; llama-cpp-python's server also
 gets ``repeat_penalty=1.0`` so that both do the same work) by 1 and by 8 concurrent clients;
@@ -46,9 +54,27 @@ PROMPTS = [
 ]
 
 
+def llama_server_binary(given: Path | None) -> Path | None:
+    """The llama-server binary: ``given``, else the one build_llama_server.sh cached for the
+    installed llama-cpp-python, else None."""
+    if given is not None:
+        return given
+    import llama_cpp
+
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "nextword" / "llama-server"
+    binary = cache / llama_cpp.__version__ / "build" / "bin" / "llama-server"
+    return binary if binary.exists() else None
+
+
 def start(args: list[str], port: int, log: Path) -> subprocess.Popen[bytes]:
     out = log.open("wb")
-    proc = subprocess.Popen([sys.executable, *args], stdout=out, stderr=subprocess.STDOUT)
+    env = dict(os.environ)
+    if args and not args[0].startswith("-"):  # a binary (llama-server): its libraries lie beside it
+        env["LD_LIBRARY_PATH"] = str(Path(args[0]).parent)
+        argv = args
+    else:
+        argv = [sys.executable, *args]
+    proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
     try:
         wait_ready(f"http://127.0.0.1:{port}/v1/models", 120.0, alive=lambda: proc.poll() is None)
     except Exception:
@@ -96,6 +122,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="rounds of the loopback-overhead comparison")
     parser.add_argument("--work-dir", type=Path, default=None, help="reuse the built model from this folder")
     parser.add_argument("--json", type=Path, default=None, help="also append the numbers here (JSON lines)")
+    parser.add_argument("--llama-server", type=Path, default=None, help="llama.cpp's llama-server binary")
     args = parser.parse_args()
 
     work = args.work_dir or Path(tempfile.mkdtemp())
@@ -106,7 +133,11 @@ def main() -> None:
     if not gguf.exists():
         convert(model_dir, gguf, type="q8_0")
     t = str(args.threads)
-    servers = {
+    nextword_argv = [
+        "-m", "nextword", "serve", "--backend", "llamacpp", "--model", str(gguf), "--served-model-name", "m",
+        "-o", f"threads={t}", "-o", "n_ctx=512",
+    ]  # fmt: skip
+    servers: dict[str, tuple[list[str], dict[str, Any]]] = {
         "llama_cpp.server": (
             [
                 "-m",
@@ -126,34 +157,33 @@ def main() -> None:
             ],
             {"repeat_penalty": 1.0},
         ),
-        "nextword serve": (
-            [
-                "-m",
-                "nextword",
-                "serve",
-                "--backend",
-                "llamacpp",
-                "--model",
-                str(gguf),
-                "--served-model-name",
-                "m",
-                "-o",
-                f"threads={t}",
-                "-o",
-                "n_ctx=512",
-                "--parallel",
-                "8",
-            ],
-            {},
-        ),
+        "nextword serve": (nextword_argv, {}),
+        "nextword fast": ([*nextword_argv, "--schedule", "fast"], {}),
+        # llama-server turns flash attention on by default on a CPU (-fa auto); nextword keeps the
+        # more exact kernel unless asked: this row runs the same kernel as llama-server.
+        "nextword fast+fa": ([*nextword_argv, "--schedule", "fast", "-o", "flash_attn=true"], {}),
     }
+    binary = llama_server_binary(args.llama_server)
+    if binary is None:
+        print("llama-server: no binary (run benchmarks/build_llama_server.sh, or pass --llama-server PATH)")
+    else:
+        servers = {
+            "llama-server": (
+                [str(binary), "-m", str(gguf), "-a", "m", "-t", t, "-tb", t, "--parallel", "8", "-c", "4096"],
+                {},
+            ),
+            **servers,
+        }
     rows: list[dict[str, Any]] = []
     texts: dict[str, list[str]] = {}
     print(f"threads: {t}  requests: {args.requests}  new tokens: {args.new_tokens}  file: {gguf.name}")
     print(f"{'server':<18}{'clients':>8}{'req/s':>9}{'tok/s':>9}")
+    # llama-server's /v1/completions: greedy with temperature 0 (its samplers then reduce to
+    # the argmax; no repeat penalty by default).
     for name, (argv, extra) in servers.items():
         port = free_port()
-        proc = start([*argv, "--host", "127.0.0.1", "--port", str(port)], port, work / f"{name.split()[0]}.log")
+        log = work / f"{name.replace(' ', '-')}.log"
+        proc = start([*argv, "--host", "127.0.0.1", "--port", str(port)], port, log)
         try:
             base = f"http://127.0.0.1:{port}"
             load_test(base, "m", extra, 2, 1, 4)  # warm-up
@@ -165,8 +195,10 @@ def main() -> None:
                 print(f"{name:<18}{clients:>8}{row['requests_per_s']:>9.2f}{row['tokens_per_s']:>9.1f}")
         finally:
             stop(proc)
-    same = len({tuple(v) for v in texts.values()}) == 1
-    print(f"same texts from both servers at 1 and 8 clients: {same}")
+    reference = texts["nextword serve/1"]
+    differing = sorted(key for key, value in texts.items() if value != reference)
+    same = not differing
+    print(f"texts differing from nextword serve's at 1 client: {', '.join(differing) or 'none'}")
 
     # Loopback overhead: in-process nextword against openai -> nextword serve (one client).
     port = free_port()

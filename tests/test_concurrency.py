@@ -203,6 +203,60 @@ def test_a_list_of_prompts_as_one_batch_equals_them_one_by_one(q8_gen: nextword.
     assert [g.sequences for g in sampled] == [g.sequences for g in sampled_alone]
 
 
+def test_two_contexts_in_one_process_give_what_each_gives_alone(
+    q8_gen: nextword.Generator, tiny_gguf: Callable[[str], Path]
+) -> None:
+    """Two llama.cpp models in one process, used in turn and at once, give what each gives alone,
+    and run on one engine thread (one OpenMP team: two teams slow each other's every barrier)."""
+    alone = [q8_gen.generate(p, max_new_tokens=10).sequences for p in PROMPTS]
+    other = _llamacpp(tiny_gguf("q8_0"), parallel=2)  # other options: a second context
+    try:
+        assert other is not q8_gen
+        for gen in (other, q8_gen, other):
+            assert [gen.generate(p, max_new_tokens=10).sequences for p in PROMPTS] == alone
+        both = run_concurrently(
+            [lambda g=g, p=p: g.generate(p, max_new_tokens=10).sequences for g in (q8_gen, other) for p in PROMPTS], 8
+        )
+        assert both == alone + alone
+        assert [t.name for t in threading.enumerate()].count("nextword-openmp") == 1
+    finally:
+        other.close()
+
+
+def test_fast_batching_decodes_new_prompts_together_within_its_documented_bound(
+    q8_gen: nextword.Generator, tiny_gguf: Callable[[str], Path]
+) -> None:
+    """``batching="fast"`` (``nextword serve --schedule fast``) evaluates the prompts that arrive
+    together in one decode; its next-token logits stay within the bound docs/concurrency.md
+    gives for the GPT-2 files (0.05), and the tiny fixture's greedy ids (far from ties) equal the
+    exact ones."""
+    ids = [q8_gen.tokenize(p) for p in PROMPTS]
+    exact = [q8_gen.next_token_logits(i) for i in ids]  # type: ignore[attr-defined]
+    expected = [q8_gen.generate(p, max_new_tokens=10).sequences for p in PROMPTS]
+    fast = _llamacpp(tiny_gguf("q8_0"), parallel=4, batching="fast")
+    try:
+        got: list[Any] = [None] * len(ids)
+
+        def one(k: int) -> None:
+            got[k] = fast.next_token_logits(ids[k])  # type: ignore[attr-defined]
+
+        with fast.pool.decode_log() as log:  # type: ignore[attr-defined]
+            threads = [threading.Thread(target=one, args=(k,)) for k in range(len(ids))]
+            with fast.holding_engine():  # type: ignore[attr-defined]
+                for t in threads:
+                    t.start()
+                deadline = time.monotonic() + 30
+                while fast.scheduler.queued < len(ids) and time.monotonic() < deadline:  # type: ignore[attr-defined]
+                    time.sleep(0.01)
+            for t in threads:
+                t.join(60)
+        assert len(log) == 1 and len(log[0]) == sum(len(i) for i in ids)  # every prompt in one decode
+        assert max(float(np.max(np.abs(a - b))) for a, b in zip(exact, got, strict=True)) <= 0.05
+        assert [g.sequences for g in fast.generate(PROMPTS, max_new_tokens=10)] == expected
+    finally:
+        fast.close()
+
+
 def test_batched_steps_share_decodes(q8_gen: nextword.Generator) -> None:
     pool = q8_gen.pool  # type: ignore[attr-defined]
     q8_gen.reset_cache()  # type: ignore[attr-defined]

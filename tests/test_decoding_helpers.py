@@ -18,6 +18,7 @@ from nextword._decoding.processors import (
     typical_filter,
 )
 from nextword._decoding.stop import StopMatcher
+from nextword.errors import EngineError
 
 # ---- processors against transformers' own implementations ----------------------------------
 
@@ -87,6 +88,13 @@ def test_pipeline_min_new_tokens_bans_eos() -> None:
     logits = np.array([0.0, 10.0, 1.0])
     assert pipe.next_token(logits, [0], 0, np.random.default_rng()) == 2
     assert pipe.next_token(logits, [0], 2, np.random.default_rng()) == 1
+    # Greedy reads the argmax first: a banned EOS tied with the maximum at a lower index is
+    # skipped, one at a higher index never chosen; a NaN score anywhere raises.
+    assert pipe.next_token(np.array([5.0, 5.0, 5.0]), [0], 0, np.random.default_rng()) == 0
+    assert pipe.next_token(np.array([0.0, 5.0, 5.0]), [0], 0, np.random.default_rng()) == 2
+    assert pipe.next_token(np.array([7.0, 5.0, 7.0]), [0], 0, np.random.default_rng()) == 0
+    with pytest.raises(EngineError, match="NaN"):
+        pipe.next_token(np.array([0.0, 1.0, np.nan]), [0], 0, np.random.default_rng())
 
 
 def test_pipeline_sampling_is_seeded() -> None:

@@ -121,7 +121,7 @@ from nextword._runtime.engine_thread import EngineThread
 
 engine = EngineThread("probe")
 assert engine.call(threading.get_ident) != threading.get_ident()
-worker = engine._thread
+worker = engine._worker.thread
 done = []
 
 def slow():
@@ -137,3 +137,27 @@ print("ok")
 """
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr
+
+
+def test_engine_threads_with_one_shared_key_are_one_thread_until_the_last_stops() -> None:
+    """Handles made with the same ``shared`` key run on one thread (one OpenMP team for all the
+    models of an engine library); stopping one leaves the others working; the thread ends with
+    the last handle, and the next handle of the key starts a new one."""
+    a = EngineThread("a", shared="test-shared")
+    b = EngineThread("b", shared="test-shared")
+    other = EngineThread("c", shared="test-other")
+    ident = a.call(threading.get_ident)
+    assert b.call(threading.get_ident) == ident != threading.get_ident()
+    assert other.call(threading.get_ident) != ident
+    assert a.call(lambda: b.call(lambda: "nested")) == "nested"  # no deadlock across handles
+    a.stop()
+    assert a.call(threading.get_ident) == threading.get_ident()  # this handle: stopped
+    assert b.call(threading.get_ident) == ident  # the other still runs on the shared thread
+    thread = next(t for t in threading.enumerate() if t.ident == ident)
+    b.stop()
+    b.join(10)
+    assert not thread.is_alive()
+    c = EngineThread("c", shared="test-shared")
+    assert c.call(threading.current_thread) not in (thread, threading.current_thread())
+    c.stop()
+    other.stop()

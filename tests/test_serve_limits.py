@@ -201,3 +201,29 @@ def test_one_table_maps_openai_fields_both_ways() -> None:
         "num_return_sequences": 2,
     }
     assert decoding_options({"temperature": 0, "top_k": 0, "n": 2}, 4, 2) == {"max_new_tokens": 4, "do_sample": False}
+
+
+def test_the_schedule_option_sets_the_backends_batching_and_refuses_a_contradiction(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``--schedule`` is the backend's ``batching`` load option; given both ways, they must agree
+    (checked before anything is loaded)."""
+    from click.testing import CliRunner
+
+    from nextword._api import calls
+    from nextword.cli.serve import serve
+
+    loads: list[dict[str, object]] = []
+
+    def fake_load(backend: object, model: object, **options: object) -> object:
+        loads.append(options)
+        raise SystemExit(0)  # stop before serving
+
+    monkeypatch.setattr(calls, "load", fake_load)
+    runner = CliRunner()
+    bad = runner.invoke(serve, ["-b", "llamacpp", "-m", "x.gguf", "--schedule", "fast", "-o", "batching=exact"])
+    assert bad.exit_code == 2 and "--schedule fast contradicts -o batching=exact" in bad.output
+    assert loads == []
+    for argv, expected in ((["--schedule", "fast"], "fast"), ([], None), (["-o", "batching=fast"], "fast")):
+        runner.invoke(serve, ["-b", "llamacpp", "-m", "x.gguf", *argv])
+        assert loads.pop().get("batching") == expected

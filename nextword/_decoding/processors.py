@@ -181,6 +181,12 @@ class LogitsPipeline:
     def __init__(self, config: DecodingConfig, eos_token_ids: Collection[int] = ()) -> None:
         self.config = config
         self.eos_token_ids = sorted(eos_token_ids)
+        self._eos = frozenset(self.eos_token_ids)
+        # Greedy with no processor but (perhaps) the min-new-tokens EOS ban: the argmax of the
+        # raw logits is the answer unless it is a banned EOS token.
+        self._argmax_first = (
+            not config.sampling and config.repetition_penalty == 1.0 and not config.no_repeat_ngram_size
+        )
 
     def process(self, logits: FloatArray, context: Sequence[int], n_generated: int) -> FloatArray:
         """The logits after every processor and warper; returns a new float32/64 array."""
@@ -241,17 +247,16 @@ class LogitsPipeline:
 
     def next_token(self, logits: FloatArray, context: Sequence[int], n_generated: int, rng: np.random.Generator) -> int:
         """Process ``logits`` and choose the next token."""
+        if self._argmax_first:
+            # One pass: argmax propagates NaN (it returns the first NaN's index), so the chosen
+            # score is NaN exactly when some score is. When the EOS ban applies, the argmax
+            # stands unless it is a banned EOS token (banning scores below the maximum, or tied
+            # with it at a higher index, moves neither the maximum nor its first index).
+            best = int(np.argmax(logits))
+            if np.isnan(logits[best]):
+                raise EngineError("the model returned NaN scores; the model file or the engine is broken")
+            if n_generated >= self.config.min_new_tokens or best not in self._eos:
+                return best
         if np.isnan(logits).any():
             raise EngineError("the model returned NaN scores; the model file or the engine is broken")
-        if self._is_plain_greedy():
-            return int(np.argmax(logits))
         return self.choose(self.process(logits, context, n_generated), rng)
-
-    def _is_plain_greedy(self) -> bool:
-        cfg = self.config
-        return (
-            not cfg.sampling
-            and cfg.repetition_penalty == 1.0
-            and not cfg.no_repeat_ngram_size
-            and cfg.min_new_tokens == 0
-        )

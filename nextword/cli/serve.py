@@ -99,6 +99,14 @@ __all__ = ["serve"]
     "llamacpp's sequence slots whose steps are decoded together; else 1).",
 )
 @click.option(
+    "--schedule",
+    type=click.Choice(["exact", "fast"]),
+    default=None,
+    help="exact (the backend's default): a request's results are bit-identical to the same call alone, "
+    "whatever else runs; fast: concurrent sequences and new prompts share decodes for throughput, and "
+    "results may differ from a call alone by the amounts in the docs (sets the backend's 'batching').",
+)
+@click.option(
     "--request-timeout",
     type=click.FloatRange(min=0, min_open=True),
     default=600.0,
@@ -144,6 +152,7 @@ def serve(
     max_explain_chars: int,
     max_queue: int,
     parallel: int | None,
+    schedule: str | None,
     request_timeout: float,
     shutdown_grace: float,
     metrics: bool,
@@ -160,6 +169,9 @@ def serve(
     from nextword.serve.run import serve as run
 
     opts: dict[str, Any] = parse_options(options)
+    if schedule is not None:
+        if opts.setdefault("batching", schedule) != schedule:
+            raise click.UsageError(f"--schedule {schedule} contradicts -o batching={opts['batching']}")
     with loading(backend, model):
         generator = api.load(backend, model, **opts)
     limits = Limits(

@@ -101,8 +101,9 @@ class HFGenerator(BaseGenerator):
         forward_args = inspect.signature(type(hf_model).forward).parameters
         self.cache_kwarg = "cache" if "cache" in forward_args else "past_key_values"
         self._lock = threading.Lock()
-        # Every forward pass runs on one thread of its own: see nextword._runtime.engine_thread for why.
-        self._engine = engine or EngineThread("nextword-hf")
+        # Every forward pass runs on one thread, the same for every OpenMP engine of the process
+        # (one OpenMP team): see nextword._runtime.engine_thread for why.
+        self._engine = engine or EngineThread("nextword-hf", shared="openmp")
         self._batching = str(options.get("batching", "exact"))
         self._scheduler: StepScheduler[GenerationRequest] = StepScheduler(self._execute, max_group=MAX_BATCH_ROWS)
 
@@ -180,7 +181,7 @@ class HFGenerator(BaseGenerator):
             torch_dtype = _DTYPES[dtype]
         # Loaded on the thread that will run the model: a thread that does tensor work keeps an
         # OpenMP team, and one team more than the engine's slows every later forward pass.
-        engine = EngineThread("nextword-hf")
+        engine = EngineThread("nextword-hf", shared="openmp")
         location = locate(model)
         tokenizer, hf_model = engine.call(
             lambda: load_pretrained(location, dtype=torch_dtype, device=str(dev)), abandon=True

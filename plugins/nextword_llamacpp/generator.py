@@ -80,8 +80,9 @@ class LlamaCppGenerator(BaseGenerator):
         self._closed = False
         self._n_ctx = n_ctx
         self._pool = pool
-        # Every engine call runs on one thread of its own: see nextword._runtime.engine_thread for why.
-        engine = self._engine = EngineThread("nextword-llamacpp")
+        # Every engine call runs on one thread, the same for every OpenMP engine of the process
+        # (one OpenMP team): see nextword._runtime.engine_thread for why.
+        engine = self._engine = EngineThread("nextword-llamacpp", shared="openmp")
         self._scheduler: StepScheduler[Request] = StepScheduler(
             lambda requests: engine.call(lambda: pool.execute(requests)), max_group=pool.n_slots
         )

@@ -14,7 +14,9 @@ steps of different sequences share a decode only in groups no larger than the po
 to give bit-identical logits to a decode of that token alone (:meth:`SeqPool.exact_group_size`;
 it depends on the weight type: 8 or more for Q8_0 GPT-2, 3 for Q4_K_M Gemma on this CPU), so a
 result never depends on what else was running. The ``fast`` mode puts every step of a group in
-one decode.
+one decode, together with the new prompts of the group (as llama.cpp's server does): llama.cpp
+then evaluates a prompt in pieces that depend on the other sequences, so its numbers are no longer
+those of the prompt alone.
 """
 
 from __future__ import annotations
@@ -100,12 +102,13 @@ Request = Need | Needs | RowsNeed | Job
 class _Slot:
     """One sequence id of the context and what its KV cells hold."""
 
-    __slots__ = ("first", "logits", "owner", "seq", "tokens", "used")
+    __slots__ = ("first", "logits", "owner", "pending", "seq", "tokens", "used")
 
     def __init__(self, seq: int) -> None:
         self.seq = seq
         self.owner: object = None  # the generation that leases this slot, if any
         self.tokens: list[int] = []
+        self.pending: list[int] | None = None  # a prompt to decode with the group (fast mode)
         self.first = -1  # tokens[:first] were evaluated as one batch; -1: not a canonical state
         self.logits: npt.NDArray[np.float32] | None = None  # after all of tokens, when known
         self.used = 0
@@ -302,20 +305,27 @@ class SeqPool:
             self.exact_group_size()  # measured before any slot is prepared (it clears them)
         claimed: list[_Slot] = []
         steps: list[tuple[Need, _Slot]] = []
+        # In the fast mode a new prompt (a need that is its first batch) joins the group's decode
+        # while the batch has room for its tokens besides one per need.
+        room = self._n_batch - len(needs) if self._mode == "fast" else -1
         for need in needs:
             try:
-                slot = self._prepare(need, claimed)
+                slot = self._prepare(need, claimed, room)
             except NextwordError as exc:
                 need.error = exc
                 continue
             if slot is not None:
                 steps.append((need, slot))
+                if slot.pending:
+                    room -= len(slot.pending) - 1
         if steps:
             self._step(steps)
 
-    def _prepare(self, need: Need, claimed: list[_Slot]) -> _Slot | None:
+    def _prepare(self, need: Need, claimed: list[_Slot], room: int = 0) -> _Slot | None:
         """Claim a slot for ``need`` and bring it to hold all of ``need.ids`` but the last token;
-        return it (the last token is decoded with the group), or None when already served."""
+        return it (the last token is decoded with the group), or None when already served. A
+        need that is a first batch of at most ``room`` + 1 tokens is left for the group's decode
+        (the slot's ``pending`` tokens)."""
         ids, first = need.ids, need.first
         if len(ids) > self._seq_len:
             raise ContextLengthExceeded(
@@ -357,6 +367,9 @@ class SeqPool:
             keep = len(ids) - 1 if len(ids) - 1 >= first else 0
         if keep < first:
             self._truncate(slot, 0)
+            if first == len(ids) and len(ids) - 1 <= room:
+                slot.pending = list(ids)
+                return slot
             self._decode_first(slot, ids[:first])
             if first == len(ids):
                 need.result = self._row(-1)
@@ -378,16 +391,27 @@ class SeqPool:
         steps = sorted(steps, key=lambda step: step[1].seq)
         for start in range(0, len(steps), size):
             part = steps[start : start + size]
-            entries = [(need.ids[-1], len(need.ids) - 1, slot.seq) for need, slot in part]
+            entries: list[tuple[int, int, int]] = []
+            rows: list[int] = []  # the batch index of each need's logits
+            prompts: list[bool] = []  # whether each need's whole prompt is in this decode
+            for need, slot in part:
+                prompts.append(slot.pending is not None)
+                tokens, slot.pending = slot.pending or [need.ids[-1]], None
+                base = len(need.ids) - len(tokens)
+                entries.extend((token, base + i, slot.seq) for i, token in enumerate(tokens))
+                rows.append(len(entries) - 1)
             try:
-                self._decode(entries, [slot for _, slot in part], all_logits=True)
+                self._decode(entries, [slot for _, slot in part], outputs=rows)
             except NextwordError as exc:
                 for need, _ in part:
                     need.error = exc
                 continue
-            for i, (need, slot) in enumerate(part):
+            for row, prompt, (need, slot) in zip(rows, prompts, part, strict=True):
+                if prompt:
+                    slot.first = len(need.ids)
+                    slot.tokens.extend(need.ids[:-1])
                 slot.tokens.append(need.ids[-1])
-                need.result = self._row(i)
+                need.result = self._row(row)
                 slot.logits = need.result.copy()
 
     def exact_group_size(self) -> int:
@@ -463,9 +487,17 @@ class SeqPool:
             slot.tokens.extend(chunk)
         slot.first = len(tokens)
 
-    def _decode(self, entries: list[tuple[int, int, int]], slots: list[_Slot], *, all_logits: bool = False) -> None:
+    def _decode(
+        self,
+        entries: list[tuple[int, int, int]],
+        slots: list[_Slot],
+        *,
+        all_logits: bool = False,
+        outputs: Sequence[int] = (),
+    ) -> None:
         """One ``llama_decode`` of ``(token, position, sequence)`` entries; logits for every
-        entry or only the last. On failure the slots' cells past what they hold are dropped."""
+        entry, or for the last and those at the indices ``outputs``. On failure the slots'
+        cells past what they hold are dropped."""
         b = self._batch
         flag = 1 if all_logits else 0
         for i, (token, pos, seq) in enumerate(entries):
@@ -474,6 +506,8 @@ class SeqPool:
             b.n_seq_id[i] = 1
             b.seq_id[i][0] = seq
             b.logits[i] = flag
+        for i in outputs:
+            b.logits[i] = 1
         b.logits[len(entries) - 1] = 1
         b.n_tokens = len(entries)
         for slot in slots:
