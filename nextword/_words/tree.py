@@ -161,8 +161,9 @@ def _split(
     np.subtract(x, top, out=x)
     np.exp(x, out=x)
     total = float(x.sum())
-    end_mass = float(x @ ends_weight) / total
-    cont_share = float(x @ conts_weight) / total
+    # einsum rather than a BLAS dot: a threaded BLAS spins on a busy machine (10x slower here).
+    end_mass = float(np.einsum("i,i->", x, ends_weight)) / total
+    cont_share = float(np.einsum("i,i->", x, conts_weight)) / total
     children: list[int] = []
     child_logps: list[float] = []
     if n_children and cont_ids.size:

@@ -20,9 +20,11 @@ fraction of its cost:
   extended, or the search must go deeper than it went), that path is evaluated: the session
   searches again, only for what is missing. :attr:`TypingSession.stats` counts both.
 * **Prefetch** (``prefetch=True``). After answering, the session computes on idle time the
-  suggestions for the text with the top candidate accepted (which evaluates the state of the
-  text the next word follows); the next edit or request for another text cancels it at its
-  next engine step (:class:`~nextword._runtime.scheduler.CancelScope`).
+  suggestions for the texts most likely to come next: the next character of each shown word
+  typed (so that this keystroke is then answered from the tree alone), and the top word accepted
+  (which evaluates the state of the text the next word follows). The next edit, or a request
+  for another text, cancels it at its next engine step
+  (:class:`~nextword._runtime.scheduler.CancelScope`).
 
 Edits never wait for the engine: :meth:`~TypingSession.type`, :meth:`~TypingSession.backspace`,
 :meth:`~TypingSession.accept` and :meth:`~TypingSession.replace` change the text and cancel work
@@ -36,9 +38,11 @@ the session answers with ``predict_next`` each time (correct, not faster).
 
 from __future__ import annotations
 
+import atexit
 import collections
 import dataclasses
 import threading
+import weakref
 from typing import Any
 
 from nextword._contract.protocol import Generator
@@ -51,6 +55,16 @@ from nextword._words.trees import Trees
 from nextword.errors import Cancelled, InvalidInput, InvalidState, NextwordError
 
 __all__ = ["TypingSession", "TypingStats"]
+
+_OPEN: weakref.WeakSet[TypingSession] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_sessions() -> None:
+    """Stop every prefetch before the interpreter exits (an engine thread killed mid-call aborts)."""
+    for session in list(_OPEN):
+        session.close()
+
 
 #: Suggestions a session keeps per text (a backspace or a prefetched text is answered from them).
 RESULTS_KEPT = 64
@@ -124,7 +138,9 @@ class TypingSession:
         self._results: collections.OrderedDict[tuple[str, int], Prediction] = collections.OrderedDict()
         self._last: Prediction | None = None
         self._closed = False
+        self._threads: list[threading.Thread] = []
         self.stats = TypingStats()
+        _OPEN.add(self)
 
     # ---- the text -----------------------------------------------------------------------------
 
@@ -211,6 +227,9 @@ class TypingSession:
         with self._state:
             self._closed = True
             self._cancel_except(None)
+            threads, self._threads = self._threads, []
+        for thread in threads:
+            thread.join()  # a cancelled prefetch stops at its next engine step
         with self._work:
             if self._trees is not None:
                 self._trees.clear()
@@ -267,21 +286,29 @@ class TypingSession:
         return prediction
 
     def _start_prefetch(self, text: str, prediction: Prediction) -> None:
-        """Start computing, on a thread of its own, the suggestions for ``text`` with the top
-        candidate accepted (called with the state lock)."""
-        if not prediction.candidates:
-            return
-        target = text + _rest_of(prediction, prediction.candidates[0])
-        if target == text or (target, self._k) in self._results or target in self._running.values():
+        """Start computing, on a thread of its own, the suggestions for the texts most likely to
+        come next (:func:`_likely_next`), one after another (called with the state lock)."""
+        targets = [t for t in _likely_next(prediction) if (t, self._k) not in self._results]
+        if not targets or any(t in self._running.values() for t in targets):
             return
         scope = CancelScope()
-        self._running[scope] = target
+        self._running[scope] = targets[0]
         self.stats.prefetches += 1
-        threading.Thread(target=self._run_prefetch, args=(target, scope), daemon=True, name="nextword-prefetch").start()
+        thread = threading.Thread(
+            target=self._run_prefetch, args=(targets, scope), daemon=True, name="nextword-prefetch"
+        )
+        self._threads = [t for t in self._threads if t.is_alive()]
+        self._threads.append(thread)
+        thread.start()
 
-    def _run_prefetch(self, target: str, scope: CancelScope) -> None:
+    def _run_prefetch(self, targets: list[str], scope: CancelScope) -> None:
         try:
-            self._answer(target, self._k, scope)
+            for target in targets:
+                with self._state:
+                    if scope.cancelled or self._closed:
+                        raise Cancelled("the text changed")
+                    self._running[scope] = target
+                self._answer(target, self._k, scope)
         except Cancelled:
             with self._state:
                 self.stats.prefetches_cancelled += 1
@@ -290,6 +317,25 @@ class TypingSession:
         finally:
             with self._state:
                 self._running.pop(scope, None)
+
+
+def _likely_next(prediction: Prediction) -> list[str]:
+    """The texts a prefetch prepares after ``prediction``, most useful first: the text with the
+    next character of each shown word typed (distinct characters; the next keystroke is most
+    likely one of them, and its search then replays on the tree without the engine), then the
+    text with the top word accepted (whose search evaluates the state of the text the next word
+    follows)."""
+    text = prediction.prompt
+    out: list[str] = []
+    for candidate in prediction.candidates:
+        rest = _rest_of(prediction, candidate)
+        if rest and text + rest[0] not in out:
+            out.append(text + rest[0])
+    if prediction.candidates:
+        accepted = text + _rest_of(prediction, prediction.candidates[0])
+        if accepted not in out and accepted != text:
+            out.append(accepted)
+    return out
 
 
 def _checked_text(text: object, what: str) -> str:
