@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 import nextword
+from nextword._analysis.evaluation import Evaluation, evaluate
 from nextword._words.complete import predict_or_complete
 
 # Short paragraphs: every path (a new word, a word continued, a finished word, punctuation, a
@@ -265,6 +266,30 @@ def _catch(fn: Callable[[], object]) -> object:
         return fn()
     except nextword.NextwordError as exc:
         return exc
+
+
+# ---- nextword eval: the keystroke simulation on the kept trees -------------------------------------
+
+
+def same_figures(a: Evaluation, b: Evaluation) -> None:
+    assert a.words == b.words
+    assert (a.keystrokes, a.word_top1, a.word_top3, a.perplexity) == (
+        b.keystrokes,
+        b.word_top1,
+        b.word_top3,
+        b.perplexity,
+    )
+
+
+def test_eval_figures_with_and_without_the_trees_hf(hf_gen: nextword.Generator) -> None:
+    text = "The cat sat on the mat and looked at the dog."
+    same_figures(evaluate(hf_gen, text, k=3), evaluate(hf_gen, text, k=3, reuse="none"))
+
+
+@pytest.mark.slow
+def test_eval_figures_with_and_without_the_trees_gemma(gemma: nextword.Generator) -> None:
+    text = "Alice was beginning to get very tired of sitting by her sister"
+    same_figures(evaluate(gemma, text, k=3), evaluate(gemma, text, k=3, reuse="none"))
 
 
 # ---- llamacpp (Gemma 3 270M Q4_K_M): bit for bit --------------------------------------------------
