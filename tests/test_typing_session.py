@@ -288,7 +288,7 @@ def test_eval_figures_with_and_without_the_trees_hf(hf_gen: nextword.Generator) 
 
 @pytest.mark.slow
 def test_eval_figures_with_and_without_the_trees_gemma(gemma: nextword.Generator) -> None:
-    text = "Alice was beginning to get very tired of sitting by her sister"
+    text = "Alice was beginning to get very tired"
     same_figures(evaluate(gemma, text, k=3), evaluate(gemma, text, k=3, reuse="none"))
 
 
@@ -297,7 +297,7 @@ def test_eval_figures_with_and_without_the_trees_gemma(gemma: nextword.Generator
 
 @pytest.mark.slow
 def test_gemma_session_equals_predict_next_english(gemma: nextword.Generator) -> None:
-    type_and_check(gemma, "Happy birthday to you, my dear fri", 0.0)
+    type_and_check(gemma, "Happy birthday, my fri", 0.0)
 
 
 @pytest.mark.slow

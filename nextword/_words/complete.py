@@ -50,7 +50,7 @@ from nextword._words.cache import PerGenerator
 from nextword._words.results import WordSearch
 from nextword._words.rule import REPLACEMENT, eos_ids, piece_reader, word_start_mask
 from nextword._words.search import DEFAULT_MAX_TOKENS, check_bounds, predict_words, search_words_from_ids
-from nextword._words.tree import Evaluator
+from nextword._words.tree import Evaluator, is_batched
 from nextword._words.trees import Trees, shared_trees
 from nextword.errors import InvalidInput, UnsupportedOption
 
@@ -325,7 +325,7 @@ def complete_after(
     depth_limit = min(depth_limit, generator.context_length - len(context))
     owned = branches is None
     state = generator.open_branches(context) if branches is None else branches
-    evaluator = Evaluator(state, batched=False, owned=owned)
+    evaluator = Evaluator(state, batched=is_batched(state), owned=owned)
     try:
         root = evaluator.logprobs(())
         vocab = root.shape[-1]
@@ -417,6 +417,21 @@ def _covering_paths(
             spelled = done + int(index.lengths[token])
             heapq.heappush(pending, (-lp, next(order), (*path, token), spelled))
 
+    def upcoming(n: int) -> list[tuple[int, ...]]:
+        """The pending paths extended next if no more likely one appeared (evaluated in the same
+        engine call on a backend that batches; the rows are the same either way)."""
+        counts = dict(extended)
+        out: list[tuple[int, ...]] = []
+        for neg, _, path, _ in heapq.nsmallest(4 * n, pending):
+            depth = len(path)
+            if math.exp(-neg) < floor or depth >= depth_limit or counts.get(depth, 0) >= beam:
+                continue
+            counts[depth] = counts.get(depth, 0) + 1
+            out.append(path)
+            if len(out) == n:
+                break
+        return out
+
     consider((), 0.0, 0, root)
     while pending:
         neg, _, path, done = heapq.heappop(pending)
@@ -426,7 +441,7 @@ def _covering_paths(
             unresolved += prob
             continue
         extended[depth] = extended.get(depth, 0) + 1
-        consider(path, -neg, done, evaluator.logprobs(path))
+        consider(path, -neg, done, evaluator.logprobs(path, upcoming))
     # The search extends at most ``beam`` paths of each length, most likely first: only the
     # ``beam`` most likely covering paths of each length can be extended; the others' mass is
     # returned apart (unexplored, like the search's own unexplored candidates).

@@ -92,7 +92,7 @@ class Evaluator:
             self._branches.close()
 
 
-def _is_batched(branches: Branches) -> bool:
+def is_batched(branches: Branches) -> bool:
     """Whether ``branches`` evaluates several paths per engine call (worth batching ahead)."""
     if isinstance(branches, SharedBranches):
         return branches.batched
@@ -212,7 +212,7 @@ class Search:
         owned = branches is None
         if branches is None:
             branches = generator.open_branches(prompt_ids)
-        self.evaluator = Evaluator(branches, batched=_is_batched(branches), owned=owned)
+        self.evaluator = Evaluator(branches, batched=is_batched(branches), owned=owned)
 
     # -- step 1: the prompt's distribution ----------------------------------------------------
 
