@@ -34,7 +34,7 @@ from nextword.errors import (
 if TYPE_CHECKING:
     from nextword._analysis.explanation import Explanation, explain
     from nextword._api.async_calls import agenerate, apredict_next, ascore, astream
-    from nextword._api.calls import generate, load, loaded, predict_next, score, stream, unload
+    from nextword._api.calls import generate, load, loaded, predict_next, score, stream, typing_session, unload
     from nextword._contract.base import BaseGenerator
     from nextword._contract.capabilities import Capabilities, Support
     from nextword._contract.protocol import ForkableSession, Generator
@@ -56,6 +56,7 @@ if TYPE_CHECKING:
     )
     from nextword._types.streams import GenerationStream
     from nextword._words.search import predict_words
+    from nextword._words.typing_session import TypingSession, TypingStats
 
 __version__ = "0.1.0"
 
@@ -83,6 +84,8 @@ _LAZY: dict[str, str] = {
     "Support": "nextword._contract.capabilities",
     "TextStream": "nextword._contract.text_stream",
     "TokenScore": "nextword._types.results",
+    "TypingSession": "nextword._words.typing_session",
+    "TypingStats": "nextword._words.typing_session",
     "agenerate": "nextword._api.async_calls",
     "apredict_next": "nextword._api.async_calls",
     "ascore": "nextword._api.async_calls",
@@ -99,6 +102,7 @@ _LAZY: dict[str, str] = {
     "register_plugin": "nextword._plugins.registry",
     "score": "nextword._api.calls",
     "stream": "nextword._api.calls",
+    "typing_session": "nextword._api.calls",
     "unload": "nextword._api.calls",
     "unregister_plugin": "nextword._plugins.registry",
 }
@@ -150,6 +154,8 @@ __all__ = [
     "TextStream",
     "TokenScore",
     "TrainingInterrupted",
+    "TypingSession",
+    "TypingStats",
     "UnsupportedOption",
     "agenerate",
     "apredict_next",
@@ -167,6 +173,7 @@ __all__ = [
     "register_plugin",
     "score",
     "stream",
+    "typing_session",
     "unload",
     "unregister_plugin",
 ]

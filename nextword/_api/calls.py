@@ -22,9 +22,11 @@ from nextword._types.decoding_config import DecodingConfig
 from nextword._types.results import Generation, Prediction, Score, Settings
 from nextword._types.streams import GenerationStream
 from nextword._words.complete import CompleteMode, predict_or_complete
+from nextword._words.search import DEFAULT_MAX_TOKENS
+from nextword._words.typing_session import TypingSession
 from nextword.errors import InvalidInput, ModelLoadError, NextwordError
 
-__all__ = ["generate", "load", "loaded", "predict_next", "score", "stream", "unload"]
+__all__ = ["generate", "load", "loaded", "predict_next", "score", "stream", "typing_session", "unload"]
 
 _Key = tuple[BackendSpec, str, str]
 
@@ -172,6 +174,37 @@ def predict_next(
     else:
         raise InvalidInput(f"unit must be 'word' or 'token', got {unit!r}")
     return dataclasses.replace(prediction, settings=settings)
+
+
+def typing_session(
+    k: int = 5,
+    *,
+    complete: CompleteMode = "auto",
+    beam_width: int | None = None,
+    min_prob: float = 0.0,
+    max_tokens: int = DEFAULT_MAX_TOKENS,
+    text: str = "",
+    prefetch: bool = False,
+    backend: str | None = None,
+    model: str | os.PathLike[str] | None = None,
+    options: Mapping[str, Any] | None = None,
+) -> TypingSession:
+    """A typing session (:class:`~nextword._words.typing_session.TypingSession`) on the model the
+    settings resolve to (loaded once, as :func:`predict_next` loads it): its ``suggestions()``
+    after each edit are what :func:`predict_next` returns for the text with these options,
+    settings included."""
+    generator, settings = _load(resolve(backend, model, options))
+    return TypingSession(
+        generator,
+        k=k,
+        complete=complete,
+        beam_width=beam_width,
+        min_prob=min_prob,
+        max_tokens=max_tokens,
+        text=text,
+        prefetch=prefetch,
+        settings=settings,
+    )
 
 
 def score(

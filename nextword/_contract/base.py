@@ -42,10 +42,13 @@ from nextword._types.results import (
     TokenScore,
 )
 from nextword._words.complete import CompleteMode, predict_or_complete
+from nextword._words.search import DEFAULT_MAX_TOKENS
 from nextword.errors import InvalidConfig, InvalidInput, InvalidState
 
 if TYPE_CHECKING:
     from nextword._contract.spec import BackendSpec
+    from nextword._words.trees import Trees
+    from nextword._words.typing_session import TypingSession
 
 __all__ = ["BaseGenerator"]
 
@@ -68,6 +71,7 @@ class BaseGenerator(abc.ABC):
 
     _nextword_closed: bool = False
     _vocab_size_read: int | None = None
+    _word_trees: Trees | None = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Make the lifecycle part of the contract: a subclass's engine methods and its public
@@ -262,6 +266,17 @@ class BaseGenerator(abc.ABC):
         shows to clients. The default names none."""
         return ()
 
+    def _shared_word_trees(self) -> Trees:
+        """The word-search trees this generator's stateless word predictions share (see
+        :mod:`nextword._words.trees`): a word prediction on a text whose context was searched
+        recently replays that search's steps instead of asking the engine again (bounded by
+        :data:`~nextword._words.trees.SHARED_BUDGET` bytes)."""
+        if self._word_trees is None:
+            from nextword._words.trees import SHARED_BUDGET, SHARED_CONTEXTS, Trees
+
+            self._word_trees = Trees(self, budget_bytes=SHARED_BUDGET, contexts=SHARED_CONTEXTS)
+        return self._word_trees
+
     @property
     def closed(self) -> bool:
         """Whether :meth:`close` was called (calls then raise :class:`~nextword.errors.InvalidState`).
@@ -431,6 +446,35 @@ class BaseGenerator(abc.ABC):
             for t, lp in zip(top.token_ids, top.logprobs, strict=True)
         )
         return Prediction(prompt=prompt, candidates=candidates, settings=self._settings)
+
+    def typing_session(
+        self,
+        k: int = 5,
+        *,
+        complete: CompleteMode = "auto",
+        beam_width: int | None = None,
+        min_prob: float = 0.0,
+        max_tokens: int = DEFAULT_MAX_TOKENS,
+        text: str = "",
+        prefetch: bool = False,
+    ) -> TypingSession:
+        """A :class:`~nextword._words.typing_session.TypingSession` on this generator: type,
+        delete, accept and replace text, and ask for ``suggestions()`` after any edit; each
+        answer is what :meth:`predict_next` gives for the text with these options, computed
+        from the state of the text before the word being typed and the search tree of that word."""
+        from nextword._words.typing_session import TypingSession
+
+        self._check_open()
+        return TypingSession(
+            self,
+            k=k,
+            complete=complete,
+            beam_width=beam_width,
+            min_prob=min_prob,
+            max_tokens=max_tokens,
+            text=text,
+            prefetch=prefetch,
+        )
 
     def score(self, text: str) -> Score:
         """Log-likelihood of ``text``: every token after the first, given the tokens before it."""

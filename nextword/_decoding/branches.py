@@ -15,8 +15,8 @@ speed). Paths may be empty (the prompt's own distribution) and may differ in len
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -24,6 +24,9 @@ import numpy.typing as npt
 from nextword._contract.protocol import ForkableSession
 
 __all__ = ["Branches", "SessionBranches", "SharedBranches"]
+
+T = TypeVar("T")
+_MISSING = object()
 
 
 @runtime_checkable
@@ -108,6 +111,12 @@ class SharedBranches:
     The rows are those of ``inner``; asking for a kept path returns a copy of the same numbers.
     :meth:`close` closes ``inner``. ``batched`` says whether ``inner`` evaluates several paths
     per engine call (it is not a :class:`SessionBranches`).
+
+    Beside the rows it keeps values derived from them (:meth:`remember`: a row's log-softmax, a
+    search step's summary), within the same budget, so that a search run again over the same
+    paths (the typing session's next keystroke, :mod:`nextword._words.typing_session`) does the
+    same arithmetic on the same numbers only once and gets the same results. ``engine_rows``
+    counts the rows computed by ``inner``.
     """
 
     def __init__(self, inner: Branches, *, budget_bytes: int = 256 << 20) -> None:
@@ -116,6 +125,8 @@ class SharedBranches:
         self._rows: dict[tuple[int, ...], npt.NDArray[np.floating]] = {}
         self._budget = budget_bytes
         self._held = 0
+        self._derived: dict[Hashable, Any] = {}
+        self.engine_rows = 0
 
     def logits(self, paths: Sequence[Sequence[int]]) -> npt.NDArray[np.floating]:
         keys = [tuple(int(t) for t in path) for path in paths]
@@ -123,6 +134,7 @@ class SharedBranches:
         fresh: dict[tuple[int, ...], npt.NDArray[np.floating]] = {}
         if missing:
             rows = np.asarray(self.inner.logits(missing))
+            self.engine_rows += len(missing)
             for key, row in zip(missing, rows, strict=True):
                 fresh[key] = row
                 if self._held + row.nbytes <= self._budget:
@@ -132,7 +144,35 @@ class SharedBranches:
             return np.empty((0, 0), dtype=np.float32)
         return np.stack([fresh[key] if key in fresh else self._rows[key] for key in keys])
 
+    def remember(self, key: Hashable, compute: Callable[[], T]) -> T:
+        """``compute()``, computed once per ``key`` while the budget allows keeping it (the
+        value must depend only on the rows of the paths named in ``key``)."""
+        value = self._derived.get(key, _MISSING)
+        if value is not _MISSING:
+            return value
+        value = compute()
+        size = _size(value)
+        if self._held + size <= self._budget:
+            self._derived[key] = value
+            self._held += size
+        return value
+
+    @property
+    def held_bytes(self) -> int:
+        """About how many bytes the kept rows and derived values take."""
+        return self._held
+
     def close(self) -> None:
         self._rows.clear()
+        self._derived.clear()
         self._held = 0
         self.inner.close()
+
+
+def _size(value: object) -> int:
+    """About how many bytes ``value`` (an array, a tuple or list of numbers and arrays) holds."""
+    if isinstance(value, np.ndarray):
+        return int(value.nbytes)
+    if isinstance(value, (tuple, list)):
+        return 64 + sum(_size(v) for v in value)
+    return 32

@@ -50,7 +50,8 @@ from nextword._words.cache import PerGenerator
 from nextword._words.results import WordSearch
 from nextword._words.rule import REPLACEMENT, eos_ids, piece_reader, word_start_mask
 from nextword._words.search import DEFAULT_MAX_TOKENS, check_bounds, predict_words, search_words_from_ids
-from nextword._words.tree import Evaluator
+from nextword._words.tree import Evaluator, is_batched
+from nextword._words.trees import Trees, shared_trees
 from nextword.errors import InvalidInput, UnsupportedOption
 
 __all__ = [
@@ -59,6 +60,7 @@ __all__ = [
     "complete_after",
     "complete_word",
     "FINISHED_WORD",
+    "next_words",
     "partial_word",
     "predict_or_complete",
     "read_typed_word",
@@ -268,6 +270,7 @@ def complete_word(
     beam_width: int | None = None,
     min_prob: float = 0.0,
     max_tokens: int = DEFAULT_MAX_TOKENS,
+    trees: Trees | None = None,
 ) -> WordCompletion:
     """Complete the word ``prompt`` ends in (see the module docstring for the method).
 
@@ -276,7 +279,9 @@ def complete_word(
     :func:`nextword._words.search.search_words` and apply to the covering paths too; ``max_tokens``
     counts every token of the word, typed ones included. Raises
     :class:`~nextword.errors.InvalidInput` for bad arguments and when no word can be found,
-    :class:`~nextword.errors.ContextLengthExceeded` when the prompt does not fit.
+    :class:`~nextword.errors.ContextLengthExceeded` when the prompt does not fit. With ``trees``
+    (see :mod:`nextword._words.trees`) the search runs on the kept tree of its context: the same
+    steps, the same result, rows and arithmetic already done read from the tree.
     """
     beam, floor, depth_limit = check_bounds(k, beam_width, min_prob, max_tokens)
     generator.capabilities.require("predict_next", generator.backend)
@@ -288,9 +293,11 @@ def complete_word(
             backend=generator.backend,
         )
     context, _, typed = partial_word(generator, prompt)
-    return complete_after(
-        generator, context, typed, k, prompt=prompt, beam_width=beam, min_prob=floor, max_tokens=depth_limit
-    )
+    bounds = {"beam_width": beam, "min_prob": floor, "max_tokens": depth_limit}
+    if trees is None:
+        return complete_after(generator, context, typed, k, prompt=prompt, **bounds)  # type: ignore[arg-type]
+    with trees.borrow(context) as tree:
+        return complete_after(generator, context, typed, k, prompt=prompt, branches=tree, **bounds)  # type: ignore[arg-type]
 
 
 def complete_after(
@@ -318,7 +325,7 @@ def complete_after(
     depth_limit = min(depth_limit, generator.context_length - len(context))
     owned = branches is None
     state = generator.open_branches(context) if branches is None else branches
-    evaluator = Evaluator(state, batched=False, owned=owned)
+    evaluator = Evaluator(state, batched=is_batched(state), owned=owned)
     try:
         root = evaluator.logprobs(())
         vocab = root.shape[-1]
@@ -410,6 +417,21 @@ def _covering_paths(
             spelled = done + int(index.lengths[token])
             heapq.heappush(pending, (-lp, next(order), (*path, token), spelled))
 
+    def upcoming(n: int) -> list[tuple[int, ...]]:
+        """The pending paths extended next if no more likely one appeared (evaluated in the same
+        engine call on a backend that batches; the rows are the same either way)."""
+        counts = dict(extended)
+        out: list[tuple[int, ...]] = []
+        for neg, _, path, _ in heapq.nsmallest(4 * n, pending):
+            depth = len(path)
+            if math.exp(-neg) < floor or depth >= depth_limit or counts.get(depth, 0) >= beam:
+                continue
+            counts[depth] = counts.get(depth, 0) + 1
+            out.append(path)
+            if len(out) == n:
+                break
+        return out
+
     consider((), 0.0, 0, root)
     while pending:
         neg, _, path, done = heapq.heappop(pending)
@@ -419,7 +441,7 @@ def _covering_paths(
             unresolved += prob
             continue
         extended[depth] = extended.get(depth, 0) + 1
-        consider(path, -neg, done, evaluator.logprobs(path))
+        consider(path, -neg, done, evaluator.logprobs(path, upcoming))
     # The search extends at most ``beam`` paths of each length, most likely first: only the
     # ``beam`` most likely covering paths of each length can be extended; the others' mass is
     # returned apart (unexplored, like the search's own unexplored candidates).
@@ -461,6 +483,7 @@ def read_typed_word(
     beam_width: int | None = None,
     min_prob: float = 0.0,
     max_tokens: int = DEFAULT_MAX_TOKENS,
+    trees: Trees | None = None,
 ) -> WordCompletion | None:
     """How ``complete="auto"`` reads a prompt: the completions of the word it ends in when that
     word is unfinished, or None when it is finished (the next word is then predicted).
@@ -477,7 +500,9 @@ def read_typed_word(
     if not generator.capabilities.logits:
         return None
     try:
-        done = complete_word(generator, prompt, k, beam_width=beam_width, min_prob=min_prob, max_tokens=max_tokens)
+        done = complete_word(
+            generator, prompt, k, beam_width=beam_width, min_prob=min_prob, max_tokens=max_tokens, trees=trees
+        )
     except InvalidInput:
         return None
     return None if done.prob_of(done.typed) > FINISHED_WORD else done
@@ -492,6 +517,8 @@ def predict_or_complete(
     beam_width: int | None = None,
     min_prob: float = 0.0,
     max_tokens: int = DEFAULT_MAX_TOKENS,
+    trees: Trees | None = None,
+    reuse: bool = True,
 ) -> Prediction:
     """Word prediction for a prompt that may end inside a word.
 
@@ -505,14 +532,51 @@ def predict_or_complete(
       completed from that space (``"I love "`` gives ``" cats"`` with ``remaining="cats"``). The
       reading costs the completion search of the typed word (the search ``complete="word"``
       runs); a finished word then costs a next-word search as well.
+
+    The searches run on word-search trees (:mod:`nextword._words.trees`): ``trees`` when given
+    (a typing session's), else the generator's shared ones, so that a prompt whose context was
+    searched recently (the same text before the word being typed) replays that search from its
+    tree instead of asking the engine again; the result is the same (:func:`next_words`).
+    ``reuse=False`` runs every search afresh (no tree), as before trees existed.
     """
     if complete not in ("auto", "word", "next"):
         raise InvalidInput(f"complete must be 'auto', 'word' or 'next', got {complete!r}")
     bounds = {"beam_width": beam_width, "min_prob": min_prob, "max_tokens": max_tokens}
+    if reuse and trees is None:
+        trees = shared_trees(generator)
+    elif not reuse:
+        trees = None
     if complete == "next":
-        return predict_words(generator, prompt, k, **bounds)  # type: ignore[arg-type]
+        return next_words(generator, prompt, k, trees=trees, **bounds)  # type: ignore[arg-type]
     check_bounds(k, beam_width, min_prob, max_tokens, capped=True)  # the public limits, whatever the reading
     if complete == "auto":
-        done = read_typed_word(generator, prompt, k, **bounds)  # type: ignore[arg-type]
-        return predict_words(generator, prompt, k, **bounds) if done is None else done.prediction(k)  # type: ignore[arg-type]
-    return complete_word(generator, prompt, k, **bounds).prediction(k)  # type: ignore[arg-type]
+        done = read_typed_word(generator, prompt, k, trees=trees, **bounds)  # type: ignore[arg-type]
+        if done is None:
+            return next_words(generator, prompt, k, trees=trees, **bounds)  # type: ignore[arg-type]
+        return done.prediction(k)
+    return complete_word(generator, prompt, k, trees=trees, **bounds).prediction(k)  # type: ignore[arg-type]
+
+
+def next_words(
+    generator: Generator,
+    prompt: str,
+    k: int = 5,
+    *,
+    beam_width: int | None = None,
+    min_prob: float = 0.0,
+    max_tokens: int = DEFAULT_MAX_TOKENS,
+    trees: Trees | None = None,
+) -> Prediction:
+    """:func:`~nextword._words.search.predict_words` (the next whole word after ``prompt``), its
+    search run on the tree of the prompt's tokens when ``trees`` is given (on a backend with
+    full logits): the same search from the same rows, so the same prediction."""
+    if trees is None or not generator.capabilities.logits:
+        return predict_words(generator, prompt, k, beam_width=beam_width, min_prob=min_prob, max_tokens=max_tokens)
+    beam, floor, depth = check_bounds(k, beam_width, min_prob, max_tokens, capped=True)
+    ids = encode_text(generator, prompt)
+    check_length(len(ids), 0, generator.context_length)
+    with trees.borrow(ids) as tree:
+        search = search_words_from_ids(
+            generator, ids, k, prompt=prompt, beam_width=beam, min_prob=floor, max_tokens=depth, branches=tree
+        )
+    return search.prediction(k)

@@ -9,6 +9,7 @@ import heapq
 import itertools
 import math
 from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -24,6 +25,8 @@ from nextword._words.rule import REPLACEMENT, eos_ids, token_starts_word, word_s
 from nextword.errors import InvalidInput, UnsupportedOption
 
 # ---- the search ----------------------------------------------------------------------------------
+
+T = TypeVar("T")
 
 #: Most continuations the search asks the backend for in one batched evaluation.
 MAX_BATCH = 32
@@ -47,6 +50,7 @@ class Evaluator:
         self._batched = batched
         self._owned = owned
         self._rows: dict[tuple[int, ...], npt.NDArray[np.floating]] = {}
+        self._memo = branches if isinstance(branches, SharedBranches) else None
         self.calls = 0
         self.batches = 0
 
@@ -70,8 +74,17 @@ class Evaluator:
     def logprobs(
         self, path: tuple[int, ...], upcoming: Callable[[int], list[tuple[int, ...]]] | None = None
     ) -> npt.NDArray[np.float64]:
-        """Next-token log-probabilities after ``prompt + path`` (float64)."""
-        return log_softmax(self.logits(path, upcoming))
+        """Next-token log-probabilities after ``prompt + path`` (float64; kept by a
+        :class:`SharedBranches`, so treat it as read-only)."""
+        return self.derived(("logprobs", path), lambda: log_softmax(self.logits(path, upcoming)))
+
+    def derived(self, key: tuple[object, ...], compute: Callable[[], T]) -> T:
+        """``compute()``, a value that depends only on the rows of the paths named in ``key``:
+        kept by the branches when they are a :class:`SharedBranches` (a later search from the
+        same state then gets the same value without the arithmetic), else computed each time."""
+        if self._memo is None:
+            return compute()
+        return self._memo.remember(key, compute)
 
     def close(self) -> None:
         self._rows.clear()
@@ -79,7 +92,7 @@ class Evaluator:
             self._branches.close()
 
 
-def _is_batched(branches: Branches) -> bool:
+def is_batched(branches: Branches) -> bool:
     """Whether ``branches`` evaluates several paths per engine call (worth batching ahead)."""
     if isinstance(branches, SharedBranches):
         return branches.batched
@@ -122,6 +135,12 @@ def _top(logp: npt.NDArray[np.float64], n: int) -> tuple[list[int], list[float]]
     return [int(t) for t in top], [float(logp[t]) for t in top]
 
 
+def _first(logp: npt.NDArray[np.float64], beam: int) -> tuple[list[int], list[float], float]:
+    """The first tokens' candidates: the ``beam`` most likely (:func:`_top`) and the total mass."""
+    tokens, logps = _top(logp, beam)
+    return tokens, logps, float(np.sum(np.exp(logp)))
+
+
 def _split(
     logits: npt.NDArray[np.floating],
     ends_weight: npt.NDArray[np.float64],
@@ -142,8 +161,9 @@ def _split(
     np.subtract(x, top, out=x)
     np.exp(x, out=x)
     total = float(x.sum())
-    end_mass = float(x @ ends_weight) / total
-    cont_share = float(x @ conts_weight) / total
+    # einsum rather than a BLAS dot: a threaded BLAS spins on a busy machine (10x slower here).
+    end_mass = float(np.einsum("i,i->", x, ends_weight)) / total
+    cont_share = float(np.einsum("i,i->", x, conts_weight)) / total
     children: list[int] = []
     child_logps: list[float] = []
     if n_children and cont_ids.size:
@@ -192,17 +212,19 @@ class Search:
         owned = branches is None
         if branches is None:
             branches = generator.open_branches(prompt_ids)
-        self.evaluator = Evaluator(branches, batched=_is_batched(branches), owned=owned)
+        self.evaluator = Evaluator(branches, batched=is_batched(branches), owned=owned)
 
     # -- step 1: the prompt's distribution ----------------------------------------------------
 
     def start(self) -> None:
         """Evaluate the prompt; its most likely tokens become the first candidates."""
-        root = log_softmax(self.evaluator.logits(()))
+        root = self.evaluator.logprobs(())
         self._tables(root.shape[-1])
-        logp = self._restrict((), root, 0.0)
-        tokens, logps = _top(logp, self.beam)
-        self._add_group(_Group(1, (), 0.0, tokens, logps, float(np.sum(np.exp(logp)))))
+        if self.allowed is None:
+            tokens, logps, total = self.evaluator.derived(("first", self.beam), lambda: _first(root, self.beam))
+        else:
+            tokens, logps, total = _first(self._restrict((), root, 0.0), self.beam)
+        self._add_group(_Group(1, (), 0.0, list(tokens), list(logps), total))
 
     def start_from(self, starts: Sequence[tuple[tuple[int, ...], float]]) -> None:
         """Begin from given word prefixes instead (token paths with their absolute log-probability
@@ -250,14 +272,18 @@ class Search:
             self._add_word(path, path_logprob)  # end of text: a word of its own, nothing follows
             return
         self.extended[group.depth] += 1
-        logits = self.evaluator.logits(path, self.upcoming)
-        self._tables(logits.shape[-1])
         n_children = self.beam if group.depth < self.depth_limit else 0
-        if self.allowed is None:
-            split = _split(logits, self.ends_weight, self.conts_weight, self.cont_ids, n_children)
-        else:
-            split = None  # a restriction needs the whole distribution
+
+        def split_row() -> tuple[float, float, list[int], list[float]] | None:
+            logits = self.evaluator.logits(path, self.upcoming)
+            self._tables(logits.shape[-1])
+            return _split(logits, self.ends_weight, self.conts_weight, self.cont_ids, n_children)
+
+        # A restriction needs the whole distribution; so does a row with a logit not finite upwards.
+        split = None if self.allowed is not None else self.evaluator.derived(("split", path, n_children), split_row)
         if split is None:
+            logits = self.evaluator.logits(path, self.upcoming)
+            self._tables(logits.shape[-1])
             logp = self._restrict(path, log_softmax(logits), path_logprob)
             p = np.exp(logp)
             end_mass, cont_share = float(p @ self.ends_weight), float(p @ self.conts_weight)
