@@ -20,9 +20,9 @@ import numpy as np
 import numpy.typing as npt
 
 from nextword._contract.capabilities import Capabilities, Support
-from nextword._contract.checks import check_length, encode_text
+from nextword._contract.checks import check_length, check_min_new, encode_text, prompt_list
 from nextword._contract.lifecycle import GUARDED, marking_closed, refusing_when_closed
-from nextword._contract.text_stream import CompletionStream, SequenceState, TextStream
+from nextword._contract.text_stream import CompletionStream, LazyTokens, SequenceState, TextStream
 from nextword._decoding.branches import Branches, SessionBranches
 from nextword._decoding.detok import IncrementalDetokenizer, context_for, piece_text
 from nextword._decoding.logprobs import TopLogprobs, top_logprobs
@@ -169,7 +169,7 @@ class BaseGenerator(abc.ABC):
         out: list[list[Iterable[int]]] = []
         for ids, n in zip(prompts_ids, n_new, strict=True):
             rng = np.random.default_rng(config.seed)
-            out.append([_Lazy(self.token_stream, ids, config, n, rng) for _ in range(config.num_return_sequences)])
+            out.append([LazyTokens(self.token_stream, ids, config, n, rng) for _ in range(config.num_return_sequences)])
         return out
 
     def generate_completions(
@@ -338,7 +338,7 @@ class BaseGenerator(abc.ABC):
         self._check_open()
         cfg = self._config(config, decoding)
         single = isinstance(prompt, str)
-        prompts = [prompt] if isinstance(prompt, str) else _prompt_list(prompt)
+        prompts = [prompt] if isinstance(prompt, str) else prompt_list(prompt)
         if not single:
             self.capabilities.require("batch", self.backend)
         prompts_ids = [self._encode_prompt(p) for p in prompts]
@@ -359,7 +359,7 @@ class BaseGenerator(abc.ABC):
         n_new = [cfg.new_tokens_for(len(ids)) for ids in prompts_ids]
         for ids, n in zip(prompts_ids, n_new, strict=True):
             self._check_length(len(ids), n)
-            _check_min_new(cfg, n)
+            check_min_new(cfg, n)
         completions = self.generate_completions(prompts_ids, cfg, n_new)
         return [
             Generation(
@@ -401,7 +401,7 @@ class BaseGenerator(abc.ABC):
     def _stream(self, prompt: str, ids: list[int], cfg: DecodingConfig) -> TextStream:
         n_new = cfg.new_tokens_for(len(ids))
         self._check_length(len(ids), n_new)
-        _check_min_new(cfg, n_new)
+        check_min_new(cfg, n_new)
         stream = self.completion_stream(ids, cfg, n_new)
 
         def finish() -> Generation:
@@ -592,30 +592,3 @@ for _name in GUARDED:
     if callable(BaseGenerator.__dict__.get(_name)):
         setattr(BaseGenerator, _name, refusing_when_closed(BaseGenerator.__dict__[_name]))
 del _name
-
-
-class _Lazy:
-    """An iterable that starts a token stream only when iterated (so streams share an RNG in order)."""
-
-    def __init__(self, fn: Any, *args: Any) -> None:
-        self._fn = fn
-        self._args = args
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(self._fn(*self._args))
-
-
-def _check_min_new(cfg: DecodingConfig, n_new: int) -> None:
-    if cfg.min_new_tokens > n_new:
-        raise InvalidConfig(
-            f"min_new_tokens={cfg.min_new_tokens} is more than the {n_new} tokens this prompt leaves to "
-            "generate (max_length counts the prompt); lower min_new_tokens or raise the limit"
-        )
-
-
-def _prompt_list(prompts: object) -> list[str]:
-    if not isinstance(prompts, Sequence) or isinstance(prompts, (bytes, bytearray)):
-        raise InvalidInput(f"prompt must be a string or a list of strings, got {type(prompts).__name__}")
-    if not prompts:
-        raise InvalidInput("the list of prompts is empty")
-    return list(prompts)

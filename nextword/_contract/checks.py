@@ -4,11 +4,14 @@ word search, explain) so that each reports bad input the same way, before the en
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from nextword.errors import ContextLengthExceeded, InvalidInput
+from nextword.errors import ContextLengthExceeded, InvalidConfig, InvalidInput
 
-__all__ = ["added_first_token", "check_length", "encode_text", "utf8_bytes"]
+if TYPE_CHECKING:
+    from nextword._types.decoding_config import DecodingConfig
+
+__all__ = ["added_first_token", "check_length", "check_min_new", "encode_text", "prompt_list", "utf8_bytes"]
 
 
 def encode_text(generator: Any, text: object, what: str = "prompt") -> list[int]:
@@ -60,3 +63,21 @@ def check_length(n_prompt: int, n_new: int, limit: int, what: str = "prompt") ->
             f"shorten the {what} or lower max_new_tokens (or max_length)"
         )
     raise ContextLengthExceeded(msg, n_tokens=n_prompt + n_new, limit=limit)
+
+
+def check_min_new(cfg: DecodingConfig, n_new: int) -> None:
+    """Refuse a ``min_new_tokens`` larger than the ``n_new`` tokens a prompt leaves to generate."""
+    if cfg.min_new_tokens > n_new:
+        raise InvalidConfig(
+            f"min_new_tokens={cfg.min_new_tokens} is more than the {n_new} tokens this prompt leaves to "
+            "generate (max_length counts the prompt); lower min_new_tokens or raise the limit"
+        )
+
+
+def prompt_list(prompts: object) -> list[str]:
+    """``prompts`` as a non-empty list of prompts, or :class:`~nextword.errors.InvalidInput`."""
+    if not isinstance(prompts, Sequence) or isinstance(prompts, (bytes, bytearray)):
+        raise InvalidInput(f"prompt must be a string or a list of strings, got {type(prompts).__name__}")
+    if not prompts:
+        raise InvalidInput("the list of prompts is empty")
+    return list(prompts)

@@ -9,7 +9,7 @@ from typing import Any
 from nextword._types.results import Completion, FinishReason, Generation
 from nextword.errors import InvalidState
 
-__all__ = ["CompletionStream", "SequenceState", "TextStream"]
+__all__ = ["CompletionStream", "LazyTokens", "SequenceState", "TextStream"]
 
 
 @dataclasses.dataclass
@@ -83,3 +83,14 @@ class TextStream:
         close = getattr(self._chunks, "close", None)
         if close is not None:
             close()
+
+
+class LazyTokens:
+    """An iterable that starts a token stream only when iterated (so streams share an RNG in order)."""
+
+    def __init__(self, fn: Any, *args: Any) -> None:
+        self._fn = fn
+        self._args = args
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._fn(*self._args))

@@ -270,10 +270,14 @@ def predict_words(
 
 
 def clear_cache() -> None:
-    """Forget every cached word prediction (and every generator's word-start table)."""
+    """Forget every cached word prediction (and every generator's word-start table and kept
+    word-search trees)."""
+    from nextword._words.trees import clear_all  # the trees import the search
+
     _RESULTS.clear()
     MASKS.clear()
     STARTS.clear()
+    clear_all()
 
 
 # ---- validation ----------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import threading
+import weakref
 from collections.abc import Iterator, Sequence
 
 from nextword._contract.protocol import Generator
@@ -62,6 +63,7 @@ class Trees:
         self._trees: collections.OrderedDict[tuple[int, ...], _Tree] = collections.OrderedDict()
         self._lock = threading.Lock()
         self._closed_rows = 0
+        _ALL.add(self)
 
     @property
     def engine_rows(self) -> int:
@@ -127,6 +129,15 @@ class Trees:
                         tree.branches.close()
                     finally:
                         tree.lock.release()
+
+
+_ALL: weakref.WeakSet[Trees] = weakref.WeakSet()
+
+
+def clear_all() -> None:
+    """Close every tree of every :class:`Trees` not lent at the moment (``clear_cache()``)."""
+    for trees in list(_ALL):
+        trees.clear()
 
 
 def shared_trees(generator: Generator) -> Trees | None:
