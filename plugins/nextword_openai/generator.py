@@ -293,14 +293,8 @@ class OpenAIGenerator(BaseGenerator):
     def _collect(events: Iterator[dict[str, Any]]) -> dict[str, Any]:
         """One choice from a stream's events: its text, its chunks and how it ended."""
         choice: dict[str, Any] = {"chunks": []}
-        for event in events:
-            for part in event.get("choices", []):
-                piece = str(part.get("text", ""))
-                if piece:
-                    choice["chunks"].append(piece)
-                for key in ("finish_reason", "stop_reason", "token_ids"):
-                    if part.get(key) is not None:
-                        choice[key] = part[key]
+        for _ in _read_events(events, choice):
+            pass
         choice["text"] = "".join(choice["chunks"])
         return choice
 
@@ -326,28 +320,19 @@ class OpenAIGenerator(BaseGenerator):
     def completion_stream(self, prompt_ids: Sequence[int], config: DecodingConfig, n_new: int) -> CompletionStream:
         """The server's text chunks as they arrive, then the completion they make."""
         ids = list(prompt_ids)
-        state: dict[str, Any] = {"text": [], "choice": {}}
+        choice: dict[str, Any] = {"chunks": []}
 
         def chunks() -> Iterator[str]:
             if n_new == 0:
                 return
             body = self._body(self._prompt_field(ids), config, n_new)
             body["stream"] = True
-            for event in self._client.stream("/v1/completions", body):
-                for choice in event.get("choices", []):
-                    piece = str(choice.get("text", ""))
-                    for key in ("finish_reason", "stop_reason", "token_ids"):
-                        if choice.get(key) is not None:
-                            state["choice"][key] = choice[key]
-                    if piece:
-                        state["text"].append(piece)
-                        yield piece
+            yield from _read_events(self._client.stream("/v1/completions", body), choice)
 
         def finish() -> Completion:
             if n_new == 0:
                 return Completion("", (), "length")
-            choice = {"text": "".join(state["text"]), "chunks": list(state["text"]), **state["choice"]}
-            return self._completion(choice, ids, config)
+            return self._completion({**choice, "text": "".join(choice["chunks"])}, ids, config)
 
         return CompletionStream(chunks(), finish)
 
@@ -440,6 +425,21 @@ class OpenAIGenerator(BaseGenerator):
             unit="word",
             unexplored_mass=float(data["unexplored_mass"]),
         )
+
+
+def _read_events(events: Iterator[dict[str, Any]], choice: dict[str, Any]) -> Iterator[str]:
+    """Yield the text pieces of a stream's events, appending each to ``choice["chunks"]`` and
+    recording in ``choice`` how the sequence ended (``finish_reason``, ``stop_reason``,
+    ``token_ids``) as the events say it."""
+    for event in events:
+        for part in event.get("choices", []):
+            for key in ("finish_reason", "stop_reason", "token_ids"):
+                if part.get(key) is not None:
+                    choice[key] = part[key]
+            piece = str(part.get("text", ""))
+            if piece:
+                choice["chunks"].append(piece)
+                yield piece
 
 
 def _model_entry(models: Any, model: str, base_url: str) -> dict[str, Any]:
