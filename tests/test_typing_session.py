@@ -169,7 +169,11 @@ def test_bad_input_and_lifecycle(hf_gen: nextword.Generator) -> None:
 def test_module_api_typing_session(tiny_gpt2_dir: Path) -> None:
     opts = {"backend": "hf", "model": str(tiny_gpt2_dir), "options": {"device": "cpu"}}
     session = nextword.typing_session(k=2, text="Once upon a ti", **opts)  # type: ignore[arg-type]
-    assert session.suggestions() == nextword.predict_next("Once upon a ti", 2, **opts)  # type: ignore[arg-type]
+    got = session.suggestions()
+    want = nextword.predict_next("Once upon a ti", 2, **opts)  # type: ignore[arg-type]
+    # hf rows depend on the batch they were evaluated in, so the figures agree within float rounding
+    assert got.settings == want.settings and got.unit == want.unit
+    assert_same(got, want, HF_TOL)
 
 
 def test_stateless_calls_reuse_trees_with_the_same_results(hf_gen: nextword.Generator) -> None:
