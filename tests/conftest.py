@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,11 +22,56 @@ def pytest_configure(config: pytest.Config) -> None:
         signal.signal(signal.SIGINT, signal.default_int_handler)
     if signal.getsignal(signal.SIGHUP) is signal.SIG_IGN:
         signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    _pin_xdist_worker()
+
+
+def _pin_xdist_worker() -> None:
+    """Under pytest-xdist, each worker process keeps to one CPU of its own. Every engine sizes its
+    thread pool from the CPUs it may use (``nextword._runtime.cpu.default_threads``), so two
+    workers on two cores run one engine thread each instead of two each, whose spinning barriers
+    (ggml's, OpenMP's) would wait for threads the other worker descheduled. The processes a test
+    starts inherit the same CPU."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if os.environ.get("NEXTWORD_TEST_PIN", "1") == "0":
+        return
+    if not worker.startswith("gw") or not hasattr(os, "sched_setaffinity"):
+        return
+    cpus = sorted(os.sched_getaffinity(0))
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
+    if workers < 2 or workers > len(cpus):
+        return
+    os.sched_setaffinity(0, {cpus[int(worker[2:]) % len(cpus)]})
+
+
+#: The test files that take longest (``--durations``, quiet 2-core machine), longest first.
+HEAVIEST_FILES = (
+    "test_finetune_gemma.py",
+    "test_docs.py",
+    "test_typing_session.py",
+    "test_equivalence.py",
+    "test_concurrency.py",
+    "test_complete.py",
+    "test_korean.py",
+    "test_hf_backend.py",
+    "test_convert_gemma.py",
+    "test_evaluation.py",
+)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Fast tests first: tests marked ``slow`` run after all the others (they still run)."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is not None)
+    """Fast tests first: within a file, tests marked ``slow`` run after the others (they still
+    run), and in a single process every slow test runs after every fast one. Under pytest-xdist
+    (``--dist loadfile`` hands out whole files in this order) the heaviest files go first, so
+    that the longest one does not start when the other worker has nothing left to do."""
+
+    def slow(item: pytest.Item) -> bool:
+        return item.get_closest_marker("slow") is not None
+
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        rank = {name: i for i, name in enumerate(HEAVIEST_FILES)}
+        items.sort(key=lambda item: (rank.get(item.path.name, len(rank)), slow(item)))
+    else:
+        items.sort(key=slow)
 
 
 @pytest.fixture(autouse=True)
