@@ -9,7 +9,11 @@ pool picks the slot that already holds the longest usable prefix, brings it up t
 group in one ``llama_decode``.
 
 Every sequence is evaluated the same canonical way, whatever else runs: its first ``first``
-tokens as one batch on their own, then one token at a time. In the ``exact`` mode the one-token
+tokens (its prompt) in the blocks of :func:`prompt_blocks`, each a decode of its own, then one
+token at a time. The blocks lie on a fixed grid (64 tokens, then 8, then the rest), so a prompt
+that extends another shares all of the other's blocks but the last two at most: a text that
+grows by a word is evaluated with one short decode on the cells of the text before it, and its
+numbers are still those of the text evaluated alone. In the ``exact`` mode the one-token
 steps of different sequences share a decode only in groups no larger than the pool has measured
 to give bit-identical logits to a decode of that token alone (:meth:`SeqPool.exact_group_size`;
 it depends on the weight type: 8 or more for Q8_0 GPT-2, 3 for Q4_K_M Gemma on this CPU), so a
@@ -22,6 +26,7 @@ those of the prompt alone.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Literal
 
@@ -31,7 +36,19 @@ import numpy.typing as npt
 
 from nextword.errors import ContextLengthExceeded, EngineError, InvalidState, ModelLoadError, NextwordError
 
-__all__ = ["BATCH_MODES", "KV_BUDGET", "Job", "Need", "Needs", "Request", "RowsNeed", "SeqPool", "default_parallel"]
+__all__ = [
+    "BATCH_MODES",
+    "BLOCK_SIZES",
+    "KV_BUDGET",
+    "Job",
+    "Need",
+    "Needs",
+    "Request",
+    "RowsNeed",
+    "SeqPool",
+    "default_parallel",
+    "prompt_blocks",
+]
 
 BATCH_MODES = ("exact", "fast")
 BatchMode = Literal["exact", "fast"]
@@ -44,13 +61,32 @@ MAX_DEFAULT_PARALLEL = 8
 
 _KV_BYTES = {"f32": 4.0, "f16": 2.0, "bf16": 2.0, "q8_0": 34 / 32, "q5_1": 24 / 32, "q5_0": 22 / 32}
 
+#: The block sizes of a prompt's canonical evaluation, largest first (see :func:`prompt_blocks`).
+BLOCK_SIZES = (64, 8)
+
 #: ``on_rows(start, rows)``: float32 logits rows (a view valid during the call) for tokens start...
 RowsCallback = Callable[[int, npt.NDArray[np.float32]], None]
 
 
+@functools.lru_cache(maxsize=4096)
+def prompt_blocks(n: int, sizes: tuple[int, ...] = BLOCK_SIZES) -> tuple[int, ...]:
+    """The ends of the blocks a prompt of ``n`` tokens is evaluated in, ascending (the last is
+    ``n``): as many blocks of ``sizes[0]`` tokens as fit, then of ``sizes[1]``, and so on, then
+    the rest. With (64, 8), 150 tokens are read as 64 + 64 + 8 + 8 + 6."""
+    ends: list[int] = []
+    pos = 0
+    for size in sizes:
+        while pos + size <= n:
+            pos += size
+            ends.append(pos)
+    if pos < n:
+        ends.append(n)
+    return tuple(ends)
+
+
 class Need:
-    """A request for the logits after ``ids``, evaluated canonically (``ids[:first]`` as one
-    batch, then one token at a time). After execution exactly one of :attr:`result` (a fresh
+    """A request for the logits after ``ids``, evaluated canonically (``ids[:first]`` in the
+    blocks of :func:`prompt_blocks`, then one token at a time). After execution exactly one of :attr:`result` (a fresh
     float32 array) and :attr:`error` is set. ``hint`` is the slot that served the same caller
     last time (it is preferred when it holds as much). ``owner``, when given, leases the slot
     that serves it: other requests do not take a leased slot while a free one exists."""
@@ -113,19 +149,28 @@ class _Slot:
         self.logits: npt.NDArray[np.float32] | None = None  # after all of tokens, when known
         self.used = 0
 
-    def reuse(self, ids: Sequence[int], first: int) -> int:
-        """How many leading tokens of ``ids`` (evaluated canonically with ``first``) this slot holds."""
-        if self.first != first or first < 1 or len(self.tokens) < first or len(ids) < first:
+    def reuse(self, ids: Sequence[int], first: int, sizes: tuple[int, ...]) -> int:
+        """How many leading tokens of ``ids`` (evaluated canonically with ``first``) this slot
+        holds evaluated the same way: with the same prompt, all the tokens it shares with
+        ``ids``; with another prompt, the blocks both prompts were evaluated in (a block end)."""
+        if self.first < 1 or first < 1 or len(ids) < first:
             return 0
         tokens = self.tokens
-        for i in range(first):
-            if tokens[i] != ids[i]:
-                return 0
         n = min(len(tokens), len(ids))
-        i = first
+        i = 0
         while i < n and tokens[i] == ids[i]:
             i += 1
-        return i
+        if self.first == first and i >= first:
+            return i
+        limit = min(i, self.first, first)
+        mine = prompt_blocks(self.first, sizes)
+        shared = 0
+        for end in prompt_blocks(first, sizes):
+            if end > limit:
+                break
+            if end in mine:
+                shared = end
+        return shared
 
 
 def _neighbours(seq: int, busy: set[int]) -> int:
@@ -172,6 +217,7 @@ class SeqPool:
         self._seq_len = seq_len
         self._mode = mode
         self._rows_chunk = max(1, min(n_batch, logits_budget // n_vocab))
+        self._sizes = tuple(sorted({min(size, n_batch) for size in BLOCK_SIZES}, reverse=True))
         self._slots = [_Slot(s) for s in range(n_slots)]
         self._batch = llama_cpp.llama_batch_init(max(n_batch, n_slots), 0, 1)
         self._tick = 0
@@ -326,7 +372,7 @@ class SeqPool:
         return it (the last token is decoded with the group), or None when already served. A
         need that is a first batch of at most ``room`` + 1 tokens is left for the group's decode
         (the slot's ``pending`` tokens)."""
-        ids, first = need.ids, need.first
+        ids, first, sizes = need.ids, need.first, self._sizes
         if len(ids) > self._seq_len:
             raise ContextLengthExceeded(
                 f"{len(ids)} tokens do not fit the model's context window of {self._seq_len}",
@@ -340,9 +386,9 @@ class SeqPool:
         busy = {s.seq for s in self._slots if s in claimed or (s.owner is not None and s.owner is not need.owner)}
         slot = max(
             own,
-            key=lambda s: (s.reuse(ids, first), s is need.hint, _neighbours(s.seq, busy), not s.tokens, -s.used),
+            key=lambda s: (s.reuse(ids, first, sizes), s is need.hint, _neighbours(s.seq, busy), not s.tokens, -s.used),
         )
-        have = slot.reuse(ids, first)
+        have = slot.reuse(ids, first, sizes)
         claimed.append(slot)
         slot.used = self._tick
         need.hint = slot
@@ -353,35 +399,40 @@ class SeqPool:
         if have == len(ids) == len(slot.tokens) and slot.logits is not None:
             need.result = slot.logits.copy()
             return None
+        keep = self._resumable(have, ids, first)
         # Another slot (one claimed in this group, which is not touched until the step) may
         # hold more of it: start from a copy of its cells.
-        source = max(self._slots, key=lambda s: s.reuse(ids, first))
-        shared = min(source.reuse(ids, first), len(ids) - 1)
-        if source is not slot and shared >= first and shared > have:
+        source = max(self._slots, key=lambda s: s.reuse(ids, first, sizes))
+        shared = self._resumable(source.reuse(ids, first, sizes), ids, first)
+        if source is not slot and shared > keep:
             self._copy(source, slot, shared)
-            have = shared
-        keep = have
-        if keep == len(ids):
-            # The last token's logits are needed again: step back over it, unless it belongs
-            # to the first batch (which is then evaluated anew).
-            keep = len(ids) - 1 if len(ids) - 1 >= first else 0
+            keep = shared
+        self._truncate(slot, keep)
         if keep < first:
-            self._truncate(slot, 0)
-            if first == len(ids) and len(ids) - 1 <= room:
-                slot.pending = list(ids)
+            if first == len(ids) and len(ids) - keep - 1 <= room:
+                slot.pending = list(ids[keep:])
                 return slot
-            self._decode_first(slot, ids[:first])
+            self._decode_prompt(slot, ids[:first], keep)
             if first == len(ids):
                 need.result = self._row(-1)
                 slot.logits = need.result.copy()
                 return None
             keep = first
-        else:
-            self._truncate(slot, keep)
         for token in ids[keep:-1]:
             self._decode([(token, len(slot.tokens), slot.seq)], [slot])
             slot.tokens.append(token)
         return slot
+
+    def _resumable(self, held: int, ids: list[int], first: int) -> int:
+        """Where the evaluation of ``ids`` resumes on a slot holding ``held`` of its tokens: there,
+        except that the last token's logits are needed again (so it steps back over it, or over
+        the whole last block when that token ends the prompt)."""
+        if held < len(ids):
+            return held
+        if len(ids) - 1 >= first:
+            return len(ids) - 1
+        ends = prompt_blocks(first, self._sizes)
+        return ends[-2] if len(ends) > 1 else 0
 
     def _step(self, steps: list[tuple[Need, _Slot]]) -> None:
         """Decode the last token of every need, in groups the mode allows."""
@@ -409,7 +460,7 @@ class SeqPool:
             for row, prompt, (need, slot) in zip(rows, prompts, part, strict=True):
                 if prompt:
                     slot.first = len(need.ids)
-                    slot.tokens.extend(need.ids[:-1])
+                    slot.tokens.extend(need.ids[len(slot.tokens) : -1])
                 slot.tokens.append(need.ids[-1])
                 need.result = self._row(row)
                 slot.logits = need.result.copy()
@@ -479,12 +530,19 @@ class SeqPool:
         target.logits = source.logits
         self._truncate(target, n)
 
-    def _decode_first(self, slot: _Slot, tokens: list[int]) -> None:
-        """Evaluate a slot's first batch (``tokens`` from position 0, in chunks of n_batch)."""
-        for start in range(0, len(tokens), self._n_batch):
-            chunk = tokens[start : start + self._n_batch]
-            self._decode([(t, start + i, slot.seq) for i, t in enumerate(chunk)], [slot])
-            slot.tokens.extend(chunk)
+    def _decode_prompt(self, slot: _Slot, tokens: list[int], start: int) -> None:
+        """Evaluate a prompt's blocks after ``start`` (a block end, or 0) on a slot that holds
+        ``tokens[:start]`` evaluated in the same blocks."""
+        ends = prompt_blocks(len(tokens), self._sizes)
+        start = max((end for end in ends if end <= start), default=0)
+        self._truncate(slot, start)
+        slot.first = -1  # not a canonical state until the last block is in
+        begin = 0
+        for end in ends:
+            if end > start:
+                self._decode([(tokens[p], p, slot.seq) for p in range(begin, end)], [slot])
+                slot.tokens.extend(tokens[begin:end])
+            begin = end
         slot.first = len(tokens)
 
     def _decode(
