@@ -303,6 +303,50 @@ def test_interleaved_sessions_and_prefix_reuse_give_fresh_results(f32_gguf: Path
         gen.close()
 
 
+def test_a_prompt_that_grows_by_a_word_costs_one_short_decode(q8_gguf: Path) -> None:
+    """A prompt is evaluated in blocks on a fixed grid (128, 16, 4 tokens, then the rest): a
+    prompt that extends a cached one is evaluated from the last block end both share, on the
+    cells of the cached one, one decode per remaining block, and its logits are bit-identical to
+    the longer prompt evaluated on an empty cache (the grid is a function of the prompt alone).
+    Typing a text word by word then decodes each token a few times, not once per call."""
+    from nextword_llamacpp.multiseq import prompt_blocks
+
+    assert prompt_blocks(150) == (128, 144, 148, 150)
+    assert prompt_blocks(7) == (4, 7) and prompt_blocks(4) == (4,) and prompt_blocks(3) == (3,)
+    gen: Any = LLAMACPP.load(str(q8_gguf))
+    try:
+        text = (
+            "Once upon a time there was a small cat that loved to sleep in the warm sun all day, and "
+            "every evening it walked along the river to watch the boats come home with their nets full"
+        )
+        words = text.split()
+        prompts = [gen.tokenize(" ".join(words[:n])) for n in range(3, len(words) + 1)]
+        assert len(prompts[-1]) > 34  # two crossings of the 16-token grid
+        fresh = []
+        for ids in prompts:
+            gen.reset_cache()
+            fresh.append(gen.next_token_logits(ids))
+        gen.reset_cache()
+        gen.next_token_logits(prompts[0])
+        decoded = 0
+        for ids, want, before in zip(prompts[1:], fresh[1:], prompts[:-1], strict=True):
+            with gen.pool.decode_log() as log:
+                got = gen.next_token_logits(ids)
+            np.testing.assert_array_equal(got, want)
+            mine = prompt_blocks(len(ids))
+            shared = max((end for end in prompt_blocks(len(before)) if end in mine), default=0)
+            assert [[pos for _, pos, _ in entries] for entries in log] == [
+                list(range(start, end)) for start, end in zip((0, *mine), mine, strict=False) if end > shared
+            ], (len(before), len(ids), log)
+            decoded += sum(len(entries) for entries in log)
+        # Evaluating every prompt afresh would decode all their tokens (716 here); the grid decodes
+        # each token a few times at most (108): the tail after a 4-token block end, and once
+        # more where the prompt crosses a 16-token end.
+        assert decoded <= 4 * len(prompts[-1]) and 5 * decoded < sum(len(ids) for ids in prompts[1:])
+    finally:
+        gen.close()
+
+
 def test_score_needs_no_all_logits_context(f32_gguf: Path) -> None:
     """Scoring a text longer than one scoring chunk equals the chain of one-token predictions."""
     # n_batch bounds the rows read per scoring chunk: 7 gives several chunks, not aligned with the text.

@@ -2,10 +2,12 @@
 
 Every decoding option runs through nextword's shared decoding loop on top of llama.cpp's
 next-token logits, so the results follow Hugging Face semantics exactly like every other backend.
-Every request is evaluated the same canonical way (its prompt as one batch from position 0, then
-one token at a time), and the KV cache is reused only where it holds such an evaluation:
-llama.cpp's numbers depend on how tokens were batched, and a result must not depend on the calls
-before it. Within a session, or across sessions that extend the same prompt, a step costs one token.
+Every request is evaluated the same canonical way (its prompt in blocks on a fixed grid from
+position 0, then one token at a time: ``multiseq.prompt_blocks``), and the KV cache is reused
+only where it holds such an evaluation: llama.cpp's numbers depend on how tokens were batched,
+and a result must not depend on the calls before it. Within a session, or across sessions that
+extend the same prompt, a step costs one token; a prompt that extends another by a few tokens
+costs one short decode.
 
 What ``model`` names is found (or converted) by :mod:`nextword_llamacpp.locate` and checked by
 :mod:`nextword_llamacpp.gguf_check` before llama.cpp loads it.
@@ -174,7 +176,7 @@ class LlamaCppGenerator(BaseGenerator):
 
     def next_token_logits(self, token_ids: Sequence[int]) -> npt.NDArray[np.floating]:
         """Raw float32 logits for the token after ``token_ids`` (a fresh array the caller owns);
-        always evaluated the same way (all of them as one batch from position 0), so the result
+        always evaluated the same way (in the canonical blocks from position 0), so the result
         does not depend on earlier or concurrent calls."""
         ids = self.check_token_ids(token_ids)
         return self._logits(Need(ids, len(ids)))

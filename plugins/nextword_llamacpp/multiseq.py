@@ -10,10 +10,10 @@ group in one ``llama_decode``.
 
 Every sequence is evaluated the same canonical way, whatever else runs: its first ``first``
 tokens (its prompt) in the blocks of :func:`prompt_blocks`, each a decode of its own, then one
-token at a time. The blocks lie on a fixed grid (64 tokens, then 8, then the rest), so a prompt
-that extends another shares all of the other's blocks but the last two at most: a text that
-grows by a word is evaluated with one short decode on the cells of the text before it, and its
-numbers are still those of the text evaluated alone. In the ``exact`` mode the one-token
+token at a time. The blocks lie on a fixed grid (128 tokens, then 16, then 4, then the rest), so
+a prompt that extends another by a few tokens shares nearly all of its blocks: a text that grows
+by a word is evaluated with one short decode on the cells of the text before it, and its numbers
+are still those of the text evaluated alone. In the ``exact`` mode the one-token
 steps of different sequences share a decode only in groups no larger than the pool has measured
 to give bit-identical logits to a decode of that token alone (:meth:`SeqPool.exact_group_size`;
 it depends on the weight type: 8 or more for Q8_0 GPT-2, 3 for Q4_K_M Gemma on this CPU), so a
@@ -62,7 +62,7 @@ MAX_DEFAULT_PARALLEL = 8
 _KV_BYTES = {"f32": 4.0, "f16": 2.0, "bf16": 2.0, "q8_0": 34 / 32, "q5_1": 24 / 32, "q5_0": 22 / 32}
 
 #: The block sizes of a prompt's canonical evaluation, largest first (see :func:`prompt_blocks`).
-BLOCK_SIZES = (64, 8)
+BLOCK_SIZES = (128, 16, 4)
 
 #: ``on_rows(start, rows)``: float32 logits rows (a view valid during the call) for tokens start...
 RowsCallback = Callable[[int, npt.NDArray[np.float32]], None]
@@ -72,7 +72,7 @@ RowsCallback = Callable[[int, npt.NDArray[np.float32]], None]
 def prompt_blocks(n: int, sizes: tuple[int, ...] = BLOCK_SIZES) -> tuple[int, ...]:
     """The ends of the blocks a prompt of ``n`` tokens is evaluated in, ascending (the last is
     ``n``): as many blocks of ``sizes[0]`` tokens as fit, then of ``sizes[1]``, and so on, then
-    the rest. With (64, 8), 150 tokens are read as 64 + 64 + 8 + 8 + 6."""
+    the rest. With (128, 16, 4), 150 tokens are read as 128 + 16 + 4 + 2."""
     ends: list[int] = []
     pos = 0
     for size in sizes:
@@ -86,10 +86,11 @@ def prompt_blocks(n: int, sizes: tuple[int, ...] = BLOCK_SIZES) -> tuple[int, ..
 
 class Need:
     """A request for the logits after ``ids``, evaluated canonically (``ids[:first]`` in the
-    blocks of :func:`prompt_blocks`, then one token at a time). After execution exactly one of :attr:`result` (a fresh
-    float32 array) and :attr:`error` is set. ``hint`` is the slot that served the same caller
-    last time (it is preferred when it holds as much). ``owner``, when given, leases the slot
-    that serves it: other requests do not take a leased slot while a free one exists."""
+    blocks of :func:`prompt_blocks`, then one token at a time). After execution exactly one of
+    :attr:`result` (a fresh float32 array) and :attr:`error` is set. ``hint`` is the slot that
+    served the same caller last time (it is preferred when it holds as much). ``owner``, when
+    given, leases the slot that serves it: other requests do not take a leased slot while a free
+    one exists."""
 
     __slots__ = ("error", "first", "hint", "ids", "owner", "result")
 
