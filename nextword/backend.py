@@ -11,8 +11,9 @@ A backend subclasses :class:`BaseGenerator`, declares itself once with a :class:
 - decoding helpers (:func:`sample_tokens`, :func:`log_softmax`, :class:`TopLogprobs`);
 - the one table of OpenAI request fields and the config options they set
   (:data:`OPENAI_FIELDS`, :func:`openai_field_names`);
-- model location (:func:`locate_model`, :func:`from_hub`, :func:`looks_like_path`) and the cache
-  folder (:func:`cache_dir`);
+- model location (:func:`locate_model`, :func:`from_hub`, :func:`looks_like_path`), the cache
+  folder (:func:`cache_dir`) and a GGUF file's header (:func:`read_gguf_header`: its metadata
+  and tensor records, checked, without reading the weights);
 - the fine-tuning specs through which a plugin offers training and export (:class:`TrainerSpec`,
   :class:`ExporterSpec`, ...).
 
@@ -27,6 +28,7 @@ from nextword._contract.base import BaseGenerator
 from nextword._contract.cache import CACHE_DIR_ENV, cache_dir
 from nextword._contract.capabilities import Capabilities, Support
 from nextword._contract.checks import check_length, encode_text, utf8_bytes
+from nextword._contract.gguf_header import GGUFHeader, GGUFScalar, GGUFTensor, read_gguf_header
 from nextword._contract.model_location import from_hub, locate_model, looks_like_path
 from nextword._contract.protocol import ForkableSession, Generator
 from nextword._contract.spec import BackendSpec, OptionSpec
@@ -71,6 +73,9 @@ __all__ = [
     "ExporterSpec",
     "FinetuneOptions",
     "ForkableSession",
+    "GGUFHeader",
+    "GGUFScalar",
+    "GGUFTensor",
     "Generator",
     "OptionSpec",
     "RecomputeSession",
@@ -94,6 +99,7 @@ __all__ = [
     "locate_model",
     "log_softmax",
     "openai_field_names",
+    "read_gguf_header",
     "looks_like_path",
     "overfit_warning",
     "pack",
