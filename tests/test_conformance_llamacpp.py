@@ -309,7 +309,7 @@ def test_a_prompt_that_grows_by_a_word_costs_one_short_decode(q8_gguf: Path) -> 
     cells of the cached one, one decode per remaining block, and its logits are bit-identical to
     the longer prompt evaluated on an empty cache (the grid is a function of the prompt alone).
     Typing a text word by word then decodes each token a few times, not once per call."""
-    from nextword_llamacpp.multiseq import prompt_blocks
+    from nextword.backend import prompt_blocks
 
     assert prompt_blocks(150) == (128, 144, 148, 150)
     assert prompt_blocks(7) == (4, 7) and prompt_blocks(4) == (4,) and prompt_blocks(3) == (3,)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -210,3 +212,36 @@ def test_the_first_call_after_loading_equals_later_ones(tiny_gpt2_dir: Path) -> 
         )
         assert run.returncode == 0, run.stderr[-2000:]
         assert float(run.stdout.strip().splitlines()[-1]) == 0.0
+
+
+def test_prompts_that_grow_by_a_word_read_only_their_new_blocks(hf_gen: nextword.Generator) -> None:
+    """Word searches start from the state after their prompt (``open_branches``); the hf backend
+    reads a prompt in the blocks of ``nextword.backend.prompt_blocks`` and keeps the states at
+    their ends, so a prompt that extends a kept one is read from the last end they share: typing
+    a text word by word reads each token a few times, not once per call, and every prompt's
+    logits are bit-identical to the prompt read on an empty cache."""
+    gen: Any = hf_gen
+    text = (
+        "Once upon a time there was a small cat that loved to sleep in the warm sun all day, and "
+        "every evening it walked along the river to watch the boats come home"
+    )
+    words = text.split()
+    prompts = [gen.tokenize(" ".join(words[:n])) for n in range(2, len(words) + 1)]
+
+    def root(ids: list[int]) -> np.ndarray:
+        branches = gen.open_branches(ids)
+        try:
+            return np.array(branches.logits([()])[0])
+        finally:
+            branches.close()
+
+    fresh = []
+    for ids in prompts:
+        gen.reset_cache()
+        fresh.append(root(ids))
+    gen.reset_cache()
+    before = gen.prompt_states.evaluated_tokens
+    for ids, want in zip(prompts, fresh, strict=True):
+        np.testing.assert_array_equal(root(ids), want)
+    read = gen.prompt_states.evaluated_tokens - before
+    assert read <= 4 * len(prompts[-1]) and 5 * read < sum(len(ids) for ids in prompts), read

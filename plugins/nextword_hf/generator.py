@@ -37,7 +37,7 @@ from nextword.errors import Cancelled
 from nextword_hf.batching import BATCH_MODES, MAX_BATCH_ROWS, GenerationRequest, Prompt, plan_batches
 from nextword_hf.loading import load_pretrained, locate
 from nextword_hf.sampling import random_generator, sampling_processors
-from nextword_hf.sessions import HFBranches, KVSession
+from nextword_hf.sessions import HFBranches, KVSession, PromptStates
 from nextword_hf.streaming import CancelledCriterion, PausableStream, RowBudgets, StopStrings
 from nextword_hf.token_bytes import TokenBytes
 
@@ -101,6 +101,7 @@ class HFGenerator(BaseGenerator):
         forward_args = inspect.signature(type(hf_model).forward).parameters
         self.cache_kwarg = "cache" if "cache" in forward_args else "past_key_values"
         self._lock = threading.Lock()
+        self._prompt_states = PromptStates()
         # Every forward pass runs on one thread, the same for every OpenMP engine of the process
         # (one OpenMP team): see nextword._runtime.engine_thread for why.
         self._engine = engine or EngineThread("nextword-hf", shared="openmp")
@@ -126,6 +127,17 @@ class HFGenerator(BaseGenerator):
     def batching(self) -> str:
         """``"exact"`` (concurrent generations one after another) or ``"fast"`` (batched)."""
         return self._batching
+
+    @property
+    def prompt_states(self) -> PromptStates:
+        """The KV caches of the prompts word searches start from (``open_branches``), kept at the
+        ends of their blocks (:func:`nextword.backend.prompt_blocks`): a prompt that extends a kept
+        one is read from there. ``evaluated_tokens`` counts the tokens read."""
+        return self._prompt_states
+
+    def reset_cache(self) -> None:
+        """Forget the kept prompt states (the next word search reads its prompt in full)."""
+        self._prompt_states.clear()
 
     @contextlib.contextmanager
     def holding_engine(self) -> Iterator[None]:
@@ -460,6 +472,7 @@ class HFGenerator(BaseGenerator):
 
     def close(self) -> None:
         self._closed = True
+        self._prompt_states.clear()
         self._engine.stop()
         self._hf_model = None
         if torch.cuda.is_available():

@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+import collections
 import copy
+import threading
 from collections.abc import Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -14,6 +17,7 @@ import torch
 from nextword import (
     InvalidInput,
 )
+from nextword.backend import BLOCK_SIZES, prompt_blocks
 
 if TYPE_CHECKING:
     from nextword_hf.generator import HFGenerator
@@ -53,6 +57,97 @@ class KVSession:
         return other
 
 
+class PromptStates:
+    """KV caches of prompts evaluated in the blocks of :func:`nextword.backend.prompt_blocks`,
+    kept at block ends (least recently used first out, past ``budget_bytes``).
+
+    :meth:`evaluate` reads a prompt from the last kept block end that starts it, one forward
+    pass per remaining block: a prompt that extends a kept one by a word costs one short pass,
+    and its numbers are those of the prompt evaluated alone in the same blocks. Kept: every end
+    of a block of 16 tokens or more, and the prompt's last two ends (where the next, longer
+    prompt most likely resumes). ``evaluated_tokens`` counts the tokens the model read here.
+    """
+
+    def __init__(self, budget_bytes: int = 64 << 20) -> None:
+        self._budget = budget_bytes
+        self._kept: collections.OrderedDict[tuple[int, ...], tuple[Any, npt.NDArray[np.float32], int]] = (
+            collections.OrderedDict()
+        )
+        self._held = 0
+        self._lock = threading.Lock()
+        self.evaluated_tokens = 0
+
+    def evaluate(self, generator: HFGenerator, ids: list[int]) -> tuple[Any, npt.NDArray[np.float32]]:
+        """(the KV cache after ``ids``, a copy the caller owns; the logits after them). Runs on
+        the generator's engine, with its lock held by the caller."""
+        ends = prompt_blocks(len(ids))
+        start, past, root = 0, None, None
+        with self._lock:
+            for end in reversed(ends):
+                hit = self._kept.get(tuple(ids[:end]))
+                if hit is not None:
+                    self._kept.move_to_end(tuple(ids[:end]))
+                    start, past, root = end, copy.deepcopy(hit[0]), hit[1]
+                    break
+        keep = {end for end, size in zip(ends, _sizes(ends), strict=True) if size >= BLOCK_SIZES[1]}
+        keep.update(ends[-2:])
+        begin = start
+        for end in ends:
+            if end <= start:
+                continue
+            out = generator._on_engine(partial(_forward, generator, ids[begin:end], past))
+            past = out[generator.cache_kwarg]
+            root = out.logits[0, -1].float().cpu().numpy()
+            self.evaluated_tokens += end - begin
+            if end in keep:
+                self._keep(tuple(ids[:end]), past, root)
+            begin = end
+        assert root is not None
+        return past, root
+
+    def _keep(self, key: tuple[int, ...], past: Any, root: npt.NDArray[np.float32]) -> None:
+        size = _cache_bytes(past) + root.nbytes
+        if size > self._budget:
+            return
+        with self._lock:
+            old = self._kept.pop(key, None)
+            if old is not None:
+                self._held -= old[2]
+            self._kept[key] = (copy.deepcopy(past), root, size)
+            self._held += size
+            while self._held > self._budget:
+                _, (_, _, freed) = self._kept.popitem(last=False)
+                self._held -= freed
+
+    def clear(self) -> None:
+        """Forget every kept state."""
+        with self._lock:
+            self._kept.clear()
+            self._held = 0
+
+
+def _forward(generator: HFGenerator, ids: list[int], past: Any) -> Any:
+    """The model's output for ``ids`` after the cache ``past`` (None: from the start)."""
+    chunk = torch.tensor([ids], device=generator.device)
+    return generator.hf_model(input_ids=chunk, use_cache=True, **{generator.cache_kwarg: past})
+
+
+def _sizes(ends: Sequence[int]) -> list[int]:
+    """The length of each block, from the blocks' ends."""
+    return [end - start for start, end in zip((0, *ends), ends, strict=False)]
+
+
+def _cache_bytes(past: Any) -> int:
+    """The bytes of a transformers cache's key and value tensors (0 where its layout is unknown)."""
+    total = 0
+    for layer in getattr(past, "layers", ()):
+        for name in ("keys", "values"):
+            tensor = getattr(layer, name, None)
+            if isinstance(tensor, torch.Tensor):
+                total += tensor.nelement() * tensor.element_size()
+    return total
+
+
 class HFBranches:
     """The prompt's KV cache, from which continuations are evaluated in one batched forward
     pass (see :class:`nextword._decoding.branches.Branches`)."""
@@ -71,10 +166,7 @@ class HFBranches:
         rows = [gen.check_token_ids([*self._prompt, *p])[len(self._prompt) :] for p in paths]
         with gen._lock:
             if self._past is None:
-                ids = torch.tensor([self._prompt], device=gen.device)
-                out = gen._on_engine(lambda: gen.hf_model(input_ids=ids, use_cache=True))
-                self._past = out[gen.cache_kwarg]
-                self._root = out.logits[0, -1].float().cpu().numpy()
+                self._past, self._root = gen.prompt_states.evaluate(gen, self._prompt)
             assert self._root is not None
             result = np.empty((len(rows), self._root.shape[-1]), dtype=np.float32)
             todo = [i for i, r in enumerate(rows) if r]

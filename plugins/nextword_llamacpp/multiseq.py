@@ -9,7 +9,7 @@ pool picks the slot that already holds the longest usable prefix, brings it up t
 group in one ``llama_decode``.
 
 Every sequence is evaluated the same canonical way, whatever else runs: its first ``first``
-tokens (its prompt) in the blocks of :func:`prompt_blocks`, each a decode of its own, then one
+tokens (its prompt) in the blocks of :func:`nextword.backend.prompt_blocks`, each a decode of its own, then one
 token at a time. The blocks lie on a fixed grid (128 tokens, then 16, then 4, then the rest), so
 a prompt that extends another by a few tokens shares nearly all of its blocks: a text that grows
 by a word is evaluated with one short decode on the cells of the text before it, and its numbers
@@ -26,7 +26,6 @@ those of the prompt alone.
 from __future__ import annotations
 
 import contextlib
-import functools
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Literal
 
@@ -34,11 +33,11 @@ import llama_cpp
 import numpy as np
 import numpy.typing as npt
 
+from nextword.backend import BLOCK_SIZES, prompt_blocks, shared_block_end
 from nextword.errors import ContextLengthExceeded, EngineError, InvalidState, ModelLoadError, NextwordError
 
 __all__ = [
     "BATCH_MODES",
-    "BLOCK_SIZES",
     "KV_BUDGET",
     "Job",
     "Need",
@@ -47,7 +46,6 @@ __all__ = [
     "RowsNeed",
     "SeqPool",
     "default_parallel",
-    "prompt_blocks",
 ]
 
 BATCH_MODES = ("exact", "fast")
@@ -61,27 +59,8 @@ MAX_DEFAULT_PARALLEL = 8
 
 _KV_BYTES = {"f32": 4.0, "f16": 2.0, "bf16": 2.0, "q8_0": 34 / 32, "q5_1": 24 / 32, "q5_0": 22 / 32}
 
-#: The block sizes of a prompt's canonical evaluation, largest first (see :func:`prompt_blocks`).
-BLOCK_SIZES = (128, 16, 4)
-
 #: ``on_rows(start, rows)``: float32 logits rows (a view valid during the call) for tokens start...
 RowsCallback = Callable[[int, npt.NDArray[np.float32]], None]
-
-
-@functools.lru_cache(maxsize=4096)
-def prompt_blocks(n: int, sizes: tuple[int, ...] = BLOCK_SIZES) -> tuple[int, ...]:
-    """The ends of the blocks a prompt of ``n`` tokens is evaluated in, ascending (the last is
-    ``n``): as many blocks of ``sizes[0]`` tokens as fit, then of ``sizes[1]``, and so on, then
-    the rest. With (128, 16, 4), 150 tokens are read as 128 + 16 + 4 + 2."""
-    ends: list[int] = []
-    pos = 0
-    for size in sizes:
-        while pos + size <= n:
-            pos += size
-            ends.append(pos)
-    if pos < n:
-        ends.append(n)
-    return tuple(ends)
 
 
 class Need:
@@ -163,15 +142,7 @@ class _Slot:
             i += 1
         if self.first == first and i >= first:
             return i
-        limit = min(i, self.first, first)
-        mine = prompt_blocks(self.first, sizes)
-        shared = 0
-        for end in prompt_blocks(first, sizes):
-            if end > limit:
-                break
-            if end in mine:
-                shared = end
-        return shared
+        return shared_block_end(self.first, first, min(i, self.first, first), sizes)
 
 
 def _neighbours(seq: int, busy: set[int]) -> int:
