@@ -347,6 +347,35 @@ def test_a_prompt_that_grows_by_a_word_costs_one_short_decode(q8_gguf: Path) -> 
         gen.close()
 
 
+def test_steps_after_a_prompt_read_from_another_prompts_blocks_cost_one_token(q8_gguf: Path) -> None:
+    """A generation whose sequence was taken by a prompt extending its own (a 4-token block end
+    here) resumes from that block end once, and then that slot is its own again: every later
+    step decodes one token (the steps were replayed at every step, which made a long stream
+    crawl once short requests extending its prompt had shared its sequence)."""
+    gen: Any = LLAMACPP.load(str(q8_gguf), parallel=1)
+    try:
+        prompt = gen.tokenize("I love cats because")
+        assert len(prompt) == 4
+        session = gen.open_session(prompt)
+        logits = session.logits()
+        for _ in range(4):
+            session.feed(int(np.argmax(logits)))
+            logits = session.logits()
+        gen.generate("I love cats because 1", max_new_tokens=2)  # takes the only slot
+        session.feed(int(np.argmax(logits)))
+        with gen.pool.decode_log() as log:
+            logits = session.logits()
+        # replayed from the shared block end: the four steps one at a time, then the new one
+        assert [[pos for _, pos, _ in entries] for entries in log] == [[4], [5], [6], [7], [8]], log
+        for step in range(6):
+            session.feed(int(np.argmax(logits)))
+            with gen.pool.decode_log() as log:
+                logits = session.logits()
+            assert [[pos for _, pos, _ in entries] for entries in log] == [[9 + step]], log
+    finally:
+        gen.close()
+
+
 def test_score_needs_no_all_logits_context(f32_gguf: Path) -> None:
     """Scoring a text longer than one scoring chunk equals the chain of one-token predictions."""
     # n_batch bounds the rows read per scoring chunk: 7 gives several chunks, not aligned with the text.

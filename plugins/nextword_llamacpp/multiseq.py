@@ -390,6 +390,10 @@ class SeqPool:
                 slot.logits = need.result.copy()
                 return None
             keep = first
+        else:
+            # It holds the prompt's blocks: the same prompt's, or another's that end where this
+            # prompt does (their blocks are this prompt's up to there).
+            slot.first = first
         for token in ids[keep:-1]:
             self._decode([(token, len(slot.tokens), slot.seq)], [slot])
             slot.tokens.append(token)
