@@ -10,7 +10,7 @@ group in one ``llama_decode``.
 
 Every sequence is evaluated the same canonical way, whatever else runs: its first ``first``
 tokens (its prompt) in the blocks of :func:`nextword.backend.prompt_blocks`, each a decode of its own, then one
-token at a time. The blocks lie on a fixed grid (128 tokens, then 16, then 4, then the rest), so
+token at a time. The blocks lie on a fixed grid (128 tokens, then 32, then the rest), so
 a prompt that extends another by a few tokens shares nearly all of its blocks: a text that grows
 by a word is evaluated with one short decode on the cells of the text before it, and its numbers
 are still those of the text evaluated alone. In the ``exact`` mode the one-token
