@@ -242,7 +242,12 @@ def test_cancelling_on_hf_stops_the_engine_and_the_next_call_equals_a_fresh_gene
     try:
         for kwargs in ({"max_new_tokens": 20}, {"max_new_tokens": 20, "do_sample": True, "seed": 5}):
             assert hf_gen.generate(PROMPT, **kwargs).sequences == fresh.generate(PROMPT, **kwargs).sequences
-        assert hf_gen.predict_next(PROMPT, 5).candidates == fresh.predict_next(PROMPT, 5).candidates
+        # Word predictions: the same words and token paths; the probabilities within hf's float
+        # bound, since the cancelled search's rows stay in the generator's kept word-search tree
+        # and hf rows depend on the batch they were evaluated in (docs/typing.md).
+        got, want = hf_gen.predict_next(PROMPT, 5).candidates, fresh.predict_next(PROMPT, 5).candidates
+        assert [(c.text, c.token_ids) for c in got] == [(c.text, c.token_ids) for c in want]
+        assert max(abs(c.prob - d.prob) for c, d in zip(got, want, strict=True)) <= 1e-6
     finally:
         fresh.close()
 
