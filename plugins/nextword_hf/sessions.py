@@ -17,7 +17,7 @@ import torch
 from nextword import (
     InvalidInput,
 )
-from nextword.backend import BLOCK_SIZES, prompt_blocks
+from nextword.backend import prompt_blocks
 
 if TYPE_CHECKING:
     from nextword_hf.generator import HFGenerator
@@ -63,9 +63,8 @@ class PromptStates:
 
     :meth:`evaluate` reads a prompt from the last kept block end that starts it, one forward
     pass per remaining block: a prompt that extends a kept one by a word costs one short pass,
-    and its numbers are those of the prompt evaluated alone in the same blocks. Kept: every end
-    of a block of 16 tokens or more, and the prompt's last two ends (where the next, longer
-    prompt most likely resumes). ``evaluated_tokens`` counts the tokens the model read here.
+    and its numbers are those of the prompt evaluated alone in the same blocks. The state at
+    every block end read is kept. ``evaluated_tokens`` counts the tokens the model read here.
     """
 
     def __init__(self, budget_bytes: int = 64 << 20) -> None:
@@ -89,8 +88,6 @@ class PromptStates:
                     self._kept.move_to_end(tuple(ids[:end]))
                     start, past, root = end, copy.deepcopy(hit[0]), hit[1]
                     break
-        keep = {end for end, size in zip(ends, _sizes(ends), strict=True) if size >= BLOCK_SIZES[1]}
-        keep.update(ends[-2:])
         begin = start
         for end in ends:
             if end <= start:
@@ -99,8 +96,7 @@ class PromptStates:
             past = out[generator.cache_kwarg]
             root = out.logits[0, -1].float().cpu().numpy()
             self.evaluated_tokens += end - begin
-            if end in keep:
-                self._keep(tuple(ids[:end]), past, root)
+            self._keep(tuple(ids[:end]), past, root)
             begin = end
         assert root is not None
         return past, root
@@ -130,11 +126,6 @@ def _forward(generator: HFGenerator, ids: list[int], past: Any) -> Any:
     """The model's output for ``ids`` after the cache ``past`` (None: from the start)."""
     chunk = torch.tensor([ids], device=generator.device)
     return generator.hf_model(input_ids=chunk, use_cache=True, **{generator.cache_kwarg: past})
-
-
-def _sizes(ends: Sequence[int]) -> list[int]:
-    """The length of each block, from the blocks' ends."""
-    return [end - start for start, end in zip((0, *ends), ends, strict=False)]
 
 
 def _cache_bytes(past: Any) -> int:
