@@ -356,11 +356,9 @@ class SeqPool:
         # A slot leased by another generation is taken only when every free slot is leased.
         own = [s for s in free if s.owner is None or s.owner is need.owner] or free
         busy = {s.seq for s in self._slots if s in claimed or (s.owner is not None and s.owner is not need.owner)}
-        slot = max(
-            own,
-            key=lambda s: (s.reuse(ids, first, sizes), s is need.hint, _neighbours(s.seq, busy), not s.tokens, -s.used),
-        )
-        have = slot.reuse(ids, first, sizes)
+        held = {s: s.reuse(ids, first, sizes) for s in self._slots}  # each compares token lists
+        slot = max(own, key=lambda s: (held[s], s is need.hint, _neighbours(s.seq, busy), not s.tokens, -s.used))
+        have = held[slot]
         claimed.append(slot)
         slot.used = self._tick
         need.hint = slot
@@ -374,8 +372,8 @@ class SeqPool:
         keep = self._resumable(have, ids, first)
         # Another slot (one claimed in this group, which is not touched until the step) may
         # hold more of it: start from a copy of its cells.
-        source = max(self._slots, key=lambda s: s.reuse(ids, first, sizes))
-        shared = self._resumable(source.reuse(ids, first, sizes), ids, first)
+        source = max(self._slots, key=held.__getitem__)
+        shared = self._resumable(held[source], ids, first)
         if source is not slot and shared > keep:
             self._copy(source, slot, shared)
             keep = shared
