@@ -147,7 +147,9 @@ def test_split_characters_need_token_bytes(hf_gen: nextword.Generator) -> None:
     # "é" is a token of its own and also two byte tokens: the second spelling goes unexplored
     with_bytes = complete_word(hf_gen, "Il est allé à l'écol", 3)
     without = complete_word(NoBytes(hf_gen), "Il est allé à l'écol", 3)  # type: ignore[arg-type]
-    assert with_bytes.unresolved_mass == 0.0 and without.unresolved_mass > 0.0
+    # with bytes only the pieces below PATH_SHARE of the mass go unfollowed; without, a real spelling
+    assert with_bytes.unresolved_mass <= 1e-4 * with_bytes.prefix_mass
+    assert without.unresolved_mass > 100 * with_bytes.unresolved_mass
     assert without.prefix_mass < with_bytes.prefix_mass
     assert without.prefix_mass + without.unresolved_mass >= with_bytes.prefix_mass * (1 - 1e-6)
     ascii_a = complete_word(hf_gen, "I love ca", 3)

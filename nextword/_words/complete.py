@@ -192,6 +192,14 @@ def _piece_index(generator: Generator, vocab: int) -> _PieceIndex:
 
 # ---- the completion ---------------------------------------------------------------------------------
 
+#: A completion follows no token path holding less than this share of the typed word's mass
+#: (the mass of the paths found that spell the typed text: a pending path is not extended below
+#: this share of the mass found before it, best-first; the word search extends no prefix below
+#: this share of the whole). Such paths are the typed text cut
+#: into pieces the tokenizer never makes (``" b" + "e" + "gin"``); following them cost most of a
+#: keystroke's engine rows deep inside a word. Their mass stays in the accounting (unexplored).
+PATH_SHARE = 1e-6
+
 
 @dataclasses.dataclass(frozen=True)
 class WordCompletion:
@@ -332,7 +340,7 @@ def complete_after(
         index = _piece_index(generator, vocab)
         mask = word_start_mask(generator, vocab)
         starts, unresolved, prefix_mass, dropped = _covering_paths(
-            evaluator, root, typed, index, mask, beam, floor, depth_limit
+            evaluator, root, typed, index, mask, beam, floor, depth_limit, PATH_SHARE
         )
         phase_calls = evaluator.calls
     finally:
@@ -347,6 +355,8 @@ def complete_after(
             f"no token sequence of at most {depth_limit} tokens spelling {typed!r} was found within the "
             "search bounds (beam_width, min_prob, max_tokens)"
         )
+    # The search follows no path holding less than PATH_SHARE of the typed word's mass either.
+    search_floor = min(max(floor, PATH_SHARE * (prefix_mass + unresolved)), 0.5)
     search = search_words_from_ids(
         generator,
         context,
@@ -354,7 +364,7 @@ def complete_after(
         prompt=prompt,
         starts=starts,
         beam_width=beam,
-        min_prob=floor,
+        min_prob=search_floor,
         max_tokens=depth_limit,
         branches=None if owned else state,
     )
@@ -380,6 +390,7 @@ def _covering_paths(
     beam: int,
     floor: float,
     depth_limit: int,
+    share: float = 0.0,
 ) -> tuple[list[tuple[tuple[int, ...], float]], float, float, float]:
     """The token paths that spell ``typed`` and reach its end, with their log-probability after
     the evaluator's prompt (the ``beam`` most likely of each length); the mass of the paths that
@@ -387,12 +398,15 @@ def _covering_paths(
     of the covering paths left out. Matching is on bytes, so a character split across tokens is followed exactly.
 
     Paths still inside ``typed`` (*pending*) are extended best-first, at most ``beam`` per
-    length, none below ``floor`` or at ``depth_limit`` tokens. Tokens after the first must
+    length, none at ``depth_limit`` tokens, none below ``floor`` nor below ``share`` times the
+    mass of the covering paths found so far (less than that share of the typed word's mass:
+    paths that spell it in pieces the tokenizer never makes). Tokens after the first must
     continue the word (not start a new one).
     """
     target = typed.encode("utf-8")
     covering: list[tuple[tuple[int, ...], npt.NDArray[np.int64], npt.NDArray[np.float64]]] = []
     pending: list[tuple[float, int, tuple[int, ...], int]] = []  # (-logprob, order, path, bytes spelled)
+    covered: list[float] = []  # the mass of the covering paths found so far, in parts
     order = itertools.count()
     unresolved = 0.0
     extended: dict[int, int] = {}
@@ -413,18 +427,24 @@ def _covering_paths(
         covers = done + index.lengths[tokens] >= len(target)
         if covers.any():
             covering.append((path, tokens[covers], lps[covers]))
+            covered.append(float(np.exp(lps[covers]).sum()))
         for token, lp in zip(tokens[~covers].tolist(), lps[~covers].tolist(), strict=True):
             spelled = done + int(index.lengths[token])
             heapq.heappush(pending, (-lp, next(order), (*path, token), spelled))
+
+    def cutoff() -> float:
+        """The least probability of a pending path still worth extending."""
+        return max(floor, share * math.fsum(covered))
 
     def upcoming(n: int) -> list[tuple[int, ...]]:
         """The pending paths extended next if no more likely one appeared (evaluated in the same
         engine call on a backend that batches; the rows are the same either way)."""
         counts = dict(extended)
         out: list[tuple[int, ...]] = []
+        least = cutoff()
         for neg, _, path, _ in heapq.nsmallest(4 * n, pending):
             depth = len(path)
-            if math.exp(-neg) < floor or depth >= depth_limit or counts.get(depth, 0) >= beam:
+            if math.exp(-neg) < least or depth >= depth_limit or counts.get(depth, 0) >= beam:
                 continue
             counts[depth] = counts.get(depth, 0) + 1
             out.append(path)
@@ -437,7 +457,7 @@ def _covering_paths(
         neg, _, path, done = heapq.heappop(pending)
         prob = math.exp(-neg)
         depth = len(path)
-        if prob < floor or depth >= depth_limit or extended.get(depth, 0) >= beam:
+        if prob < cutoff() or depth >= depth_limit or extended.get(depth, 0) >= beam:
             unresolved += prob
             continue
         extended[depth] = extended.get(depth, 0) + 1
