@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import signal
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -23,6 +26,19 @@ def pytest_configure(config: pytest.Config) -> None:
     if signal.getsignal(signal.SIGHUP) is signal.SIG_IGN:
         signal.signal(signal.SIGHUP, signal.SIG_DFL)
     _pin_xdist_worker()
+    _run_cache_dir()
+
+
+def _run_cache_dir() -> None:
+    """Unless NEXTWORD_CACHE_DIR is set, the run keeps what backends cache (converted models) in a
+    folder of its own, shared by the xdist workers (they inherit it from the controller) and
+    removed at the end: every run converts what it needs once, as on a clean CI machine, and the
+    user's cache is left alone."""
+    if os.environ.get("PYTEST_XDIST_WORKER") or os.environ.get("NEXTWORD_CACHE_DIR"):
+        return
+    folder = tempfile.mkdtemp(prefix="nextword-test-cache-")
+    os.environ["NEXTWORD_CACHE_DIR"] = folder
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
 
 
 def _pin_xdist_worker() -> None:

@@ -127,6 +127,7 @@ def test_config_shows_what_a_load_with_the_same_options_would_use(
             "device": "cpu",
             "dtype": "float32",
             "cache": "dynamic",
+            "gguf_cache": "default",
             "batching": "exact",
         }
     )

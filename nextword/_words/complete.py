@@ -30,13 +30,12 @@ exact conditional probability (equal to it when nothing is unexplored).
 
 from __future__ import annotations
 
-import bisect
 import dataclasses
 import heapq
 import itertools
 import math
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -47,8 +46,9 @@ from nextword._decoding.branches import Branches
 from nextword._decoding.detok import text_after
 from nextword._types.results import Candidate, Prediction
 from nextword._words.cache import PerGenerator
+from nextword._words.pieces import PieceIndex, piece_index
 from nextword._words.results import WordSearch
-from nextword._words.rule import REPLACEMENT, eos_ids, piece_reader, word_start_mask
+from nextword._words.rule import eos_ids, word_start_mask
 from nextword._words.search import DEFAULT_MAX_TOKENS, check_bounds, predict_words, search_words_from_ids
 from nextword._words.tree import Evaluator, is_batched
 from nextword._words.trees import Trees, shared_trees
@@ -109,85 +109,6 @@ def _vocab_size(generator: Generator, ids: Sequence[int]) -> int:
     if "vocab" not in cached:
         cached["vocab"] = int(np.asarray(generator.next_token_logits(list(ids))).shape[-1])
     return cached["vocab"]
-
-
-# ---- the vocabulary's token bytes, indexed for prefix queries --------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class _PieceIndex:
-    """Every token's bytes (UTF-8 of its text as it reads after other text), sorted for
-    "consistent with these bytes" queries. ``pieces[t]`` is None for tokens left out: end-of-text
-    and unknown ids, and, where ``token_bytes()`` gives None (bytes unknown), tokens holding part of a
-    character (their text has U+FFFD, so their bytes are unknown; ``unknown`` maps the bytes
-    before the U+FFFD to them, so that their mass is counted as unresolved rather than lost)."""
-
-    keys: tuple[bytes, ...]
-    ids: npt.NDArray[np.int64]
-    lengths: npt.NDArray[np.int64]
-    by_bytes: dict[bytes, tuple[int, ...]]
-    pieces: tuple[bytes | None, ...]
-    unknown: dict[bytes, tuple[int, ...]]
-
-    @classmethod
-    def build(cls, generator: Generator, vocab: int) -> _PieceIndex:
-        eos = eos_ids(generator)
-        read: Any = None  # the tokens' texts, read only when the backend does not know their bytes
-        pieces: list[bytes | None] = []
-        unknown: dict[bytes, list[int]] = {}
-        for t in range(vocab):
-            piece: bytes | None = None
-            if t not in eos:
-                try:
-                    piece = generator.token_bytes(t)
-                    if piece is None:
-                        read = read or piece_reader(generator)
-                        text = read(t)
-                        if REPLACEMENT in text:  # its bytes are unknown: only what comes before
-                            unknown.setdefault(text.split(REPLACEMENT, 1)[0].encode("utf-8"), []).append(t)
-                        else:
-                            piece = text.encode("utf-8")
-                except Exception:  # an id the tokenizer does not know (padding rows of the output layer)
-                    piece = None
-            pieces.append(piece or None)
-        order = sorted((p, t) for t, p in enumerate(pieces) if p is not None)
-        by_bytes: dict[bytes, list[int]] = {}
-        for piece, t in order:
-            by_bytes.setdefault(piece, []).append(t)
-        return cls(
-            keys=tuple(o[0] for o in order),
-            ids=np.array([o[1] for o in order], dtype=np.int64),
-            lengths=np.array([len(p or b"") for p in pieces], dtype=np.int64),
-            by_bytes={k: tuple(v) for k, v in by_bytes.items()},
-            pieces=tuple(pieces),
-            unknown={k: tuple(v) for k, v in unknown.items()},
-        )
-
-    def consistent(self, rest: bytes) -> npt.NDArray[np.int64]:
-        """Tokens whose bytes are a proper prefix of ``rest`` or begin with ``rest``."""
-        heads = [t for j in range(1, len(rest)) for t in self.by_bytes.get(rest[:j], ())]
-        lo = bisect.bisect_left(self.keys, rest)
-        end = rest.rstrip(b"\xff")
-        hi = len(self.keys) if not end else bisect.bisect_left(self.keys, end[:-1] + bytes([end[-1] + 1]))
-        return np.concatenate([np.array(heads, dtype=np.int64), self.ids[lo:hi]])
-
-    def maybe_consistent(self, rest: bytes) -> list[int]:
-        """Tokens of unknown bytes (a split character, where ``token_bytes()`` gives None)
-        that could be consistent with ``rest``: what their text shows is a prefix of it, followed
-        there by a non-ASCII character."""
-        out: list[int] = []
-        for j in range(len(rest)):
-            if rest[j] >= 0x80:
-                out.extend(self.unknown.get(rest[:j], ()))
-        return out
-
-
-def _piece_index(generator: Generator, vocab: int) -> _PieceIndex:
-    indexes: dict[int, _PieceIndex] = _PIECES.get(generator, dict)
-    index = indexes.get(vocab)
-    if index is None:
-        index = indexes[vocab] = _PieceIndex.build(generator, vocab)
-    return index
 
 
 # ---- the completion ---------------------------------------------------------------------------------
@@ -337,7 +258,7 @@ def complete_after(
     try:
         root = evaluator.logprobs(())
         vocab = root.shape[-1]
-        index = _piece_index(generator, vocab)
+        index = piece_index(generator, vocab)
         mask = word_start_mask(generator, vocab)
         starts, unresolved, prefix_mass, dropped = _covering_paths(
             evaluator, root, typed, index, mask, beam, floor, depth_limit, PATH_SHARE
@@ -385,7 +306,7 @@ def _covering_paths(
     evaluator: Evaluator,
     root: npt.NDArray[np.float64],
     typed: str,
-    index: _PieceIndex,
+    index: PieceIndex,
     mask: npt.NDArray[np.bool_],
     beam: int,
     floor: float,

@@ -35,6 +35,7 @@ from nextword import (
 from nextword.backend import CancelScope, EngineThread, StepScheduler, default_threads, utf8_bytes
 from nextword.errors import Cancelled
 from nextword_hf.batching import BATCH_MODES, MAX_BATCH_ROWS, GenerationRequest, Prompt, plan_batches
+from nextword_hf.gguf_cache import resolve as resolve_gguf_cache
 from nextword_hf.loading import load_pretrained, locate
 from nextword_hf.sampling import random_generator, sampling_processors
 from nextword_hf.sessions import HFBranches, KVSession, PromptStates
@@ -170,11 +171,14 @@ class HFGenerator(BaseGenerator):
         threads: int | None = None,
         cache: str = "dynamic",
         batching: str = "exact",
+        gguf_cache: str = "default",
         spec: BackendSpec,
     ) -> HFGenerator:
         """Load ``model`` (hub id, local folder or .gguf file) on ``device`` in ``dtype``;
         ``cache="static"`` makes ``generate`` use a preallocated KV cache. ``batching="fast"``
-        runs concurrent generations as one batch (see the class). Without ``threads``,
+        runs concurrent generations as one batch (see the class). ``gguf_cache`` ("default",
+        "off" or a folder): where the float32 conversion of a ``.gguf`` file is kept for the next
+        load (:mod:`nextword_hf.gguf_cache`). Without ``threads``,
         torch's thread count is lowered to :func:`nextword._runtime.cpu.default_threads` where it is
         higher (torch counts the machine's cores, not the process's affinity or cgroup quota).
         ``spec`` is the backend's declaration the generator reports: the plugin passes its own
@@ -195,8 +199,9 @@ class HFGenerator(BaseGenerator):
         # OpenMP team, and one team more than the engine's slows every later forward pass.
         engine = EngineThread("nextword-hf", shared="openmp")
         location = locate(model)
+        kept = resolve_gguf_cache(gguf_cache)
         tokenizer, hf_model = engine.call(
-            lambda: load_pretrained(location, dtype=torch_dtype, device=str(dev)), abandon=True
+            lambda: load_pretrained(location, dtype=torch_dtype, device=str(dev), gguf_cache=kept), abandon=True
         )
         options = {
             "device": device,
@@ -204,6 +209,7 @@ class HFGenerator(BaseGenerator):
             "threads": threads or torch.get_num_threads(),
             "cache": cache,
             "batching": batching,
+            "gguf_cache": gguf_cache,
         }
         generator = cls(model, tokenizer, hf_model, options, spec=spec, engine=engine)
         # The first forward pass after loading does not always give the bits of later ones: on

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import shutil
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -56,12 +57,20 @@ _OFFLINE_HINT = (
 )
 
 
-def load_pretrained(source: ModelSource, *, dtype: Any, device: str) -> tuple[Any, Any]:
+def load_pretrained(source: ModelSource, *, dtype: Any, device: str, gguf_cache: Path | None = None) -> tuple[Any, Any]:
     """Load (tokenizer, model) from ``source``; every failure becomes a :class:`ModelLoadError`.
-    A hub id is taken from the local cache first, and downloaded only when the Hub answers."""
+    A hub id is taken from the local cache first, and downloaded only when the Hub answers.
+
+    ``gguf_cache``: for a ``.gguf`` source loaded in float32, the folder where the converted model
+    is kept (:mod:`nextword_hf.gguf_cache`): read from there when this file was converted before,
+    else converted and saved there. None: always converted."""
+    import torch
+
     kwargs: dict[str, Any] = {}
     if source.gguf_file:
         kwargs["gguf_file"] = source.gguf_file
+        if gguf_cache is not None and dtype == torch.float32:
+            return _load_gguf_cached(source, kwargs, device, gguf_cache)
 
     def load(local_files_only: bool) -> tuple[Any, Any]:
         try:
@@ -74,6 +83,32 @@ def load_pretrained(source: ModelSource, *, dtype: Any, device: str) -> tuple[An
     if source.kind != "hub":
         return load(local_files_only=True)
     return from_hub(source.location, lambda: load(True), lambda: load(False), hint=_OFFLINE_HINT)
+
+
+def _load_gguf_cached(source: ModelSource, kwargs: dict[str, Any], device: str, root: Path) -> tuple[Any, Any]:
+    import torch
+
+    from nextword_hf.gguf_cache import cached_folder, save_converted
+
+    try:
+        folder = cached_folder(Path(source.location) / str(source.gguf_file), root)
+    except OSError as exc:
+        raise ModelLoadError(f"could not read {source.shown!r}: {exc}") from exc
+    if (folder / "config.json").is_file():
+        try:
+            return _from_pretrained(
+                ModelSource("folder", str(folder)), {}, torch.float32, device, local_files_only=True
+            )
+        except (OSError, ValueError, KeyError, RuntimeError, ModelLoadError):
+            shutil.rmtree(folder, ignore_errors=True)  # damaged: converted again below
+    try:
+        tokenizer, model = _from_pretrained(source, kwargs, torch.float32, "cpu", local_files_only=True)
+    except ModelLoadError:
+        raise
+    except (OSError, ValueError, KeyError, RuntimeError, ImportError) as exc:
+        raise ModelLoadError(f"could not load {source.shown!r}: {type(exc).__name__}: {exc}") from exc
+    save_converted(tokenizer, model, folder)
+    return tokenizer, model.to(device)
 
 
 def _from_pretrained(

@@ -29,6 +29,13 @@ OPTIONS = {
         default="dynamic",
         choices=("dynamic", "static"),
     ),
+    "gguf_cache": OptionSpec(
+        str,
+        "for a .gguf model loaded in float32: where the model transformers converts it to is kept, so "
+        "that the next load of the same file reads it instead of converting again (about 1 GB for a "
+        "270M model); 'default' ($NEXTWORD_CACHE_DIR/hf-gguf or the user cache folder), 'off', or a folder",
+        default="default",
+    ),
     "batching": OptionSpec(
         str,
         "exact: concurrent generations take turns, each prompt alone (bit-identical to a call alone); "
