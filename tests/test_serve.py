@@ -215,3 +215,33 @@ def test_command_line_serves_on_loopback(tiny_gguf: Any, tmp_path: Path) -> None
         local = nextword.load("llamacpp", str(tiny_gguf("q8_0"))).generate(PROMPT, max_new_tokens=4)
         assert out.choices[0].text == local.text
     assert "k3y" not in (tmp_path / "serve.log").read_text()
+
+
+def test_a_client_sending_its_growing_text_gets_the_kept_state(
+    served: tuple[str, Any], hf_gen: nextword.Generator, tiny_gpt2_dir: Path
+) -> None:
+    """/v1/next_words for a text that grows word by word, as a keyboard client sends it: the
+    server reads only what each request adds to the text it read before (the generator's kept
+    prompt states), and every answer is a fresh generator's (within hf's 1e-6 bound)."""
+    from nextword_hf.plugin import SPEC
+
+    words = (
+        "Once upon a time there was a small cat that loved to sleep in the warm sun all day, and every "
+        "evening it walked along the river to watch the boats come home with their nets full of fish. "
+        "The fishermen knew the cat well and always kept a little of the catch for it"
+    ).split()
+    prompts = [" ".join(words[:n]) for n in range(3, len(words) + 1)]
+    fresh = SPEC.load(str(tiny_gpt2_dir), device="cpu")
+    expected = [fresh.predict_next(p, k=3) for p in prompts]
+    fresh.close()
+    gen: Any = hf_gen
+    gen.reset_cache()
+    before = gen.prompt_states.evaluated_tokens
+    with httpx.Client(base_url=served[0], timeout=60) as http:
+        for prompt, want in zip(prompts, expected, strict=True):
+            got = http.post("/v1/next_words", json={"prompt": prompt, "k": 3}).json()
+            assert [c["text"] for c in got["candidates"]] == [c.text for c in want]
+            assert [c["prob"] for c in got["candidates"]] == pytest.approx([c.prob for c in want], abs=1e-6)
+    read = gen.prompt_states.evaluated_tokens - before
+    total = sum(len(hf_gen.tokenize(p)) for p in prompts)
+    assert 2 * read < total, (read, total)  # the tail after the last 32-token block end is read again
