@@ -11,18 +11,20 @@ word prediction:
    the prompt's last token that starts a word, and every token after it. Its text as the model
    writes it (``" ca"``, leading space included) is the *typed* text ``T``; the tokens before it
    are the context.
-2. Every token path after the context that spells ``T`` and goes beyond it (or ends exactly on
-   it) is enumerated from the vocabulary's token texts, whatever the segmentation (``" cat"``;
-   ``" c" + "at"``; a character split across byte tokens): these *covering* paths are disjoint
-   events whose total is ``P(the next word starts with T | context)``.
+2. The token paths after the context that spell ``T`` and go beyond it (or end exactly on it)
+   are enumerated from the vocabulary's token texts, most likely first, whatever the
+   segmentation (``" cat"``; ``" c" + "at"``; a character split across byte tokens) within the
+   bounds below: these *covering* paths are disjoint events whose total is
+   ``P(the next word starts with T | context)``.
 3. The word search (:func:`nextword._words.search.search_words_from_ids`) runs from those paths, so each
    completed word's probability is the exact product of token probabilities with the
    end-of-word factor, summed over its paths, divided by that total:
    ``P(word | context, the word starts with T)``.
 
 Bounds and accounting follow the word search: covering paths are searched best-first within
-``beam_width`` paths per length, ``min_prob`` and ``max_tokens``; a path that still spells only part
-of ``T`` and was not extended leaves its mass *unresolved*. Probabilities are divided by the
+``beam_width`` paths per length, ``min_prob`` and ``max_tokens``, and none holding less than
+:data:`PATH_SHARE` of the mass found (``T`` cut into pieces the tokenizer never makes); a path that
+still spells only part of ``T`` and was not extended leaves its mass *unresolved*. Probabilities are divided by the
 examined covering mass plus that unresolved mass, so that the returned probabilities, the other
 examined words and ``unexplored_mass`` add up to 1, and each probability is a lower bound of the
 exact conditional probability (equal to it when nothing is unexplored).
