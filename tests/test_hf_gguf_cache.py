@@ -54,12 +54,16 @@ def gguf(tiny_gguf: Callable[[str], Path]) -> Path:
 
 @pytest.fixture(scope="module")
 def reference(gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> nextword.Generator:
-    """The file loaded without the cache; nothing is written under NEXTWORD_CACHE_DIR."""
+    """The file converted with a cache folder that cannot be made (a file stands in its way): the
+    model loads, with a warning, and nothing is written anywhere else."""
     root = tmp_path_factory.mktemp("cache-root")
+    blocker = tmp_path_factory.mktemp("blocked") / "a-file"
+    blocker.write_text("not a folder")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("NEXTWORD_CACHE_DIR", str(root))
-        gen = _load(gguf, "off")
-    assert list(root.iterdir()) == []
+        with pytest.warns(UserWarning, match="could not keep the converted model"):
+            gen = _load(gguf, blocker / "cache")
+    assert list(root.iterdir()) == [] and blocker.read_text() == "not a folder"
     return gen
 
 
@@ -107,16 +111,12 @@ def test_a_damaged_folder_is_converted_again(gguf: Path, cache: Path, reference:
     assert (kept / "model.safetensors").stat().st_size > 1000
 
 
-def test_an_unwritable_cache_is_skipped_with_a_warning(
-    gguf: Path, tmp_path: Path, reference: nextword.Generator
-) -> None:
-    blocker = tmp_path / "a-file"
-    blocker.write_text("not a folder")
-    with pytest.warns(UserWarning, match="could not keep the converted model"):
-        gen = _load(gguf, blocker / "cache")
-    _same_model(gen, reference)
+def test_the_option_is_checked(gguf: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from nextword_hf.gguf_cache import resolve
 
-
-def test_the_option_is_checked(gguf: Path) -> None:
+    monkeypatch.setenv("NEXTWORD_CACHE_DIR", str(tmp_path))
+    assert resolve("default") == tmp_path / "hf-gguf"
+    assert resolve("off") is None  # the loader then converts and writes nothing
+    assert resolve("~/kept") == Path.home() / "kept"
     with pytest.raises(InvalidConfig, match="gguf_cache"):
         nextword.load("hf", str(gguf), device="cpu", gguf_cache=" ")
