@@ -279,7 +279,7 @@ def complete_after(
             "search bounds (beam_width, min_prob, max_tokens)"
         )
     # The search follows no path holding less than PATH_SHARE of the typed word's mass either.
-    search_floor = min(max(floor, PATH_SHARE * (prefix_mass + unresolved)), 0.5)
+    search_floor = max(floor, PATH_SHARE * (prefix_mass + unresolved))
     search = search_words_from_ids(
         generator,
         context,

@@ -3,7 +3,7 @@
 transformers reads a GGUF file three times per load (config, tokenizer, weights) with gguf-py's
 reader, builds a fast tokenizer from the vocabulary and dequantizes every tensor: about 40 s for
 Gemma 3 270M on a 2-core machine, for each load. The result is an ordinary float32 model and
-tokenizer; saved once with ``save_pretrained`` into nextword's cache, the next load of the same
+tokenizer; saved once into nextword's cache (config, tokenizer, safetensors), the next load of the same
 file reads that folder instead (seconds), with the same weights, bit for bit, and the same
 tokenizer.
 

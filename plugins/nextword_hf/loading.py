@@ -69,11 +69,12 @@ def load_pretrained(source: ModelSource, *, dtype: Any, device: str, gguf_cache:
     kwargs: dict[str, Any] = {}
     if source.gguf_file:
         kwargs["gguf_file"] = source.gguf_file
-        if gguf_cache is not None and dtype == torch.float32:
-            return _load_gguf_cached(source, kwargs, device, gguf_cache)
+    kept = gguf_cache if source.gguf_file and dtype == torch.float32 else None
 
     def load(local_files_only: bool) -> tuple[Any, Any]:
         try:
+            if kept is not None:
+                return _load_gguf_cached(source, kwargs, device, kept)
             return _from_pretrained(source, kwargs, dtype, device, local_files_only=local_files_only)
         except ModelLoadError:
             raise
@@ -86,14 +87,13 @@ def load_pretrained(source: ModelSource, *, dtype: Any, device: str, gguf_cache:
 
 
 def _load_gguf_cached(source: ModelSource, kwargs: dict[str, Any], device: str, root: Path) -> tuple[Any, Any]:
+    """The float32 model of a ``.gguf`` source from its folder under ``root``, converted and kept
+    there when the folder is missing or cannot be read (see :mod:`nextword_hf.gguf_cache`)."""
     import torch
 
     from nextword_hf.gguf_cache import cached_folder, save_converted
 
-    try:
-        folder = cached_folder(Path(source.location) / str(source.gguf_file), root)
-    except OSError as exc:
-        raise ModelLoadError(f"could not read {source.shown!r}: {exc}") from exc
+    folder = cached_folder(Path(source.location) / str(source.gguf_file), root)
     if (folder / "config.json").is_file():
         try:
             return _from_pretrained(
@@ -101,14 +101,9 @@ def _load_gguf_cached(source: ModelSource, kwargs: dict[str, Any], device: str, 
             )
         except (OSError, ValueError, KeyError, RuntimeError, ModelLoadError):
             shutil.rmtree(folder, ignore_errors=True)  # damaged: converted again below
-    try:
-        tokenizer, model = _from_pretrained(source, kwargs, torch.float32, "cpu", local_files_only=True)
-    except ModelLoadError:
-        raise
-    except (OSError, ValueError, KeyError, RuntimeError, ImportError) as exc:
-        raise ModelLoadError(f"could not load {source.shown!r}: {type(exc).__name__}: {exc}") from exc
+    tokenizer, model = _from_pretrained(source, kwargs, torch.float32, device, local_files_only=True)
     save_converted(tokenizer, model, folder)
-    return tokenizer, model.to(device)
+    return tokenizer, model
 
 
 def _from_pretrained(
