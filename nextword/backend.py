@@ -14,7 +14,7 @@ A backend subclasses :class:`BaseGenerator`, declares itself once with a :class:
 - the one table of OpenAI request fields and the config options they set
   (:data:`OPENAI_FIELDS`, :func:`openai_field_names`);
 - model location (:func:`locate_model`, :func:`from_hub`, :func:`looks_like_path`), the cache
-  folder (:func:`cache_dir`) and a GGUF file's header (:func:`read_gguf_header`: its metadata
+  folder (:func:`cache_dir`, :func:`cache_lock`) and a GGUF file's header (:func:`read_gguf_header`: its metadata
   and tensor records, checked, without reading the weights);
 - the fine-tuning specs through which a plugin offers training and export (:class:`TrainerSpec`,
   :class:`ExporterSpec`, ...).
@@ -27,7 +27,7 @@ module of the core is private and may change without notice.
 from __future__ import annotations
 
 from nextword._contract.base import BaseGenerator
-from nextword._contract.cache import CACHE_DIR_ENV, cache_dir
+from nextword._contract.cache import CACHE_DIR_ENV, cache_dir, cache_lock
 from nextword._contract.capabilities import Capabilities, Support
 from nextword._contract.checks import check_length, encode_text, utf8_bytes
 from nextword._contract.gguf_header import GGUFHeader, GGUFScalar, GGUFTensor, read_gguf_header
@@ -93,6 +93,7 @@ __all__ = [
     "TrainingJob",
     "TrainingOutcome",
     "cache_dir",
+    "cache_lock",
     "check_cancelled",
     "check_length",
     "default_threads",

@@ -70,6 +70,7 @@ HEAVIEST_FILES = (
     "test_korean.py",
     "test_hf_backend.py",
     "test_convert_gemma.py",
+    "test_hf_gguf_cache.py",
     "test_evaluation.py",
 )
 

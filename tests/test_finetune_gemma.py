@@ -98,18 +98,3 @@ def test_gguf_tokenizer_equals_the_original(tuned: nextword.FinetuneReport, gemm
         ids.append(vocab.tokenize(text, add_bos=True))
         vocab.close()
     assert ids[0] == ids[1]
-
-
-def test_a_base_read_from_gguf_is_an_ordinary_trainable_model(gemma_gguf: Path) -> None:
-    """transformers' GGUF quantizer is detached entirely: its own Trainer accepts the model (it
-    refused it while ``is_quantized`` stayed set) and the weights save under standard names."""
-    require_module("transformers")
-    from nextword_hf.training.model import load_base
-    from transformers.trainer_utils import validate_quantization_for_training
-
-    _, model = load_base(str(gemma_gguf), "cpu")
-    assert getattr(model, "hf_quantizer", None) is None
-    assert not getattr(model, "is_quantized", False)
-    assert not hasattr(model.config, "quantization_config")
-    validate_quantization_for_training(model)  # raised AttributeError before
-    assert all(p.is_floating_point() for p in model.parameters())

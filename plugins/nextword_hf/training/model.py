@@ -23,11 +23,13 @@ def pick_device(device: str) -> str:
     return device
 
 
-def load_base(base: str, device: str) -> tuple[Any, Any]:
-    """(tokenizer, model) of ``base`` in float32 on ``device``, in training mode."""
+def load_base(base: str, device: str, gguf_cache: Path | None = None) -> tuple[Any, Any]:
+    """(tokenizer, model) of ``base`` in float32 on ``device``, in training mode. A ``.gguf`` base
+    is read from (or converted into) ``gguf_cache`` when given (:mod:`nextword_hf.gguf_cache`),
+    converted from the file every time when not."""
     import torch
 
-    tokenizer, model = load_pretrained(locate(base), dtype=torch.float32, device=device)
+    tokenizer, model = load_pretrained(locate(base), dtype=torch.float32, device=device, gguf_cache=gguf_cache)
     if getattr(model.config, "is_encoder_decoder", False):
         raise ModelLoadError(f"{base!r} is not a causal language model")
     _detach_gguf_quantizer(model, base)
