@@ -10,7 +10,7 @@ from pathlib import Path
 
 import nextword_llamacpp.convert as convert_mod
 from nextword import InvalidConfig, ModelLoadError
-from nextword.backend import CACHE_DIR_ENV, from_hub, locate_model
+from nextword.backend import CACHE_DIR_ENV, cache_lock, from_hub, locate_model
 from nextword.backend import cache_dir as backend_cache_dir
 from nextword_llamacpp.gguf_check import GGUFInfo, inspect_gguf
 
@@ -86,16 +86,30 @@ def _convert_cached(folder: Path, quant: str, cache_dir: Path, name: str | None 
     """``folder`` converted to ``quant`` in ``cache_dir``: reused when a valid file with the same
     key is there, converted (once) otherwise."""
     out = cached_gguf_path(folder, quant, cache_dir, name)
-    if out.is_file():
-        try:
-            return inspect_gguf(out)
-        except ModelLoadError:
-            out.unlink(missing_ok=True)  # a damaged cache entry: make it again
+    kept = _read_kept(out)
+    if kept is not None:
+        return kept
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ModelLoadError(f"cannot create the GGUF cache folder {str(cache_dir)!r}: {exc}") from exc
-    return inspect_gguf(convert_mod.convert(folder, out, type=quant))
+    # Two loads of one folder at once (threads, processes) convert it once: the second waits.
+    with cache_lock(out.with_name(f".{out.name}.lock")):
+        kept = _read_kept(out)
+        if kept is not None:
+            return kept
+        out.unlink(missing_ok=True)  # a damaged cache entry: made again
+        return inspect_gguf(convert_mod.convert(folder, out, type=quant))
+
+
+def _read_kept(out: Path) -> GGUFInfo | None:
+    """The cached file's info, or None where it is missing or damaged."""
+    if not out.is_file():
+        return None
+    try:
+        return inspect_gguf(out)
+    except ModelLoadError:
+        return None
 
 
 #: What :func:`hub_snapshot` suggests instead of a hub id, by default (loading a model).
